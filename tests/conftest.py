@@ -1,0 +1,25 @@
+"""Shared fixtures: analytic denoisers with closed-form answers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vdm.schedules import alpha_sigma
+
+
+def gaussian_optimal_eps_fn(s: float):
+    """Bayes-optimal epsilon-predictor for x ~ N(0, s^2 I):
+    x_hat = alpha s^2 z / (alpha^2 s^2 + sigma^2), eps_hat = (z - alpha x_hat) / sigma."""
+
+    def eps_fn(z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
+        alpha, sigma = (a.view(-1, *[1] * (z.dim() - 1)) for a in alpha_sigma(log_snr))
+        x_hat = alpha * s**2 * z / (alpha**2 * s**2 + sigma**2)
+        return (z - alpha * x_hat) / sigma
+
+    return eps_fn
+
+
+@pytest.fixture
+def generator() -> torch.Generator:
+    return torch.Generator().manual_seed(1234)

@@ -1,0 +1,117 @@
+"""The bits/dim evaluator against closed forms (Gaussian data with its optimal denoiser)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import gaussian_optimal_eps_fn
+
+from vdm.likelihood import (
+    diffusion_nats,
+    discretized_decoder_log_probs,
+    elbo_bpd,
+    prior_kl_nats,
+    reconstruction_nats,
+)
+from vdm.schedules import SCHEDULES, alpha_sigma, get_schedule, schedule_endpoints
+
+SHAPE = (2048, 1, 8, 8)
+
+
+def expected_diffusion_bpd(schedule, s: float) -> float:
+    """1/2 [ln(1 + SNR(0) s^2) - ln(1 + SNR(1) s^2)] nats per dimension, in bits."""
+    lam0, lam1 = (float(v.detach()) for v in schedule_endpoints(schedule))
+    nats = 0.5 * (math.log1p(math.exp(lam0) * s**2) - math.log1p(math.exp(lam1) * s**2))
+    return nats / math.log(2)
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+@pytest.mark.parametrize("s", [0.5, 1.0])
+def test_diffusion_term_matches_gaussian_closed_form(name: str, s: float, generator) -> None:
+    schedule = get_schedule(name)
+    x = s * torch.randn(SHAPE, generator=generator)
+    out = elbo_bpd(gaussian_optimal_eps_fn(s), x, schedule, num_levels=256, generator=generator)
+    expected = expected_diffusion_bpd(schedule, s)
+    assert float(out["diffusion"].mean()) == pytest.approx(expected, rel=0.01)
+
+
+def test_t_uniform_estimator_is_unbiased_but_noisier(generator) -> None:
+    schedule = get_schedule("cosine")
+    s = 1.0
+    x = s * torch.randn(SHAPE, generator=generator)
+    eps_fn = gaussian_optimal_eps_fn(s)
+    by_t = diffusion_nats(eps_fn, x, schedule, time_sampling="t", generator=generator)
+    by_lam = diffusion_nats(eps_fn, x, schedule, time_sampling="logsnr", generator=generator)
+    expected_nats = expected_diffusion_bpd(schedule, s) * math.log(2) * 64
+    assert float(by_t.mean()) == pytest.approx(expected_nats, rel=0.1)
+    assert float(by_t.std()) > 1.5 * float(by_lam.std())
+
+
+def test_discrete_bound_converges_to_continuous_from_above(generator) -> None:
+    schedule = get_schedule("linear")
+    s = 1.0
+    x = s * torch.randn(SHAPE, generator=generator)
+    eps_fn = gaussian_optimal_eps_fn(s)
+    continuous = expected_diffusion_bpd(schedule, s) * math.log(2) * 64
+    bounds = [float(diffusion_nats(eps_fn, x, schedule, discrete_steps=steps,
+                                   generator=generator).mean()) for steps in (5, 50, 1000)]
+    assert bounds[0] > bounds[1] > bounds[2] > continuous
+    assert bounds[2] == pytest.approx(continuous, rel=0.05)
+
+
+def test_prior_term_equals_closed_form_kl(generator) -> None:
+    schedule = get_schedule("cosine", logsnr_min=-4.0)
+    x = torch.rand(16, 1, 8, 8, generator=generator) * 2 - 1
+    _, lam1 = schedule_endpoints(schedule)
+    alpha_1, sigma_1 = alpha_sigma(lam1)
+    q = torch.distributions.Normal(alpha_1 * x, sigma_1)
+    p = torch.distributions.Normal(torch.zeros_like(x), torch.ones_like(x))
+    expected = torch.distributions.kl_divergence(q, p).flatten(1).sum(1)
+    torch.testing.assert_close(prior_kl_nats(x, lam1), expected, rtol=1e-5, atol=1e-6)
+    out = elbo_bpd(gaussian_optimal_eps_fn(1.0), x, schedule, 17, generator=generator)
+    torch.testing.assert_close(out["prior"], expected / (64 * math.log(2)), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("num_levels", [2, 17, 256])
+@pytest.mark.parametrize("log_snr_0", [-2.0, 5.0, 13.3])
+def test_discretized_decoder_is_normalised(num_levels: int, log_snr_0: float, generator) -> None:
+    z0 = torch.randn(4, 3, 5, 5, generator=generator) * 1.5
+    log_probs = discretized_decoder_log_probs(z0, torch.tensor(log_snr_0), num_levels)
+    assert log_probs.shape == (4, 3, 5, 5, num_levels)
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(4, 3, 5, 5))
+
+
+def test_reconstruction_is_near_zero_at_high_snr_and_log_k_at_low_snr(generator) -> None:
+    levels = torch.randint(0, 17, (32, 1, 8, 8), generator=generator)
+    x = levels.float() * 2 / 16 - 1
+    sharp = reconstruction_nats(x, torch.tensor(12.0), 17, generator) / 64
+    assert float(sharp.max()) < 1e-3
+    blurred = reconstruction_nats(torch.zeros(4, 1, 8, 8), torch.tensor(-20.0), 17, generator) / 64
+    torch.testing.assert_close(blurred, torch.full((4,), math.log(17)), rtol=1e-4, atol=1e-4)
+
+
+def test_total_is_sum_of_terms_and_works_under_no_grad(generator) -> None:
+    schedule = get_schedule("learned")
+    x = torch.rand(8, 1, 8, 8, generator=generator) * 2 - 1
+    with torch.no_grad():
+        out = elbo_bpd(gaussian_optimal_eps_fn(0.6), x, schedule, 17, num_time_samples=2,
+                       generator=generator)
+    assert set(out) == {"reconstruction", "prior", "diffusion", "total"}
+    for value in out.values():
+        assert value.shape == (8,) and not value.requires_grad
+    torch.testing.assert_close(out["total"], out["reconstruction"] + out["prior"] + out["diffusion"])
+
+
+def test_uniform_prediction_bound_for_perfect_decoder_is_tight(generator) -> None:
+    """Data with a single level: the optimal eps-predictor knows x exactly, so only the
+    decoder and prior terms and the residual diffusion cost at the ends remain small."""
+    x = torch.full((64, 1, 4, 4), 0.25)
+
+    def eps_fn(z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
+        alpha, sigma = (a.view(-1, 1, 1, 1) for a in alpha_sigma(log_snr))
+        return (z - alpha * 0.25) / sigma
+
+    out = elbo_bpd(eps_fn, x, get_schedule("cosine"), 17, generator=generator)
+    torch.testing.assert_close(out["diffusion"], torch.zeros(64), atol=1e-4, rtol=0)

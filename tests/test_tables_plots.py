@@ -1,0 +1,238 @@
+"""vdm.tables and vdm.plots on a synthetic 2 objectives × 2 schedules × 3 seeds benchmark."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy import stats as sps
+
+from vdm import plots, tables
+
+# Objectives / schedules deliberately listed in non-alphabetical order.
+OBJECTIVES = ["eps", "elbo"]
+SCHEDULES = ["linear", "cosine"]
+# Per cell: three seeds, each evenly spaced so that s is exact.
+NLL = {("eps", "linear"): [2.70, 2.72, 2.74], ("eps", "cosine"): [2.66, 2.67, 2.68],
+       ("elbo", "linear"): [2.60, 2.62, 2.64], ("elbo", "cosine"): [2.55, 2.57, 2.59]}
+FID = {("eps", "linear"): [3.0, 3.2, 3.4], ("eps", "cosine"): [2.9, 3.0, 3.1],
+       ("elbo", "linear"): [5.0, 5.5, 6.0], ("elbo", "cosine"): [4.0, 4.4, 4.8]}
+LAMBDA = {"linear": (7.0, -10.0), "cosine": (6.0, -9.0)}
+T975_DOF2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)  # t_{0.975,2} = 4.30265 (closed form for ν=2)
+
+
+def make_records() -> list[dict]:
+    """metrics.json-like records in config order (objective, schedule, seed)."""
+    records = []
+    for obj in OBJECTIVES:
+        for sched in SCHEDULES:
+            for seed in range(3):
+                records.append({
+                    "dataset": "digits", "objective": obj, "schedule": sched, "seed": seed,
+                    "steps": 2000, "train_seconds": 30.0 + seed, "num_params": 150000,
+                    "final_loss": 0.05, "logsnr_max": LAMBDA[sched][0],
+                    "logsnr_min": LAMBDA[sched][1], "nll_bpd": NLL[obj, sched][seed],
+                    "nll_bpd_se": 0.03, "nll_reconstruction_bpd": 0.1, "nll_prior_bpd": 1e-4,
+                    "nll_diffusion_bpd": 2.5, "fid": FID[obj, sched][seed], "kid": 0.01,
+                    "kid_std": 0.002, "precision": 0.8, "recall": 0.7,
+                    "feature_extractor": "classifier-digits", "num_fid_samples": 1000,
+                    "config": {"lr": 1e-3}, "provenance": {"git_commit": "abc"},
+                })
+    return records
+
+
+@pytest.fixture
+def df() -> pd.DataFrame:
+    return pd.DataFrame(make_records()).drop(columns=["config", "provenance"])
+
+
+def write_metrics(tmp_path: Path) -> list[Path]:
+    paths = []
+    for i, rec in enumerate(make_records()):
+        path = tmp_path / "runs" / f"run{i}" / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(rec))
+        paths.append(path)
+    return paths
+
+
+def is_png(path: Path) -> bool:
+    return path.exists() and path.stat().st_size > 1000 and \
+        path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def table_rows(markdown: str) -> list[str]:
+    return [line for line in markdown.splitlines() if line.startswith("|")]
+
+
+# --------------------------------------------------------------------------- tables
+def test_load_metrics_flattens_scalars(tmp_path: Path) -> None:
+    paths = write_metrics(tmp_path)
+    rec = json.loads(paths[0].read_text())
+    del rec["fid"]  # a run without FID
+    paths[0].write_text(json.dumps(rec))
+    loaded = tables.load_metrics(paths)
+    assert len(loaded) == 12
+    assert "config" not in loaded and "provenance" not in loaded
+    assert set(tables.SUMMARY_COLUMNS) <= set(loaded.columns)
+    assert math.isnan(loaded.loc[0, "fid"]) and loaded.loc[1, "fid"] == 3.2
+
+
+def test_summary_long_order_and_columns(df: pd.DataFrame) -> None:
+    shuffled = df.sample(frac=1.0, random_state=0)
+    long = tables.summary_long(shuffled, objective_order=OBJECTIVES, schedule_order=SCHEDULES)
+    assert list(long.columns[:4]) == ["dataset", "objective", "schedule", "seed"]
+    expected = [(o, s, k) for o in OBJECTIVES for s in SCHEDULES for k in range(3)]
+    assert list(zip(long["objective"], long["schedule"], long["seed"], strict=True)) == expected
+
+
+def test_cell_summary_matches_hand_ci(df: pd.DataFrame) -> None:
+    cells = tables.cell_summary(df, "nll_bpd")
+    assert list(zip(cells["objective"], cells["schedule"], strict=True)) == \
+        [(o, s) for o in OBJECTIVES for s in SCHEDULES]
+    row = cells.iloc[0]  # eps/linear: [2.70, 2.72, 2.74] → mean 2.72, s = 0.02
+    assert row["mean"] == pytest.approx(2.72)
+    assert row["ci"] == pytest.approx(T975_DOF2 * 0.02 / math.sqrt(3))  # = 0.049683
+    assert row["n"] == 3
+
+
+def test_pivot_markdown_marks_best_and_keeps_order(df: pd.DataFrame) -> None:
+    nll = tables.pivot_table_markdown(df, "nll_bpd")
+    rows = table_rows(nll)
+    assert rows[0] == "| objective | linear | cosine |"
+    assert [r.split("|")[1].strip() for r in rows[2:]] == ["eps", "elbo", "λ range"]
+    # elbo/cosine mean 2.57, half-width 4.30265·0.02/√3 = 0.04968 → "0.050"
+    assert "**2.570 ± 0.050**" in nll
+    assert sum(r.count("**") for r in rows) == 2  # exactly one bold cell
+    assert "bits/dim" in nll and "[-10.00, 7.00]" in nll and "[-9.00, 6.00]" in nll
+    fid = tables.pivot_table_markdown(df, "fid")
+    # eps/cosine mean 3.0, s = 0.1 → half-width 0.24841 → "0.25"
+    assert "**3.00 ± 0.25**" in fid
+    assert "classifier-digits" in fid and "not Inception" in fid
+
+
+def test_pivot_explicit_order(df: pd.DataFrame) -> None:
+    md = tables.pivot_table_markdown(df, "fid", objective_order=["elbo"],
+                                     schedule_order=["cosine", "linear"])
+    rows = table_rows(md)
+    assert rows[0] == "| objective | cosine | linear |"
+    assert rows[2].startswith("| elbo |")
+
+
+def test_pivot_latex_bold_escaped_ascii(df: pd.DataFrame) -> None:
+    df = df.assign(objective=df["objective"].replace({"elbo": "min_snr"}))
+    tex = tables.pivot_table_latex(df, "nll_bpd", label="tab:nll")
+    assert r"\textbf{2.570 $\pm$ 0.050}" in tex
+    assert r"min\_snr" in tex and r"\begin{tabular}" in tex and r"\toprule" in tex
+    assert r"\label{tab:nll}" in tex and "bits/dim" in tex
+    assert tex.isascii()
+    assert tex.count("{") == tex.count("}")
+    assert tex.count("$") % 2 == 0
+
+
+def test_significance_matches_scipy(df: pd.DataFrame) -> None:
+    sig = tables.significance_table(df, "fid").set_index(["objective", "schedule"])
+    ref = sps.ttest_ind(FID["elbo", "linear"], FID["eps", "linear"], equal_var=False)
+    row = sig.loc[("elbo", "linear")]
+    assert row["p"] == pytest.approx(ref.pvalue)
+    assert row["t"] == pytest.approx(ref.statistic)
+    assert row["diff"] == pytest.approx(5.5 - 3.2)
+    assert row["significant"] and row["mark"] == "*"
+    # eps/cosine vs baseline: t = −0.2/√(0.01/3 + 0.04/3) = −1.549 → not significant
+    assert sig.loc[("eps", "cosine"), "t"] == pytest.approx(-0.2 / math.sqrt(0.05 / 3))
+    assert sig.loc[("eps", "cosine"), "mark"] == ""
+    assert sig.loc[("eps", "linear"), "mark"] == "base"
+    assert "Welch" in tables.significance_caption("fid")
+
+
+def test_write_tables_files(df: pd.DataFrame, tmp_path: Path) -> None:
+    paths = tables.write_tables(df, tmp_path / "out")
+    assert set(paths) == {"summary.csv", "summary.md", "summary.tex", "significance.csv"}
+    summary = pd.read_csv(paths["summary.csv"])
+    for col in ["dataset", "objective", "schedule", "seed", "fid", "kid", "nll_bpd",
+                "nll_bpd_se", "train_seconds", "steps", "logsnr_min", "feature_extractor"]:
+        assert col in summary.columns
+    sig = pd.read_csv(paths["significance.csv"])
+    assert {"dataset", "metric", "objective", "schedule", "diff", "t", "dof", "p"} <= \
+        set(sig.columns)
+    assert len(sig) == 8
+    md = paths["summary.md"].read_text()
+    assert "**2.570 ± 0.050**" in md and "Welch" in md and "| Δ vs base |" in md
+    tex = paths["summary.tex"].read_text()
+    assert tex.count(r"\begin{table}") == 4 and r"\textbf{" in tex and tex.isascii()
+
+
+def test_aggregate_main(tmp_path: Path) -> None:
+    paths = tables.aggregate_main(write_metrics(tmp_path), tmp_path / "agg")
+    assert all(p.stat().st_size > 0 for p in paths.values())
+
+
+def test_tables_one_seed_and_missing_fid(df: pd.DataFrame, tmp_path: Path) -> None:
+    one = df[df["seed"] == 0].assign(fid=np.nan)
+    md = tables.pivot_table_markdown(one, "nll_bpd")
+    assert "**2.550**" in md and "±" not in table_rows(md)[2]
+    assert "n/a" in tables.pivot_table_markdown(one, "fid")
+    sig = tables.significance_table(one, "nll_bpd")
+    assert sig["p"].isna().all() and not sig["significant"].any()
+    paths = tables.write_tables(one, tmp_path)
+    assert paths["summary.tex"].read_text().isascii()
+
+
+# --------------------------------------------------------------------------- plots
+@pytest.mark.parametrize("variant", ["full", "one_seed", "no_fid"])
+def test_summary_plots(df: pd.DataFrame, tmp_path: Path, variant: str) -> None:
+    if variant == "one_seed":
+        df = df[df["seed"] == 0]
+    elif variant == "no_fid":
+        df = df.assign(fid=np.nan, feature_extractor=np.nan)
+    written = [*plots.plot_heatmaps(df, tmp_path), *plots.plot_bars(df, tmp_path),
+               plots.plot_tradeoff(df, tmp_path)]
+    names = {p.name for p in written}
+    assert names == {"fid_heatmap.png", "nll_heatmap.png", "fid_bars.png", "nll_bars.png",
+                     "fid_vs_nll.png"}
+    assert all(is_png(p) for p in written)
+
+
+def write_logs(tmp_path: Path) -> dict[tuple[str, str, int], Path]:
+    logs = {}
+    steps = np.arange(0, 200, 10)
+    for obj in OBJECTIVES:
+        for sched in SCHEDULES:
+            for seed in range(2):
+                path = tmp_path / f"log_{obj}_{sched}_{seed}.csv"
+                pd.DataFrame({"step": steps, "loss": 1.0 / (1 + steps) + 0.01 * (seed + 1),
+                              "grad_norm": 1.0, "lr": 1e-3, "images_per_sec": 500.0,
+                              "ema_loss": 0.5}).to_csv(path, index=False)
+                logs[obj, sched, seed] = path
+    return logs
+
+
+def write_grids(tmp_path: Path) -> dict[tuple[str, str], Path]:
+    grids = {}
+    rng = np.random.default_rng(0)
+    # grey and RGB grids; elbo/cosine missing on purpose
+    for obj, sched, shape in [("eps", "linear", (16, 16)), ("eps", "cosine", (16, 16, 3)),
+                              ("elbo", "linear", (16, 16))]:
+        path = tmp_path / f"grid_{obj}_{sched}.png"
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(path)
+        grids[obj, sched] = path
+    return grids
+
+
+def test_loss_curves_and_montage(tmp_path: Path) -> None:
+    assert is_png(plots.plot_loss_curves(write_logs(tmp_path), tmp_path / "figs"))
+    assert is_png(plots.plot_sample_montage(write_grids(tmp_path), tmp_path / "figs"))
+    assert is_png(plots.plot_loss_curves({}, tmp_path / "empty"))
+    assert is_png(plots.plot_sample_montage({}, tmp_path / "empty"))
+
+
+def test_plots_main(df: pd.DataFrame, tmp_path: Path) -> None:
+    summary = tables.write_tables(df, tmp_path)["summary.csv"]
+    written = plots.plots_main(summary, write_logs(tmp_path), write_grids(tmp_path),
+                               tmp_path / "figs")
+    assert len(written) == 7 and all(is_png(p) for p in written)

@@ -1,0 +1,340 @@
+"""Argument definitions and entry points of the ``python -m vdm`` commands (thin wrappers)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vdm.config import apply_overrides, load_config_file, run_config_from_dict
+from vdm.provenance import provenance, resolve_device, write_json_atomic
+
+
+def _common_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, type=Path, help="trained model.pt")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation's randomness")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-ema", action="store_true", help="use raw instead of EMA weights")
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+# ----- train ------------------------------------------------------------------------------
+def train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="run config (YAML/JSON); see vdm.config")
+    parser.add_argument("--config-json", help="run config as an inline JSON mapping")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override, e.g. train.steps=500 (repeatable)")
+    parser.add_argument("--dataset")
+    parser.add_argument("--objective")
+    parser.add_argument("--schedule")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--out", required=True, type=Path, help="run directory")
+    parser.add_argument("--stop-at", type=int, help="stop after this step, leaving state.pt")
+
+
+def build_run_config(args: argparse.Namespace):
+    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    if args.config_json:
+        data.update(json.loads(args.config_json))
+    for key in ("dataset", "objective", "schedule", "seed"):
+        if getattr(args, key) is not None:
+            data[key] = getattr(args, key)
+    config = run_config_from_dict(apply_overrides(data, args.overrides))
+    validate_run_config(config)
+    return config
+
+
+def validate_run_config(config) -> None:
+    """Name checks that need the registries (before any data is loaded or model built)."""
+    from vdm.data import DATASETS
+    from vdm.objectives import OBJECTIVES
+    from vdm.schedules import SCHEDULES
+
+    for key, value, allowed in (("dataset", config.dataset, DATASETS),
+                                ("objective", config.objective, OBJECTIVES),
+                                ("schedule", config.schedule, SCHEDULES)):
+        if value not in allowed:
+            raise ValueError(f"config key {key!r}: unknown value {value!r}; choose one of "
+                             f"{sorted(allowed)}")
+    resolve_device(config.device)
+
+
+def train_main(args: argparse.Namespace) -> None:
+    from vdm.trainer import Trainer
+
+    config = build_run_config(args)
+    summary = Trainer(config, args.out).fit(stop_at=args.stop_at)
+    if summary:
+        print(f"trained {summary['steps']} steps in {summary['train_seconds']:.1f} s, "
+              f"final loss {summary['final_loss']:.4f} -> {args.out}")
+
+
+# ----- sample -----------------------------------------------------------------------------
+def sample_arguments(parser: argparse.ArgumentParser) -> None:
+    _common_eval_arguments(parser)
+    parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=100, help="sampling steps N")
+    parser.add_argument("--method", default="ancestral", choices=["ancestral", "ddim"])
+    parser.add_argument("--no-clip", action="store_true", help="do not clip x_hat to [-1, 1]")
+    parser.add_argument("--out", required=True, type=Path, help="samples.npz (uint8 images)")
+    parser.add_argument("--grid", type=Path, help="sample grid PNG")
+
+
+def sample_main(args: argparse.Namespace) -> None:
+    from vdm.data import dataset_info
+    from vdm.sampler import sample, save_grid
+    from vdm.trainer import load_trained_model
+
+    _set_threads(args.threads)
+    device = resolve_device(args.device)
+    model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
+    info = dataset_info(config.dataset)
+    images = sample(model.eps, model.schedule, tuple(info["shape"]), args.num_samples,
+                    info["num_levels"], steps=args.steps, method=args.method,
+                    batch_size=args.batch_size, seed=args.seed, device=device,
+                    clip=not args.no_clip)
+    meta = {"model": str(args.model), "num_samples": args.num_samples, "steps": args.steps,
+            "method": args.method, "seed": args.seed, "ema": not args.no_ema,
+            "run_config": config.to_dict(), "provenance": provenance(device)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp.npz")
+    np.savez_compressed(tmp, images=images.numpy(), meta=json.dumps(meta, default=str))
+    tmp.replace(args.out)
+    if args.grid:
+        save_grid(images, args.grid)
+    print(f"{len(images)} samples -> {args.out}")
+
+
+# ----- nll --------------------------------------------------------------------------------
+def nll_arguments(parser: argparse.ArgumentParser) -> None:
+    _common_eval_arguments(parser)
+    parser.add_argument("--split", default="test", choices=["train", "test"])
+    parser.add_argument("--num-time-samples", type=int, default=16)
+    parser.add_argument("--time-sampling", default="logsnr", choices=["logsnr", "t"])
+    parser.add_argument("--discrete-steps", type=int, help="discrete-time bound with T steps")
+    parser.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
+    parser.add_argument("--out", required=True, type=Path, help="nll.json")
+
+
+def nll_main(args: argparse.Namespace) -> None:
+    from vdm.data import load_dataset
+    from vdm.evaluate import evaluate_nll
+    from vdm.trainer import load_trained_model
+
+    _set_threads(args.threads)
+    device = resolve_device(args.device)
+    model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
+    data = load_dataset(config.dataset, args.split, config.data_root, config.download)
+    result = evaluate_nll(model, data, batch_size=args.batch_size,
+                          num_time_samples=args.num_time_samples, time_sampling=args.time_sampling,
+                          discrete_steps=args.discrete_steps, seed=args.seed,
+                          max_examples=args.max_examples, device=device)
+    result.update({"model": str(args.model), "ema": not args.no_ema,
+                   "run_config": config.to_dict(), "provenance": provenance(device)})
+    write_json_atomic(args.out, result)
+    print(f"{result['nll_bpd']:.4f} +- {result['nll_bpd_se']:.4f} bits/dim "
+          f"({result['split']}, n={result['num_examples']}) -> {args.out}")
+
+
+# ----- data -------------------------------------------------------------------------------
+def prepare_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--root", default="data", help="data_root (mnist, cifar10)")
+    parser.add_argument("--download", action="store_true", help="download when missing")
+    parser.add_argument("--out", required=True, type=Path, help="data.json (sizes and hashes)")
+
+
+def prepare_data_main(args: argparse.Namespace) -> None:
+    from vdm.data import load_dataset
+    from vdm.fid import content_hash
+
+    summary: dict[str, Any] = {"dataset": args.dataset, "root": str(args.root)}
+    for split in ("train", "test"):
+        data = load_dataset(args.dataset, split, args.root, args.download)
+        summary[split] = {"num_examples": len(data), "shape": list(data.shape),
+                          "num_levels": data.num_levels,
+                          "content_hash": content_hash(data.images)}
+    summary["provenance"] = provenance()
+    write_json_atomic(args.out, summary)
+    print(f"{args.dataset}: {summary['train']['num_examples']} train / "
+          f"{summary['test']['num_examples']} test images -> {args.out}")
+
+
+# ----- FID --------------------------------------------------------------------------------
+def classifier_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--root", default="data")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--min-accuracy", type=float, default=0.0,
+                        help="fail when the test accuracy is below this")
+    parser.add_argument("--out", required=True, type=Path, help="classifier.pt")
+
+
+def classifier_main(args: argparse.Namespace) -> None:
+    from vdm.data import load_dataset
+    from vdm.feature_extractors import save_classifier, train_classifier
+
+    device = resolve_device(args.device)
+    train = load_dataset(args.dataset, "train", args.root)
+    test = load_dataset(args.dataset, "test", args.root)
+    model, accuracy = train_classifier(train, test, steps=args.steps, batch_size=args.batch_size,
+                                       lr=args.lr, seed=args.seed, device=str(device),
+                                       num_threads=args.threads)
+    if accuracy < args.min_accuracy:
+        raise ValueError(f"classifier test accuracy {accuracy:.3f} < --min-accuracy "
+                         f"{args.min_accuracy}")
+    meta = {"dataset": args.dataset, "test_accuracy": accuracy, "seed": args.seed,
+            "steps": args.steps, "provenance": provenance(device)}
+    save_classifier(model, args.out, meta)
+    write_json_atomic(args.out.with_suffix(".json"), meta)
+    print(f"classifier on {args.dataset}: test accuracy {accuracy:.4f} -> {args.out}")
+
+
+def _fid_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--root", default="data")
+    parser.add_argument("--split", default="train", help="reference split")
+    parser.add_argument("--extractor", default="classifier",
+                        choices=["classifier", "inception-v3-compat"])
+    parser.add_argument("--weights", type=Path,
+                        help="extractor weights (classifier.pt, or converted Inception .pth)")
+    parser.add_argument("--cache-root", type=Path, required=True, help="torch-fidelity cache")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=None)
+
+
+def fid_reference_arguments(parser: argparse.ArgumentParser) -> None:
+    _fid_common_arguments(parser)
+    parser.add_argument("--out", required=True, type=Path, help="reference.json")
+
+
+def fid_reference_main(args: argparse.Namespace) -> None:
+    from vdm.data import load_dataset
+    from vdm.fid import compute_reference_statistics
+
+    _set_threads(args.threads)
+    reference = load_dataset(args.dataset, args.split, args.root).pixels_uint8()
+    info = compute_reference_statistics(
+        reference, dataset=args.dataset, split=args.split, extractor=args.extractor,
+        weights_path=args.weights, cache_root=args.cache_root,
+        device=str(resolve_device(args.device)), batch_size=args.batch_size)
+    info["provenance"] = provenance()
+    write_json_atomic(args.out, info)
+    print(f"reference features {info['cache_name']} -> {args.cache_root}")
+
+
+def fid_arguments(parser: argparse.ArgumentParser) -> None:
+    _fid_common_arguments(parser)
+    parser.add_argument("--samples", required=True, type=Path, help="samples.npz")
+    parser.add_argument("--kid-subset-size", type=int, default=1000)
+    parser.add_argument("--no-prc", action="store_true", help="skip precision/recall")
+    parser.add_argument("--out", required=True, type=Path, help="fid.json")
+
+
+def fid_main(args: argparse.Namespace) -> None:
+    from vdm.data import load_dataset
+    from vdm.fid import compute_metrics, load_samples
+
+    _set_threads(args.threads)
+    samples = load_samples(args.samples)
+    reference = load_dataset(args.dataset, args.split, args.root).pixels_uint8()
+    result = compute_metrics(
+        samples, reference, dataset=args.dataset, split=args.split, extractor=args.extractor,
+        weights_path=args.weights, cache_root=args.cache_root,
+        device=str(resolve_device(args.device)), kid_subset_size=args.kid_subset_size,
+        prc=not args.no_prc, batch_size=args.batch_size)
+    result.update({"samples": str(args.samples), "reference_split": args.split,
+                   "provenance": provenance()})
+    write_json_atomic(args.out, result)
+    print(f"FID ({result['feature_extractor']}) {result['fid']:.3f} -> {args.out}")
+
+
+# ----- results ----------------------------------------------------------------------------
+def collect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train", required=True, type=Path, help="train.json")
+    parser.add_argument("--nll", required=True, type=Path, help="nll.json")
+    parser.add_argument("--fid", type=Path, help="fid.json (optional)")
+    parser.add_argument("--out", required=True, type=Path, help="metrics.json")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"result file not found: {path}")
+    return json.loads(path.read_text())
+
+
+def collect_main(args: argparse.Namespace) -> None:
+    train = _read_json(args.train)
+    nll = _read_json(args.nll)
+    metrics = {key: train[key] for key in (
+        "dataset", "objective", "schedule", "seed", "steps", "train_seconds", "num_params",
+        "final_loss", "logsnr_max", "logsnr_min")}
+    metrics.update({key: value for key, value in nll.items() if key.startswith("nll_")})
+    metrics["nll_num_examples"] = nll["num_examples"]
+    if args.fid:
+        fid = _read_json(args.fid)
+        metrics.update({key: fid[key] for key in ("fid", "kid", "kid_std", "precision", "recall",
+                                                  "feature_extractor")})
+        metrics["num_fid_samples"] = fid["num_samples"]
+    metrics.update({"config": train["config"], "provenance": train["provenance"],
+                    "sources": {"train": str(args.train), "nll": str(args.nll),
+                                "fid": str(args.fid) if args.fid else None}})
+    write_json_atomic(args.out, metrics)
+
+
+def aggregate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("metrics", nargs="+", type=Path, help="metrics.json of every run")
+    parser.add_argument("--out-dir", required=True, type=Path, help="tables directory")
+
+
+def aggregate_main(args: argparse.Namespace) -> None:
+    from vdm.tables import aggregate_main as write_all_tables
+
+    for path in args.metrics:
+        if not path.is_file():
+            raise FileNotFoundError(f"metrics file not found: {path}")
+    written = write_all_tables(args.metrics, args.out_dir)
+    print("tables: " + ", ".join(str(p) for p in written.values()))
+
+
+def _run_key(path: Path) -> tuple[str, str, int]:
+    """(objective, schedule, seed) of a run file ``.../<objective>/<schedule>/seed<k>/file``."""
+    seed_dir = path.parent
+    return seed_dir.parent.parent.name, seed_dir.parent.name, int(seed_dir.name.removeprefix("seed"))
+
+
+def plots_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--summary", required=True, type=Path, help="summary.csv")
+    parser.add_argument("--logs", nargs="*", type=Path, default=[],
+                        help="train_log.csv files in <objective>/<schedule>/seed<k>/ folders")
+    parser.add_argument("--grids", nargs="*", type=Path, default=[],
+                        help="samples.png files in <objective>/<schedule>/seed<k>/ folders")
+    parser.add_argument("--out-dir", required=True, type=Path)
+
+
+def plots_main(args: argparse.Namespace) -> None:
+    from vdm.plots import plots_main as draw_all
+
+    if not args.summary.is_file():
+        raise FileNotFoundError(f"summary table not found: {args.summary}")
+    logs = {_run_key(p): p for p in args.logs}
+    grids = {_run_key(p)[:2]: p for p in sorted(args.grids, key=_run_key, reverse=True)}
+    written = draw_all(args.summary, logs, grids, args.out_dir)
+    print("plots: " + ", ".join(str(p) for p in written))

@@ -1,0 +1,141 @@
+"""Configuration of one run (one objective x schedule x seed), with strict key checking.
+
+A run configuration is a nested mapping (YAML/JSON) turned into :class:`RunConfig`; unknown keys
+and wrongly typed values fail immediately with a one-line error naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    """UNet size (see :class:`vdm.network.UNet`)."""
+
+    channels: int = 32
+    channel_mults: list[int] = field(default_factory=lambda: [1, 2])
+    num_res_blocks: int = 1
+    attention_resolutions: list[int] = field(default_factory=list)
+    dropout: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (AdamW, linear warm-up then constant LR, EMA of the weights)."""
+
+    steps: int = 2000
+    batch_size: int = 128
+    lr: float = 2e-3
+    schedule_lr: float | None = None  # learned schedule's LR; None = same as lr
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    adam_beta2: float = 0.999
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    log_every: int = 10
+    checkpoint_every: int = 500
+    bf16: bool = False
+    compile: bool = False
+    threads: int | None = None  # torch intra-op threads on CPU; None = torch default
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines one trained model."""
+
+    dataset: str = "digits"
+    data_root: str = "data"
+    download: bool = False
+    objective: str = "eps"
+    schedule: str = "cosine"
+    seed: int = 0
+    device: str = "auto"
+    logsnr_min: float = -10.0  # fixed schedules: truncation; learned: initial end point
+    logsnr_max: float = 7.0
+    objective_kwargs: dict[str, float] = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_type(key: str, value: Any, annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(annotation):
+            return None
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        origin = typing.get_origin(annotation)
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"config key {key!r}: expected a list, got {value!r}")
+        (item_type,) = typing.get_args(annotation)
+        return [_check_type(f"{key}[{i}]", v, item_type) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"config key {key!r}: expected a mapping, got {value!r}")
+        return dict(value)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float, str, bool) and (
+            not isinstance(value, annotation) or (annotation is int and isinstance(value, bool))):
+        raise ValueError(f"config key {key!r}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _from_mapping(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown config key {prefix + unknown[0]!r}")
+    kwargs = {}
+    for name, value in data.items():
+        if dataclasses.is_dataclass(hints[name]):
+            if not isinstance(value, dict):
+                raise ValueError(f"config key {prefix + name!r}: expected a mapping")
+            kwargs[name] = _from_mapping(hints[name], value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(prefix + name, value, hints[name])
+    return cls(**kwargs)
+
+
+def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Validate and build a :class:`RunConfig` (missing keys take their defaults)."""
+    return _from_mapping(RunConfig, data)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON mapping, with a one-line error naming the file when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path}: expected a mapping at the top level")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a nested mapping."""
+    data = json.loads(json.dumps(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key=value")
+        key, raw = item.split("=", 1)
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return data

@@ -1,0 +1,269 @@
+"""Datasets as integer grey levels, and the maps between levels, model inputs and pixels.
+
+Every dataset is held as *level indices* ``k in {0, ..., K-1}`` (``K = num_levels``):
+
+* ``digits``  -- scikit-learn's 8x8 hand-written digits, ``K = 17`` (grey levels 0..16);
+* ``mnist``   -- 28x28 MNIST, ``K = 256``;
+* ``cifar10`` -- 32x32 RGB CIFAR-10, ``K = 256``.
+
+Three representations of one image are used in the package:
+
+* levels ``k``: ``uint8`` in ``[0, K-1]`` (what the discrete likelihood is defined on);
+* model inputs ``x = 2k/(K-1) - 1``: ``float32`` in ``[-1, 1]`` (what the network sees);
+* pixels ``round(k * 255/(K-1))``: ``uint8`` in ``[0, 255]`` (what FID and PNG files see).
+
+MNIST and CIFAR-10 are read directly from their standard on-disk formats (IDX files and
+python pickles); torchvision is only used to *download* them when ``download=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+DATASETS: tuple[str, ...] = ("digits", "mnist", "cifar10")
+SPLITS: tuple[str, ...] = ("train", "test")
+
+_INFO: dict[str, dict[str, Any]] = {
+    "digits": {"shape": (1, 8, 8), "num_levels": 17, "num_classes": 10},
+    "mnist": {"shape": (1, 28, 28), "num_levels": 256, "num_classes": 10},
+    "cifar10": {"shape": (3, 32, 32), "num_levels": 256, "num_classes": 10},
+}
+
+#: Fixed digits split: ``train_test_split(test_size=300, random_state=0, stratify=labels)``.
+DIGITS_TEST_SIZE = 300
+DIGITS_SEED = 0
+
+_HINT = "set `download: true` or point `data_root` at a directory holding the files"
+
+
+def dataset_info(name: str) -> dict[str, Any]:
+    """Static facts about dataset ``name`` without loading it.
+
+    Returns ``{"shape": (C, H, W), "num_levels": K, "num_classes": 10}``; shape in pixels.
+    Raises ``ValueError`` for an unknown name.
+    """
+    _check_name(name)
+    return dict(_INFO[name])
+
+
+def levels_to_model(levels: torch.Tensor, num_levels: int) -> torch.Tensor:
+    """Map level indices ``k`` (any integer dtype) to model inputs ``2k/(K-1) - 1`` (float32).
+
+    Computed as ``(2k - (K-1)) / (K-1)`` so that the endpoints are exactly -1 and +1.
+    Stays on the input's device; in-place on a fresh copy to keep large datasets cheap.
+    """
+    x = torch.as_tensor(levels).to(torch.float32, copy=True)
+    return x.mul_(2.0).sub_(num_levels - 1).div_(num_levels - 1)
+
+
+def model_to_levels(x: torch.Tensor, num_levels: int) -> torch.Tensor:
+    """Inverse of :func:`levels_to_model`: clip ``x`` to [-1, 1] and round to the nearest level.
+
+    Returns ``uint8`` level indices in ``[0, K-1]`` (``int64`` if ``K > 256``); the input is
+    not modified. Exact ties round half to even (``torch.round``).
+    """
+    k = torch.as_tensor(x).to(torch.float32).clamp(-1.0, 1.0)  # clamp makes a new tensor
+    k.add_(1.0).mul_((num_levels - 1) / 2.0).round_().clamp_(0, num_levels - 1)
+    return k.to(torch.uint8 if num_levels <= 256 else torch.int64)
+
+
+def levels_to_pixels(levels: torch.Tensor, num_levels: int) -> torch.Tensor:
+    """Map level indices to 8-bit pixels ``round(k * 255 / (K-1))`` (uint8, 0..255, a copy).
+
+    Exact integer arithmetic (ties round up); a plain copy when ``K = 256``.
+    """
+    if num_levels == 256:
+        return torch.as_tensor(levels).to(torch.uint8, copy=True)
+    k = torch.as_tensor(levels).to(torch.int64)
+    d = num_levels - 1
+    return ((2 * 255 * k + d) // (2 * d)).clamp(0, 255).to(torch.uint8)
+
+
+@dataclass(frozen=True, eq=False)
+class ImageData:
+    """One split of one dataset, held in memory as level indices.
+
+    Frozen (fields cannot be reassigned) with identity equality (``eq=False``): comparing
+    tensors field-by-field is ambiguous, so compare ``images``/``labels`` explicitly.
+
+    Attributes:
+        name: dataset name, one of :data:`DATASETS`.
+        split: ``"train"`` or ``"test"``.
+        images: ``uint8`` tensor ``(N, C, H, W)`` of level indices in ``[0, num_levels-1]``.
+        labels: ``int64`` tensor ``(N,)`` of class labels in ``0..9``.
+        num_levels: number of grey levels ``K`` per channel (17 for digits, else 256).
+    """
+
+    name: str
+    split: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_levels: int
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {self.images.dtype} "
+                f"{tuple(self.images.shape)}"
+            )
+        if self.labels.dtype != torch.int64 or self.labels.shape != self.images.shape[:1]:
+            raise ValueError(
+                f"labels must be int64 ({self.images.shape[0]},), got "
+                f"{self.labels.dtype} {tuple(self.labels.shape)}"
+            )
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Shape ``(C, H, W)`` of one image, in channels and pixels."""
+        c, h, w = self.images.shape[1:]
+        return (int(c), int(h), int(w))
+
+    @property
+    def num_dims(self) -> int:
+        """Number of dimensions ``C*H*W`` of one image (the 'per dimension' in bits/dim)."""
+        c, h, w = self.shape
+        return c * h * w
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def model_inputs(self, index: Any = None) -> torch.Tensor:
+        """Model inputs ``x = 2k/(K-1) - 1`` (float32 in [-1, 1]); only rows ``index`` if given."""
+        levels = self.images if index is None else self.images[index]
+        return levels_to_model(levels, self.num_levels)
+
+    def pixels_uint8(self) -> torch.Tensor:
+        """All images as 8-bit pixels ``round(k * 255/(K-1))``, uint8 ``(N, C, H, W)``."""
+        return levels_to_pixels(self.images, self.num_levels)
+
+
+def load_dataset(
+    name: str, split: str, root: str | os.PathLike = "data", download: bool = False
+) -> ImageData:
+    """Load split ``split`` ("train" or "test") of dataset ``name`` as :class:`ImageData`.
+
+    ``root`` is the data directory holding ``MNIST/raw/`` or ``cifar-10-batches-py/``; if the
+    files are missing and ``download`` is true they are fetched with torchvision first.
+    ``digits`` ships with scikit-learn and ignores ``root`` and ``download``.
+    Raises ``ValueError`` (bad name/split) or ``FileNotFoundError`` (missing files).
+    """
+    _check_name(name)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} for dataset {name!r}; expected one of {SPLITS}")
+    root = Path(root)
+    if name == "digits":
+        images, labels = _load_digits(split)
+    elif name == "mnist":
+        images, labels = _load_mnist(root, split, download)
+    else:
+        images, labels = _load_cifar10(root, split, download)
+    return ImageData(
+        name=name,
+        split=split,
+        images=torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
+        labels=torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)),
+        num_levels=_INFO[name]["num_levels"],
+    )
+
+
+def _check_name(name: str) -> None:
+    if name not in _INFO:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+
+
+def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn digits with a fixed stratified split: 1497 train / 300 test images."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    labels = np.asarray(bunch.target, dtype=np.int64)
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)),
+        test_size=DIGITS_TEST_SIZE,
+        random_state=DIGITS_SEED,
+        stratify=labels,
+    )
+    idx = train_idx if split == "train" else test_idx
+    images = np.rint(bunch.images[idx]).astype(np.uint8)[:, None, :, :]  # floats 0..16 -> levels
+    return images, labels[idx]
+
+
+def _missing(name: str, path: Path) -> FileNotFoundError:
+    return FileNotFoundError(f"{name} data file not found: {path}; {_HINT}")
+
+
+def _download(name: str, root: Path, split: str) -> None:
+    """Fetch ``name`` into ``root`` with torchvision, turning failures into one-line errors."""
+    import torchvision
+
+    cls = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.CIFAR10
+    try:
+        cls(str(root), train=(split == "train"), download=True)
+    except Exception as exc:  # network/IO errors of any kind
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RuntimeError(
+            f"downloading {name} into {root} failed ({first}); "
+            f"point `data_root` at existing files instead"
+        ) from exc
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """Read an uncompressed IDX file of unsigned bytes (big-endian header) with ``magic``."""
+    raw = path.read_bytes()
+    ndim = magic & 0xFF  # 2051 = 0x803: ubyte, 3 dims; 2049 = 0x801: ubyte, 1 dim
+    off = 4 * (1 + ndim)  # header: magic, then one uint32 per dimension
+    header = [int(v) for v in np.frombuffer(raw[:off].ljust(off, b"\0"), dtype=">u4")]
+    dims = tuple(header[1:])
+    if header[0] != magic or len(raw) != off + int(np.prod(dims)):
+        raise ValueError(f"{path} is not a valid IDX file (expected magic {magic}); re-download it")
+    return np.frombuffer(raw, dtype=np.uint8, offset=off).reshape(dims).copy()
+
+
+def _load_mnist(root: Path, split: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST from ``root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``."""
+    raw = root / "MNIST" / "raw"
+    prefix = "train" if split == "train" else "t10k"
+    paths = [raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"]
+    if download and not all(p.is_file() for p in paths):
+        _download("mnist", root, split)
+    for p in paths:
+        if not p.is_file():
+            raise _missing("mnist", p)
+    images, labels = _read_idx(paths[0], 2051), _read_idx(paths[1], 2049)
+    if labels.shape != images.shape[:1]:
+        raise ValueError(f"mnist: {len(images)} images but {len(labels)} labels in {raw}")
+    return images[:, None, :, :], labels
+
+
+def _load_cifar10(root: Path, split: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10 from the python pickles ``root/cifar-10-batches-py/{data_batch_1..5,test_batch}``.
+
+    Each 3072-byte row is the R plane, then G, then B, each 32x32 row-major, so a plain
+    reshape to ``(N, 3, 32, 32)`` gives channels-first images.
+    """
+    folder = root / "cifar-10-batches-py"
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    paths = [folder / n for n in names]
+    if download and not all(p.is_file() for p in paths):
+        _download("cifar10", root, split)
+    data, labels = [], []
+    for p in paths:
+        if not p.is_file():
+            raise _missing("cifar10", p)
+        with open(p, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        rows = np.asarray(batch[b"data"], dtype=np.uint8)
+        if rows.ndim != 2 or rows.shape[1] != 3072:
+            raise ValueError(f"{p}: expected data rows of 3072 bytes, got {rows.shape}")
+        data.append(rows)
+        labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+    images = np.concatenate(data).reshape(-1, 3, 32, 32)
+    return images, np.concatenate(labels)

@@ -1,0 +1,316 @@
+"""FID / KID / precision-recall of generated samples with torch-fidelity, offline-capable.
+
+Two feature extractors (:data:`FEATURE_EXTRACTORS`):
+
+* ``"classifier"`` -- penultimate features of a small CNN trained on the dataset itself
+  (:mod:`vdm.feature_extractors`). Its FID is **not** Inception FID; it is always labelled
+  ``"classifier-<dataset>"`` (:func:`extractor_label`) and must be reported under that label.
+* ``"inception-v3-compat"`` -- torch-fidelity's TF-2015 FID Inception (pool3, 2048-d), with
+  weights from a local file (e.g. made offline by
+  :func:`vdm.feature_extractors.convert_fid_helper_inception`).
+
+Images everywhere are uint8 ``(N, C, H, W)`` pixels in ``0..255`` (``C`` = 1 or 3), at native
+resolution; grayscale is repeated to 3 channels for torch-fidelity.
+
+Reference features and FID statistics are cached with torch-fidelity's own file cache in
+``cache_root``. Its key is only a name, so :func:`reference_cache_name` puts a hash of the
+reference pixels and a hash of the extractor weights file into it: changing either gives a new
+cache entry instead of silently reusing stale features. Samples are never cached.
+
+KID subset size: if fewer than ``kid_subset_size`` samples or reference images are given, the
+subset size is lowered to ``min(n_samples, n_reference)`` and the value actually used is
+returned under ``"kid_subset_size"`` (at least 2 images on each side are required).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.hub
+from torch.utils.data import Dataset
+
+from vdm.feature_extractors import CLASSIFIER_EXTRACTOR_NAME, register_classifier_extractor
+
+FEATURE_EXTRACTORS: tuple[str, ...] = ("classifier", "inception-v3-compat")
+"""Extractor names accepted by this module."""
+
+_FIDELITY_NAMES = {"classifier": CLASSIFIER_EXTRACTOR_NAME,
+                   "inception-v3-compat": "inception-v3-compat"}
+_METRIC_KEYS = {"fid": "frechet_inception_distance", "kid": "kernel_inception_distance_mean",
+                "kid_std": "kernel_inception_distance_std", "precision": "precision",
+                "recall": "recall"}
+_HASH_LEN = 16
+_file_hash_memo: dict[tuple[str, int, int], str] = {}
+
+
+# --------------------------------------------------------------------------------------------
+# Names, labels and hashes
+# --------------------------------------------------------------------------------------------
+
+
+def _check_extractor(extractor: str) -> None:
+    if extractor not in FEATURE_EXTRACTORS:
+        raise ValueError(f"unknown feature extractor {extractor!r}; expected one of "
+                         f"{FEATURE_EXTRACTORS}")
+
+
+def extractor_label(extractor: str, dataset: str | None = None) -> str:
+    """Display label of an extractor for tables: ``"classifier-<dataset>"`` or
+    ``"inception-v3-compat"``. Classifier FID must never be shown as Inception FID."""
+    _check_extractor(extractor)
+    if extractor == "classifier":
+        if not dataset:
+            raise ValueError("the classifier extractor label needs the dataset name")
+        return f"classifier-{dataset}"
+    return extractor
+
+
+def content_hash(images_uint8: torch.Tensor | np.ndarray) -> str:
+    """First 16 hex chars of sha256 over the array's shape and raw bytes (C order)."""
+    arr = images_uint8.detach().cpu().numpy() if torch.is_tensor(images_uint8) else images_uint8
+    arr = np.ascontiguousarray(arr)
+    digest = hashlib.sha256()
+    digest.update(f"{arr.dtype.str}{tuple(arr.shape)}".encode())
+    digest.update(memoryview(arr).cast("B"))
+    return digest.hexdigest()[:_HASH_LEN]
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    """First 16 hex chars of sha256 of a file's contents (memoised per path, size, mtime)."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if key not in _file_hash_memo:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        _file_hash_memo[key] = digest.hexdigest()[:_HASH_LEN]
+    return _file_hash_memo[key]
+
+
+def _safe(part: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._]+", "_", str(part))
+
+
+def reference_cache_name(
+    dataset: str, split: str, extractor: str, content_hash: str, *, weights_hash: str | None = None
+) -> str:
+    """torch-fidelity cache name (``input2_cache_name``) of a reference set.
+
+    ``vdm-<dataset>-<split>-<extractor>-d<content_hash>[-w<weights_hash>]``; the content hash
+    (and the weights hash, always passed by this module) make the name a faithful cache key.
+    """
+    _check_extractor(extractor)
+    name = f"vdm-{_safe(dataset)}-{_safe(split)}-{extractor}-d{_safe(content_hash)}"
+    return name if weights_hash is None else f"{name}-w{_safe(weights_hash)}"
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+
+
+class Uint8ImageDataset(Dataset):
+    """torch Dataset over uint8 ``(N, C, H, W)`` images yielding uint8 ``3 x H x W`` tensors."""
+
+    def __init__(self, images_uint8: torch.Tensor | np.ndarray) -> None:
+        self.images = as_uint8_images(images_uint8)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = self.images[index]
+        return image.repeat(3, 1, 1) if image.shape[0] == 1 else image
+
+
+def as_uint8_images(images: torch.Tensor | np.ndarray, what: str = "images") -> torch.Tensor:
+    """Validate and return a CPU uint8 tensor ``(N, C, H, W)`` with ``C`` in {1, 3}, N >= 1."""
+    t = torch.as_tensor(images).detach().cpu()
+    if t.dtype != torch.uint8 or t.dim() != 4 or t.shape[1] not in (1, 3) or t.shape[0] < 1:
+        raise ValueError(f"{what} must be uint8 (N, C, H, W) with C in (1, 3) and N >= 1, got "
+                         f"{t.dtype} {tuple(t.shape)}")
+    return t.contiguous()
+
+
+def load_samples(path: str | os.PathLike) -> torch.Tensor:
+    """Read ``samples.npz`` (key ``images``: uint8 ``(N, C, H, W)``, 0..255) as a tensor."""
+    with np.load(path) as npz:
+        if "images" not in npz:
+            raise KeyError(f"{path} has no 'images' array (keys: {list(npz.keys())})")
+        return as_uint8_images(npz["images"], what=f"{path}['images']")
+
+
+def _check_weights(extractor: str, weights_path: str | os.PathLike | None, dataset: str) -> Path:
+    """Fail fast (one line, naming the path) when the extractor weights are unusable."""
+    _check_extractor(extractor)
+    if weights_path is None:
+        raise ValueError(f"weights_path is required for the {extractor!r} extractor (offline)")
+    path = Path(weights_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{extractor} feature extractor weights not found: {path}")
+    if extractor == "classifier":
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        meta = payload.get("meta", {}) if isinstance(payload, dict) else {}
+        trained_on = meta.get("dataset")
+        if trained_on is not None and trained_on != dataset:
+            raise ValueError(f"classifier {path} was trained on {trained_on!r}, not {dataset!r}")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# torch-fidelity plumbing
+# --------------------------------------------------------------------------------------------
+
+
+def _fidelity_kwargs(
+    extractor: str, weights_path: Path, cache_root: str | os.PathLike | None, device: str,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Keyword arguments common to every torch-fidelity call made here."""
+    register_classifier_extractor()
+    return {
+        "feature_extractor": _FIDELITY_NAMES[extractor],
+        "feature_extractor_weights_path": str(weights_path),
+        "cuda": torch.device(device).type == "cuda",
+        "batch_size": int(batch_size),
+        "cache": True,
+        "cache_root": None if cache_root is None else str(cache_root),
+        "save_cpu_ram": True,  # in-memory tensors: no DataLoader workers, chunked PRC distances
+        "verbose": False,
+        "rng_seed": 2020,
+    }
+
+
+def _feature_layers(kwargs: dict[str, Any], prc: bool = True) -> dict[str, str]:
+    """Feature layer per metric (fid, kid[, prc]) for the configured extractor."""
+    from torch_fidelity.utils import resolve_feature_layer_for_metric
+
+    metrics = ("fid", "kid", "prc") if prc else ("fid", "kid")
+    return {m: resolve_feature_layer_for_metric(m, **kwargs) for m in metrics}
+
+
+def _cache_files(cache_root: str | None, name: str, fidelity_name: str,
+                 layers: dict[str, str]) -> list[str]:
+    """Paths of torch-fidelity's cache files for the reference features and FID statistics."""
+    root = cache_root or os.path.join(torch.hub._get_torch_home(), "fidelity_cache")  # tf default
+    files = {f"{name}-{fidelity_name}-features-{layer}.pt" for layer in layers.values()}
+    files.add(f"{name}-{fidelity_name}-stat-fid-{layers['fid']}.pt")
+    return sorted(os.path.join(root, f) for f in files)
+
+
+def _reference_name(reference: torch.Tensor, dataset: str, split: str, extractor: str,
+                    weights: Path) -> tuple[str, str, str]:
+    data_hash = content_hash(reference)
+    weights_hash = file_hash(weights)
+    name = reference_cache_name(dataset, split, extractor, data_hash, weights_hash=weights_hash)
+    return name, data_hash, weights_hash
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def compute_reference_statistics(
+    reference_images_uint8: torch.Tensor | np.ndarray, *, dataset: str, split: str,
+    extractor: str, weights_path: str | os.PathLike, cache_root: str | os.PathLike | None,
+    device: str = "cpu", batch_size: int = 256,
+) -> dict[str, Any]:
+    """Extract and cache the reference-side features (fid/kid/prc layers) and FID statistics.
+
+    Uses torch-fidelity's cache in ``cache_root`` under :func:`reference_cache_name`, so later
+    :func:`compute_metrics` calls with the same reference, extractor and weights only extract
+    sample features. A no-op (apart from hashing) when the cache is already complete.
+    Returns a JSON-able description of the reference (``cached`` tells whether it was
+    already in the cache before this call).
+    """
+    from torch_fidelity.metric_fid import fid_featuresdict_to_statistics_cached
+    from torch_fidelity.utils import (
+        create_feature_extractor,
+        extract_featuresdict_from_input_id_cached,
+    )
+
+    weights = _check_weights(extractor, weights_path, dataset)
+    reference = as_uint8_images(reference_images_uint8, what="reference images")
+    name, data_hash, weights_hash = _reference_name(reference, dataset, split, extractor, weights)
+    kwargs = _fidelity_kwargs(extractor, weights, cache_root, device, batch_size)
+    layers = _feature_layers(kwargs)
+    files = _cache_files(kwargs["cache_root"], name, kwargs["feature_extractor"], layers)
+    cached = all(os.path.isfile(f) for f in files)
+    if not cached:
+        kwargs.update(input1=Uint8ImageDataset(reference), input1_cache_name=name)
+        feat_extractor = create_feature_extractor(
+            kwargs["feature_extractor"], sorted(set(layers.values())), **kwargs
+        )
+        features = extract_featuresdict_from_input_id_cached(1, feat_extractor, **kwargs)
+        fid_featuresdict_to_statistics_cached(features, name, feat_extractor, layers["fid"],
+                                              **kwargs)
+    return {
+        "cache_name": name,
+        "cache_files": files,
+        "cached": cached,
+        "content_hash": data_hash,
+        "weights_hash": weights_hash,
+        "weights_path": str(weights),
+        "num_reference": int(reference.shape[0]),
+        "image_shape": [int(s) for s in reference.shape[1:]],
+        "dataset": dataset,
+        "split": split,
+        "extractor": extractor,
+        "feature_extractor": extractor_label(extractor, dataset),
+        "feature_layers": layers,
+    }
+
+
+def compute_metrics(
+    sample_images_uint8: torch.Tensor | np.ndarray,
+    reference_images_uint8: torch.Tensor | np.ndarray, *, dataset: str, split: str,
+    extractor: str, weights_path: str | os.PathLike, cache_root: str | os.PathLike | None,
+    device: str = "cpu", kid_subset_size: int = 1000, prc: bool = True, batch_size: int = 256,
+) -> dict[str, Any]:
+    """FID, KID (mean, std) and precision/recall of samples against a reference set.
+
+    Both inputs are uint8 ``(N, C, H, W)`` pixels of the same ``(C, H, W)``. The reference
+    features come from (or go to) torch-fidelity's cache (see
+    :func:`compute_reference_statistics`). Deterministic for fixed inputs (KID subsets use a
+    fixed seed). ``kid_subset_size`` is lowered to ``min(n_samples, n_reference)`` when
+    needed; the value used is returned. Precision/recall are NaN when ``prc`` is false.
+
+    Returns ``{"fid", "kid", "kid_std", "precision", "recall", "feature_extractor",
+    "num_samples", "num_reference", "kid_subset_size", "reference_cache_name"}``.
+    """
+    from torch_fidelity import calculate_metrics
+
+    weights = _check_weights(extractor, weights_path, dataset)
+    samples = as_uint8_images(sample_images_uint8, what="sample images")
+    reference = as_uint8_images(reference_images_uint8, what="reference images")
+    if samples.shape[1:] != reference.shape[1:]:
+        raise ValueError(f"samples {tuple(samples.shape[1:])} and reference "
+                         f"{tuple(reference.shape[1:])} image shapes differ")
+    subset = min(int(kid_subset_size), len(samples), len(reference))
+    if subset < 2 or (prc and subset < 4):  # PRC needs 3 neighbours + the point itself
+        raise ValueError(f"too few images for KID/PRC: {len(samples)} samples, "
+                         f"{len(reference)} reference")
+    name, _, _ = _reference_name(reference, dataset, split, extractor, weights)
+    kwargs = _fidelity_kwargs(extractor, weights, cache_root, device, batch_size)
+    raw = calculate_metrics(
+        input1=Uint8ImageDataset(samples), input2=Uint8ImageDataset(reference),
+        input2_cache_name=name, fid=True, kid=True, prc=prc, kid_subset_size=subset, **kwargs,
+    )
+    out: dict[str, Any] = {key: float(raw.get(src, float("nan")))
+                           for key, src in _METRIC_KEYS.items()}
+    out.update(
+        feature_extractor=extractor_label(extractor, dataset),
+        num_samples=int(len(samples)),
+        num_reference=int(len(reference)),
+        kid_subset_size=subset,
+        reference_cache_name=name,
+    )
+    return out

@@ -1,0 +1,154 @@
+"""The epsilon-prediction UNet ``eps_hat(z_t, lambda_t)`` (DDPM architecture, sized by config).
+
+Residual blocks with GroupNorm + SiLU, optional self-attention at chosen resolutions, dropout,
+and conditioning on the log-SNR ``lambda`` through sinusoidal Fourier features (frequencies
+spaced geometrically between ``1/32`` and ``32`` rad per nat of log-SNR) followed by an MLP.
+The output layer is zero-initialised, so training starts from ``eps_hat = 0``.
+
+With ``channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_resolutions=(16,)``
+on 3x32x32 this is the DDPM CIFAR-10 network (about 35.7M parameters).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def log_snr_features(log_snr: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal features of ``lambda`` ``(B,) -> (B, dim)``: ``[sin(f_j lambda), cos(f_j lambda)]``."""
+    half = dim // 2
+    freqs = torch.exp(torch.linspace(math.log(1 / 32), math.log(32), half, device=log_snr.device))
+    angles = log_snr.float()[:, None] * freqs[None]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(32, channels // 4) if channels >= 8 else 1, channels)
+
+
+class ResBlock(nn.Module):
+    """``x + conv(silu(norm(conv(silu(norm(x))) + emb)))`` with a 1x1 skip when channels change."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1, self.conv1 = _norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, c_out)
+        self.norm2, self.conv2 = _norm(c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.dropout = nn.Dropout(dropout)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.emb(F.silu(emb))[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class AttentionBlock(nn.Module):
+    """Single-head self-attention over spatial positions, residual."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = _norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class UNet(nn.Module):
+    """``eps_hat = UNet(z_t, lambda_t)`` for images of shape ``(C, H, W)``.
+
+    ``H`` and ``W`` must be divisible by ``2 ** (len(channel_mults) - 1)``.
+    """
+
+    def __init__(self, image_shape: Sequence[int], channels: int = 32,
+                 channel_mults: Sequence[int] = (1, 2), num_res_blocks: int = 1,
+                 attention_resolutions: Sequence[int] = (), dropout: float = 0.0) -> None:
+        super().__init__()
+        c_img, height, width = image_shape
+        factor = 2 ** (len(channel_mults) - 1)
+        if height % factor or width % factor:
+            raise ValueError(f"model.channel_mults: {len(channel_mults)} levels need H, W divisible "
+                             f"by {factor}, got {height}x{width}")
+        emb_dim = 4 * channels
+        self.feature_dim = channels
+        self.embed = nn.Sequential(nn.Linear(channels, emb_dim), nn.SiLU(),
+                                   nn.Linear(emb_dim, emb_dim))
+        self.stem = nn.Conv2d(c_img, channels, 3, padding=1)
+        self.down, skips, c, res = nn.ModuleList(), [channels], channels, height
+        for level, mult in enumerate(channel_mults):
+            for _ in range(num_res_blocks):
+                self.down.append(self._block(c, channels * mult, emb_dim, dropout, res,
+                                             attention_resolutions))
+                c = channels * mult
+                skips.append(c)
+            if level < len(channel_mults) - 1:
+                self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+                skips.append(c)
+                res //= 2
+        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, dropout), AttentionBlock(c),
+                                  ResBlock(c, c, emb_dim, dropout)])
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(channel_mults))):
+            for _ in range(num_res_blocks + 1):
+                self.up.append(self._block(c + skips.pop(), channels * mult, emb_dim, dropout, res,
+                                           attention_resolutions))
+                c = channels * mult
+            if level > 0:
+                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                             nn.Conv2d(c, c, 3, padding=1)))
+                res *= 2
+        self.head = nn.Sequential(_norm(c), nn.SiLU(), nn.Conv2d(c, c_img, 3, padding=1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    @staticmethod
+    def _block(c_in: int, c_out: int, emb_dim: int, dropout: float, res: int,
+               attention_resolutions: Sequence[int]) -> nn.Module:
+        block = ResBlock(c_in, c_out, emb_dim, dropout)
+        if res in attention_resolutions:
+            return nn.ModuleList([block, AttentionBlock(c_out)])
+        return block
+
+    @staticmethod
+    def _run_layer(layer: nn.Module, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        if isinstance(layer, ResBlock):
+            return layer(h, emb)
+        if isinstance(layer, nn.ModuleList):
+            return layer[1](layer[0](h, emb))
+        return layer(h)
+
+    def forward(self, z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
+        """``z``: ``(B, C, H, W)``; ``log_snr``: ``(B,)``. Returns ``eps_hat`` shaped like ``z``."""
+        emb = self.embed(log_snr_features(log_snr, self.feature_dim)).to(z.dtype)
+        h = self.stem(z)
+        hs = [h]
+        for layer in self.down:
+            h = self._run_layer(layer, h, emb)
+            hs.append(h)
+        for layer in self.mid:
+            h = self._run_layer(layer, h, emb)
+        for layer in self.up:
+            if isinstance(layer, ResBlock | nn.ModuleList):
+                h = torch.cat([h, hs.pop()], dim=1)
+            h = self._run_layer(layer, h, emb)
+        return self.head(h)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,258 @@
+"""Figures of the benchmark: heatmaps, bars, FID–NLL trade-off, loss curves, sample montage.
+
+All figures are drawn on explicit :class:`matplotlib.figure.Figure` objects with an Agg canvas
+(no pyplot state, no display needed). Error bars are 95% Student-t confidence intervals of the
+cell mean over seeds, ``t_{0.975,n−1}·s/√n`` (:func:`vdm.stats.mean_ci`); with a single seed no
+error bar is drawn. Missing values (e.g. FID not computed) are left blank, never plotted as 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+from PIL import Image
+
+from vdm.tables import cell_summary, fid_label, ordered_levels
+
+METRIC_FILES = {"fid": "fid", "nll_bpd": "nll"}
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+CI_TEXT = "mean ± 95% CI (Student t over seeds)"
+PathLike = str | Path
+
+
+def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.4, 4.8),
+            sharey: bool = False) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _no_data(ax: Axes, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+
+
+def metric_label(df: pd.DataFrame, metric: str) -> str:
+    """Axis label with units and direction, naming the FID feature extractor."""
+    if metric == "fid":
+        return f"{fid_label(df)}, lower is better"
+    if metric == "nll_bpd":
+        return "NLL (bits/dim), lower is better"
+    return metric
+
+
+def _palette(levels: Sequence[str]) -> dict[str, tuple]:
+    return dict(zip(levels, sns.color_palette("tab10", max(len(levels), 1)), strict=False))
+
+
+def _levels(df: pd.DataFrame) -> tuple[list[str], list[str]]:
+    return ordered_levels(df["objective"]), ordered_levels(df["schedule"])
+
+
+# --------------------------------------------------------------------------- heatmaps
+def _heatmap(df: pd.DataFrame, metric: str, path: Path) -> Path:
+    cells = cell_summary(df, metric)
+    objs, scheds = _levels(df)
+    fig, axes = _figure(size=(1.6 * len(scheds) + 2.5, 0.8 * len(objs) + 1.8))
+    ax = axes[0, 0]
+    means = cells.pivot(index="objective", columns="schedule", values="mean")
+    means = means.reindex(index=objs, columns=scheds).astype(float)
+    if not np.isfinite(means.to_numpy()).any():
+        _no_data(ax, f"no {metric_label(df, metric).split(',')[0]} values")
+        return _save(fig, path)
+    cis = cells.pivot(index="objective", columns="schedule", values="ci")
+    cis = cis.reindex(index=objs, columns=scheds).astype(float)
+    digits = 2 if metric == "fid" else 3
+    annot = np.vectorize(lambda m, c: "" if np.isnan(m) else
+                         f"{m:.{digits}f}" + ("" if np.isnan(c) else f"\n±{c:.{digits}f}"))(
+        means.to_numpy(), cis.to_numpy())
+    sns.heatmap(means, annot=annot, fmt="", mask=means.isna(), cmap="viridis_r", ax=ax,
+                linewidths=0.5, cbar_kws={"label": metric_label(df, metric)})
+    i, j = np.unravel_index(np.nanargmin(means.to_numpy()), means.shape)
+    ax.add_patch(Rectangle((j, i), 1, 1, fill=False, edgecolor="red", lw=2.5))
+    ax.set_xlabel("noise schedule")
+    ax.set_ylabel("objective")
+    ax.set_title(f"{metric_label(df, metric).split(',')[0]}: {CI_TEXT}\nred box = best cell",
+                 fontsize=10)
+    return _save(fig, path)
+
+
+def plot_heatmaps(df: pd.DataFrame, out_dir: PathLike) -> list[Path]:
+    """``fid_heatmap.png`` and ``nll_heatmap.png``: objective × schedule, annotated means."""
+    return [_heatmap(df, m, Path(out_dir) / f"{f}_heatmap.png") for m, f in METRIC_FILES.items()]
+
+
+# --------------------------------------------------------------------------- bars
+def _bars(df: pd.DataFrame, metric: str, path: Path) -> Path:
+    cells = cell_summary(df, metric)
+    objs, scheds = _levels(df)
+    fig, axes = _figure(size=(1.5 * len(scheds) * max(1, len(objs) / 3) + 2.5, 4.5))
+    ax = axes[0, 0]
+    if not np.isfinite(cells["mean"].to_numpy(dtype=float)).any():
+        _no_data(ax, f"no {metric_label(df, metric).split(',')[0]} values")
+        return _save(fig, path)
+    colours, width = _palette(objs), 0.8 / max(len(objs), 1)
+    rng = np.random.default_rng(0)
+    for k, obj in enumerate(objs):
+        sub = cells[cells["objective"] == obj].set_index("schedule").reindex(scheds)
+        x = np.arange(len(scheds)) - 0.4 + width * (k + 0.5)
+        ax.bar(x, sub["mean"], width, yerr=sub["ci"], capsize=3,
+               color=colours[obj], label=obj, alpha=0.85)
+        for xi, sched in zip(x, scheds, strict=True):
+            seeds = df.loc[(df["objective"] == obj) & (df["schedule"] == sched), metric]
+            ax.scatter(xi + rng.uniform(-width / 5, width / 5, len(seeds)), seeds, s=10,
+                       color="black", zorder=3)
+    values = np.concatenate([(cells["mean"] - cells["ci"].fillna(0)).to_numpy(float),
+                             (cells["mean"] + cells["ci"].fillna(0)).to_numpy(float),
+                             df[metric].to_numpy(float)])
+    lo, hi = np.nanmin(values), np.nanmax(values)
+    pad = 0.15 * (hi - lo) if hi > lo else 0.05 * abs(hi) + 1e-3
+    bottom = 0.0 if lo - pad <= 0 or lo < 0.3 * hi else lo - pad
+    ax.set_ylim(bottom, hi + pad)
+    ax.set_xticks(np.arange(len(scheds)), scheds)
+    ax.set_xlabel("noise schedule")
+    ax.set_ylabel(metric_label(df, metric) + ("" if bottom == 0 else "\n(axis not from 0)"))
+    ax.set_title(f"{metric_label(df, metric).split(',')[0]}: {CI_TEXT}; dots = seeds",
+                 fontsize=10)
+    ax.legend(title="objective", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_bars(df: pd.DataFrame, out_dir: PathLike) -> list[Path]:
+    """``fid_bars.png`` and ``nll_bars.png``: grouped bars of cell means with 95% t-CI error
+    bars over seeds (none for one seed) and the individual seeds as dots."""
+    return [_bars(df, m, Path(out_dir) / f"{f}_bars.png") for m, f in METRIC_FILES.items()]
+
+
+# --------------------------------------------------------------------------- trade-off
+def plot_tradeoff(df: pd.DataFrame, out_dir: PathLike) -> Path:
+    """``fid_vs_nll.png``: cell means of FID against NLL with 95% t-CI error bars on both axes;
+    colour = objective, marker = schedule."""
+    objs, scheds = _levels(df)
+    cells = cell_summary(df, "nll_bpd").merge(
+        cell_summary(df, "fid"), on=["objective", "schedule"], suffixes=("_nll", "_fid"))
+    cells = cells.dropna(subset=["mean_nll", "mean_fid"])
+    fig, axes = _figure(size=(7.0, 5.0))
+    ax = axes[0, 0]
+    if cells.empty:
+        _no_data(ax, "no cell has both FID and NLL")
+        return _save(fig, Path(out_dir) / "fid_vs_nll.png")
+    colours = _palette(objs)
+    markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(scheds)}
+    for c in cells.itertuples():
+        ax.errorbar(c.mean_nll, c.mean_fid, xerr=c.ci_nll, yerr=c.ci_fid,
+                    fmt=markers[c.schedule], ms=8, capsize=3, color=colours[c.objective],
+                    mec="black")
+    handles = [Line2D([], [], ls="", marker="o", color=colours[o], label=o) for o in objs]
+    handles += [Line2D([], [], ls="", marker=markers[s], color="grey", label=s) for s in scheds]
+    ax.legend(handles=handles, title="objective / schedule", fontsize=8, loc="best")
+    ax.set_xlabel(metric_label(df, "nll_bpd"))
+    ax.set_ylabel(metric_label(df, "fid"))
+    ax.set_title(f"FID vs NLL per cell ({CI_TEXT}); lower left is better", fontsize=10)
+    return _save(fig, Path(out_dir) / "fid_vs_nll.png")
+
+
+# --------------------------------------------------------------------------- loss curves
+def _read_log(path: PathLike, window_frac: float) -> pd.DataFrame | None:
+    log = pd.read_csv(path)
+    if not {"step", "loss"} <= set(log.columns):
+        return None
+    log = log[["step", "loss"]].apply(pd.to_numeric, errors="coerce").dropna()
+    if log.empty:
+        return None
+    window = max(1, int(round(window_frac * len(log))))
+    return log.assign(smooth=log["loss"].rolling(window, center=True, min_periods=1).mean())
+
+
+def plot_loss_curves(log_csvs: Mapping[tuple[str, str, int], PathLike], out_dir: PathLike,
+                     window_frac: float = 0.02) -> Path:
+    """``loss_curves.png``: training loss vs step, one facet per schedule, colour = objective,
+    one line per seed, log y; smoothed by a centred moving average over ``window_frac`` of
+    each run's logged rows. Logs without ``step``/``loss`` columns are skipped."""
+    logs = {k: v for k, p in log_csvs.items() if (v := _read_log(p, window_frac)) is not None}
+    keys = pd.DataFrame(list(logs), columns=["objective", "schedule", "seed"])
+    objs, scheds = _levels(keys)
+    fig, axes = _figure(1, max(len(scheds), 1), size=(4.0 * max(len(scheds), 1) + 1.0, 4.0),
+                        sharey=True)
+    if not logs:
+        _no_data(axes[0, 0], "no training logs")
+        return _save(fig, Path(out_dir) / "loss_curves.png")
+    colours = _palette(objs)
+    positive = all((log["smooth"] > 0).all() for log in logs.values())
+    for ax, sched in zip(axes[0], scheds, strict=True):
+        for (obj, s, _seed), log in logs.items():
+            if s == sched:
+                ax.plot(log["step"], log["smooth"], color=colours[obj], lw=1.0, alpha=0.8)
+        ax.set_yscale("log" if positive else "symlog")
+        ax.set_title(f"schedule: {sched}", fontsize=10)
+        ax.set_xlabel("training step")
+    axes[0, 0].set_ylabel("training loss (objective's own scale, log)")
+    handles = [Line2D([], [], color=colours[o], label=o) for o in objs]
+    axes[0, -1].legend(handles=handles, title="objective", fontsize=8)
+    fig.suptitle(f"Training loss, moving average over {100 * window_frac:g}% of steps; "
+                 "one line per seed (loss scales differ by objective)", fontsize=10)
+    return _save(fig, Path(out_dir) / "loss_curves.png")
+
+
+# --------------------------------------------------------------------------- sample montage
+def _image(path: PathLike) -> tuple[np.ndarray, str | None]:
+    with Image.open(path) as img:
+        if img.mode in ("L", "I", "I;16", "F", "1"):
+            return np.asarray(img.convert("L")), "gray"
+        return np.asarray(img.convert("RGB")), None
+
+
+def plot_sample_montage(grid_pngs: Mapping[tuple, PathLike], out_dir: PathLike) -> Path:
+    """``samples_montage.png``: rows = objectives, columns = schedules, each tile one run's
+    sample grid. Keys are ``(objective, schedule)`` (extra key items such as a seed are
+    ignored; the first path per cell is shown)."""
+    tiles: dict[tuple[str, str], PathLike] = {}
+    for key, path in grid_pngs.items():
+        tiles.setdefault((key[0], key[1]), path)
+    keys = pd.DataFrame(list(tiles), columns=["objective", "schedule"])
+    objs, scheds = _levels(keys)
+    nr, nc = max(len(objs), 1), max(len(scheds), 1)
+    fig, axes = _figure(nr, nc, size=(2.2 * nc + 0.6, 2.2 * nr + 0.6))
+    if not tiles:
+        _no_data(axes[0, 0], "no sample grids")
+        return _save(fig, Path(out_dir) / "samples_montage.png")
+    for (i, obj), (j, sched) in ((a, b) for a in enumerate(objs) for b in enumerate(scheds)):
+        ax = axes[i, j]
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if (obj, sched) in tiles:
+            pixels, cmap = _image(tiles[(obj, sched)])
+            ax.imshow(pixels, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
+        else:
+            ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
+        if i == 0:
+            ax.set_title(sched, fontsize=10)
+        if j == 0:
+            ax.set_ylabel(obj, fontsize=10)
+    fig.suptitle("Samples: rows = objective, columns = noise schedule", fontsize=11)
+    return _save(fig, Path(out_dir) / "samples_montage.png")
+
+
+# --------------------------------------------------------------------------- CLI layer
+def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], PathLike],
+               grid_pngs: Mapping[tuple, PathLike], out_dir: PathLike) -> list[Path]:
+    """CLI entry (``python -m vdm plots``): all figures from ``summary.csv``, the training logs
+    and the sample grids. Returns the written paths."""
+    df = pd.read_csv(summary_csv)
+    return [*plot_heatmaps(df, out_dir), *plot_bars(df, out_dir), plot_tradeoff(df, out_dir),
+            plot_loss_curves(log_csvs, out_dir), plot_sample_montage(grid_pngs, out_dir)]
