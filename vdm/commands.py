@@ -280,23 +280,28 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def collect_main(args: argparse.Namespace) -> None:
-    train = _read_json(args.train)
-    nll = _read_json(args.nll)
+def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out: Path) -> None:
+    """Merge one run's ``train.json``, ``nll.json`` and ``fid.json`` into ``metrics.json``."""
+    train = _read_json(Path(train_json))
+    nll = _read_json(Path(nll_json))
     metrics = {key: train[key] for key in (
         "dataset", "objective", "schedule", "seed", "steps", "train_seconds", "num_params",
         "final_loss", "logsnr_max", "logsnr_min")}
     metrics.update({key: value for key, value in nll.items() if key.startswith("nll_")})
     metrics["nll_num_examples"] = nll["num_examples"]
-    if args.fid:
-        fid = _read_json(args.fid)
+    if fid_json:
+        fid = _read_json(Path(fid_json))
         metrics.update({key: fid[key] for key in ("fid", "kid", "kid_std", "precision", "recall",
                                                   "feature_extractor")})
         metrics["num_fid_samples"] = fid["num_samples"]
     metrics.update({"config": train["config"], "provenance": train["provenance"],
-                    "sources": {"train": str(args.train), "nll": str(args.nll),
-                                "fid": str(args.fid) if args.fid else None}})
-    write_json_atomic(args.out, metrics)
+                    "sources": {"train": str(train_json), "nll": str(nll_json),
+                                "fid": str(fid_json) if fid_json else None}})
+    write_json_atomic(out, metrics)
+
+
+def collect_main(args: argparse.Namespace) -> None:
+    collect_metrics(args.train, args.nll, args.fid, args.out)
 
 
 def aggregate_arguments(parser: argparse.ArgumentParser) -> None:

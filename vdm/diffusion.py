@@ -8,7 +8,8 @@ drawn by the antithetic sampler (see :mod:`vdm.objectives`).
 Learned schedule (VDM Sec. 3.5). Three gradients are taken from one forward pass:
 * network parameters: gradient of the objective's loss;
 * schedule end points ``gamma_0, gamma_1``: gradient of the ELBO (reconstruction + prior +
-  continuous-time diffusion term, nats per dimension), whatever the objective;
+  continuous-time diffusion term, nats per dimension), whatever the objective; the network is
+  not trained by it unless the objective is ``elbo``;
 * schedule shape: gradient of the mean squared per-example loss ``E[L^2]``. The expectation of
   every ``L_w`` is invariant to the schedule's shape between fixed end points, so this gradient
   equals that of the estimator's variance ``E[L^2] - E[L]^2``.
@@ -46,38 +47,57 @@ class DiffusionModel(nn.Module):
 
     def losses(self, x: torch.Tensor, generator: torch.Generator | None = None
                ) -> dict[str, torch.Tensor]:
-        """Per-example losses for a batch ``x`` in ``[-1, 1]``, all per data dimension.
+        """Per-example quantities for a batch ``x`` in ``[-1, 1]``, all per data dimension.
 
-        Returns ``loss`` (the objective's, ``(B,)``) and, for a learned schedule, ``elbo``
-        (scalar, nats/dim, batch mean) and ``loss_sq`` (scalar, mean of ``loss^2``).
+        ``loss``: the objective's loss ``c * ||eps_hat - eps||^2 / D``, shape ``(B,)``, with
+        gradients to the network only. For a learned schedule also ``sq_error`` (``(B,)``, graph to
+        the network and to the leaf ``log_snr_leaf`` fed to it), ``log_snr`` and ``neg_slope``
+        (graph to the schedule) and ``elbo_ends`` (reconstruction + prior, nats/dim, ``(B,)``).
         """
         batch, dims = x.shape[0], x[0].numel()
-        t = sample_times(batch, generator=generator, device=x.device)
+        t = sample_times(batch, generator=generator, device=x.device).to(x.dtype)
         log_snr, neg_slope = log_snr_and_slope(self.schedule, t)
-        if not self.learned_schedule:
-            log_snr, neg_slope = log_snr.detach(), neg_slope.detach()
+        log_snr_leaf = log_snr.detach().requires_grad_(self.learned_schedule)
         eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        alpha, sigma = (a.view(-1, 1, 1, 1) for a in alpha_sigma(log_snr))
-        eps_hat = self.network(alpha * x + sigma * eps, log_snr).float()
-        sq_error = (eps_hat - eps).square().flatten(1).sum(1)
-        out = {"loss": self.objective.loss(sq_error, log_snr, neg_slope) / dims}
+        alpha, sigma = (a.view(-1, 1, 1, 1) for a in alpha_sigma(log_snr_leaf))
+        eps_hat = self.network(alpha * x + sigma * eps, log_snr_leaf).float()
+        sq_error = (eps_hat - eps).square().flatten(1).sum(1) / dims
+        multiplier = self.objective.multiplier(log_snr.detach(), neg_slope.detach())
+        out = {"loss": multiplier * sq_error, "multiplier": multiplier}
         if self.learned_schedule:
-            log_snr_ends = self.schedule(torch.tensor([0.0, 1.0], device=x.device))
-            elbo_nats = (reconstruction_nats(x, log_snr_ends[0], self.num_levels, generator)
-                         + prior_kl_nats(x, log_snr_ends[1]) + 0.5 * neg_slope * sq_error)
-            out["elbo"] = elbo_nats.mean() / dims
-            out["loss_sq"] = out["loss"].square().mean()
+            log_snr_ends = self.schedule(torch.tensor([0.0, 1.0], device=x.device, dtype=x.dtype))
+            out.update(sq_error=sq_error, log_snr=log_snr, neg_slope=neg_slope,
+                       log_snr_leaf=log_snr_leaf,
+                       elbo_ends=(reconstruction_nats(x, log_snr_ends[0], self.num_levels, generator)
+                                  + prior_kl_nats(x, log_snr_ends[1])) / dims)
         return out
 
     def backward(self, losses: dict[str, torch.Tensor]) -> None:
-        """Accumulate the three gradients described in the module docstring."""
-        net_params = list(self.network.parameters())
+        """Accumulate the gradients described in the module docstring.
+
+        Fixed schedule: ``mean(loss)`` w.r.t. the network. Learned schedule: one backward pass
+        through the network gives both the network gradient and, per example, ``g_i =
+        d sq_error_i / d lambda_i``; the schedule's losses then use the exact first-order
+        stand-in ``e_i + g_i (lambda_i - stop_grad(lambda_i))`` for ``sq_error_i``, which has the
+        same value and the same gradient w.r.t. the schedule, so they only backpropagate through
+        the small schedule network.
+        """
+        net_params = [p for p in self.network.parameters() if p.requires_grad]
         if not self.learned_schedule:
             losses["loss"].mean().backward(inputs=net_params)
             return
-        losses["loss"].mean().backward(inputs=net_params, retain_graph=True)
-        losses["elbo"].backward(inputs=self.schedule.endpoint_parameters(), retain_graph=True)
-        losses["loss_sq"].backward(inputs=self.schedule.shape_parameters())
+        sq_error, weights = losses["sq_error"], losses["multiplier"] / losses["loss"].shape[0]
+        *net_grads, weighted_slope = torch.autograd.grad(
+            sq_error, [*net_params, losses["log_snr_leaf"]], grad_outputs=weights)
+        for param, grad in zip(net_params, net_grads, strict=True):
+            param.grad = grad if param.grad is None else param.grad + grad
+        d_error = torch.where(weights > 0, weighted_slope / weights, torch.zeros_like(weights))
+        log_snr, neg_slope = losses["log_snr"], losses["neg_slope"]
+        error = sq_error.detach() + d_error.detach() * (log_snr - log_snr.detach())
+        elbo = (losses["elbo_ends"] + 0.5 * neg_slope * error).mean()
+        loss_sq = (self.objective.multiplier(log_snr, neg_slope) * error).square().mean()
+        elbo.backward(inputs=self.schedule.endpoint_parameters(), retain_graph=True)
+        loss_sq.backward(inputs=self.schedule.shape_parameters())
 
 
 def build_model(image_shape: tuple[int, int, int], num_levels: int, objective: str,

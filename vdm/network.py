@@ -134,7 +134,8 @@ class UNet(nn.Module):
 
     def forward(self, z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
         """``z``: ``(B, C, H, W)``; ``log_snr``: ``(B,)``. Returns ``eps_hat`` shaped like ``z``."""
-        emb = self.embed(log_snr_features(log_snr, self.feature_dim)).to(z.dtype)
+        features = log_snr_features(log_snr, self.feature_dim).to(self.stem.weight.dtype)
+        emb = self.embed(features).to(z.dtype)
         h = self.stem(z)
         hs = [h]
         for layer in self.down:

@@ -1,0 +1,66 @@
+rule fid_classifier:
+    input:
+        DATA_JSON,
+    output:
+        weights=f"{FID_DIR}/classifier.pt",
+        info=f"{FID_DIR}/classifier.json",
+    params:
+        c=config["fid"]["classifier"],
+    threads: 1
+    resources:
+        **rule_resources("fid", runtime=30, mem_mb=4000),
+    log:
+        f"{LOGS}/fid_classifier.log",
+    shell:
+        "python -m vdm classifier --dataset {DATASET} --root {config[data_root]:q} "
+        "--steps {params.c[steps]} --batch-size {params.c[batch_size]} --lr {params.c[lr]} "
+        "--seed {params.c[seed]} --min-accuracy {params.c[min_accuracy]} "
+        "--device {config[device]} --threads {threads} --out {output.weights} > {log} 2>&1"
+
+
+rule fid_reference:
+    input:
+        DATA_JSON,
+        classifier_weights(),
+    output:
+        f"{FID_DIR}/{EXTRACTOR}/reference.json",
+    params:
+        weights=extractor_weights_arg(),
+        cache=f"{FID_DIR}/{EXTRACTOR}/cache",
+        f=config["fid"],
+    threads: 1
+    resources:
+        **rule_resources("fid", runtime=60, mem_mb=8000),
+    log:
+        f"{LOGS}/fid_reference.log",
+    shell:
+        "python -m vdm fid-reference --dataset {DATASET} --root {config[data_root]:q} "
+        "--split {params.f[reference_split]} --extractor {EXTRACTOR} {params.weights} "
+        "--cache-root {params.cache} --batch-size {params.f[batch_size]} "
+        "--device {config[device]} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule fid:
+    input:
+        samples=f"{RUN_DIR}/samples.npz",
+        reference=f"{FID_DIR}/{EXTRACTOR}/reference.json",
+        weights=classifier_weights(),
+    output:
+        f"{RUN_DIR}/fid.json",
+    params:
+        weights=extractor_weights_arg(),
+        cache=f"{FID_DIR}/{EXTRACTOR}/cache",
+        f=config["fid"],
+        prc="" if config["fid"]["prc"] else "--no-prc",
+    threads: 1
+    resources:
+        **rule_resources("fid", runtime=60, mem_mb=8000),
+    log:
+        f"{LOGS}/fid/{{objective}}-{{schedule}}-seed{{seed}}.log",
+    shell:
+        "python -m vdm fid --dataset {DATASET} --root {config[data_root]:q} "
+        "--split {params.f[reference_split]} --extractor {EXTRACTOR} {params.weights} "
+        "--cache-root {params.cache} --samples {input.samples} "
+        "--kid-subset-size {params.f[kid_subset_size]} {params.prc} "
+        "--batch-size {params.f[batch_size]} --device {config[device]} --threads {threads} "
+        "--out {output} > {log} 2>&1"

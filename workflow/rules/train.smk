@@ -1,0 +1,22 @@
+rule train:
+    input:
+        DATA_JSON,
+    output:
+        model=f"{RUN_DIR}/model.pt",
+        info=f"{RUN_DIR}/train.json",
+        log_csv=report(f"{RUN_DIR}/train_log.csv", category="Training logs",
+                       subcategory="{objective} / {schedule}",
+                       labels={"objective": "{objective}", "schedule": "{schedule}",
+                               "seed": "{seed}"},
+                       caption="../report/train_log.rst"),
+    params:
+        run_config=run_config,
+        out_dir=RUN_DIR,
+    threads: config["train"]["threads"]
+    resources:
+        **rule_resources("train", runtime=60, mem_mb=4000),
+    log:
+        f"{LOGS}/train/{{objective}}-{{schedule}}-seed{{seed}}.log",
+    shell:
+        "python -m vdm train --config-json {params.run_config:q} --out {params.out_dir} "
+        "> {log} 2>&1"
