@@ -5,7 +5,10 @@ Run: snakemake --cores all            (default grid: config/config.yaml)
 Rules live in workflow/rules/; the science lives in the vdm package (python -m vdm ...).
 """
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
+
+from vdm.config import describe_schema_error
 
 min_version("9.0")
 
@@ -13,7 +16,10 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "config/schema.yaml")
+try:  # unknown keys, names and wrong types stop here, before any job, naming the key
+    validate(config, "config/schema.yaml")
+except WorkflowError as error:
+    raise WorkflowError(describe_schema_error(error) or str(error)) from None
 
 
 report: "workflow/report/workflow.rst"

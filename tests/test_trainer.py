@@ -130,3 +130,17 @@ def test_short_training_run_beats_uniform_bound(tmp_path) -> None:
     images = sample(model.eps, model.schedule, (1, 8, 8), 16, 17, steps=30, seed=0)
     assert images.shape == (16, 1, 8, 8) and images.dtype == torch.uint8
     assert images.float().mean() > 5  # not blank: digits have ink
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path) -> None:
+    train = {**TINY["train"], "bf16": True, "steps": 4}
+    summary = Trainer(tiny_config(train=train), tmp_path).fit()
+    assert summary["steps"] == 4 and math.isfinite(summary["final_loss"])
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_and_matches_eager(tmp_path) -> None:
+    eager = Trainer(tiny_config(train={**TINY["train"], "steps": 3}), tmp_path / "eager").fit()
+    compiled = Trainer(tiny_config(train={**TINY["train"], "steps": 3, "compile": True}),
+                       tmp_path / "compiled").fit()
+    assert compiled["final_loss"] == pytest.approx(eager["final_loss"], rel=1e-3)

@@ -139,3 +139,17 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(raw)
     return data
+
+
+def describe_schema_error(error: BaseException) -> str | None:
+    """One line naming the offending key of a ``jsonschema.ValidationError`` found in ``error``
+    or its exception chain (``snakemake.utils.validate`` wraps it); None if there is none."""
+    import jsonschema
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, jsonschema.ValidationError):
+            key = ".".join(str(part) for part in seen.absolute_path) or "<top level>"
+            return f"invalid config key {key!r}: {seen.message}"
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -147,11 +147,21 @@ def load_samples(path: str | os.PathLike) -> torch.Tensor:
         return as_uint8_images(npz["images"], what=f"{path}['images']")
 
 
-def _check_weights(extractor: str, weights_path: str | os.PathLike | None, dataset: str) -> Path:
-    """Fail fast (one line, naming the path) when the extractor weights are unusable."""
+DOWNLOADED_INCEPTION = "tf2015-download"
+"""Weights tag when torch-fidelity downloads the standard Inception weights itself."""
+
+
+def _check_weights(extractor: str, weights_path: str | os.PathLike | None,
+                   dataset: str) -> Path | None:
+    """Fail fast (one line, naming the path) when the extractor weights are unusable.
+
+    ``None`` is allowed for Inception only: torch-fidelity then downloads the standard weights.
+    """
     _check_extractor(extractor)
     if weights_path is None:
-        raise ValueError(f"weights_path is required for the {extractor!r} extractor (offline)")
+        if extractor == "inception-v3-compat":
+            return None
+        raise ValueError(f"weights_path is required for the {extractor!r} extractor")
     path = Path(weights_path)
     if not path.is_file():
         raise FileNotFoundError(f"{extractor} feature extractor weights not found: {path}")
@@ -170,14 +180,14 @@ def _check_weights(extractor: str, weights_path: str | os.PathLike | None, datas
 
 
 def _fidelity_kwargs(
-    extractor: str, weights_path: Path, cache_root: str | os.PathLike | None, device: str,
+    extractor: str, weights_path: Path | None, cache_root: str | os.PathLike | None, device: str,
     batch_size: int,
 ) -> dict[str, Any]:
     """Keyword arguments common to every torch-fidelity call made here."""
     register_classifier_extractor()
     return {
         "feature_extractor": _FIDELITY_NAMES[extractor],
-        "feature_extractor_weights_path": str(weights_path),
+        "feature_extractor_weights_path": None if weights_path is None else str(weights_path),
         "cuda": torch.device(device).type == "cuda",
         "batch_size": int(batch_size),
         "cache": True,
@@ -206,9 +216,9 @@ def _cache_files(cache_root: str | None, name: str, fidelity_name: str,
 
 
 def _reference_name(reference: torch.Tensor, dataset: str, split: str, extractor: str,
-                    weights: Path) -> tuple[str, str, str]:
+                    weights: Path | None) -> tuple[str, str, str]:
     data_hash = content_hash(reference)
-    weights_hash = file_hash(weights)
+    weights_hash = DOWNLOADED_INCEPTION if weights is None else file_hash(weights)
     name = reference_cache_name(dataset, split, extractor, data_hash, weights_hash=weights_hash)
     return name, data_hash, weights_hash
 
@@ -220,7 +230,7 @@ def _reference_name(reference: torch.Tensor, dataset: str, split: str, extractor
 
 def compute_reference_statistics(
     reference_images_uint8: torch.Tensor | np.ndarray, *, dataset: str, split: str,
-    extractor: str, weights_path: str | os.PathLike, cache_root: str | os.PathLike | None,
+    extractor: str, weights_path: str | os.PathLike | None, cache_root: str | os.PathLike | None,
     device: str = "cpu", batch_size: int = 256,
 ) -> dict[str, Any]:
     """Extract and cache the reference-side features (fid/kid/prc layers) and FID statistics.
@@ -258,7 +268,7 @@ def compute_reference_statistics(
         "cached": cached,
         "content_hash": data_hash,
         "weights_hash": weights_hash,
-        "weights_path": str(weights),
+        "weights_path": None if weights is None else str(weights),
         "num_reference": int(reference.shape[0]),
         "image_shape": [int(s) for s in reference.shape[1:]],
         "dataset": dataset,
@@ -272,7 +282,7 @@ def compute_reference_statistics(
 def compute_metrics(
     sample_images_uint8: torch.Tensor | np.ndarray,
     reference_images_uint8: torch.Tensor | np.ndarray, *, dataset: str, split: str,
-    extractor: str, weights_path: str | os.PathLike, cache_root: str | os.PathLike | None,
+    extractor: str, weights_path: str | os.PathLike | None, cache_root: str | os.PathLike | None,
     device: str = "cpu", kid_subset_size: int = 1000, prc: bool = True, batch_size: int = 256,
 ) -> dict[str, Any]:
     """FID, KID (mean, std) and precision/recall of samples against a reference set.

@@ -8,11 +8,15 @@ rule aggregate:
         tex=f"{RESULTS}/tables/summary.tex",
         significance=report(f"{RESULTS}/tables/significance.csv", category="Tables",
                             caption="../report/significance.rst"),
+    params:
+        out_dir=lambda wildcards, output: os.path.dirname(output.csv),
     localrule: True
+    conda:
+        ENV
     log:
         f"{LOGS}/aggregate.log",
     shell:
-        "python -m vdm aggregate {input} --out-dir {RESULTS}/tables > {log} 2>&1"
+        "python -m vdm aggregate {input} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule plots:
@@ -23,9 +27,13 @@ rule plots:
     output:
         [report(f"{RESULTS}/plots/{name}.png", category="Plots",
                 caption=f"../report/{name}.rst") for name in PLOT_NAMES],
+    params:
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     localrule: True
+    conda:
+        ENV
     log:
         f"{LOGS}/plots.log",
     shell:
         "python -m vdm plots --summary {input.summary} --logs {input.logs} "
-        "--grids {input.grids} --out-dir {RESULTS}/plots > {log} 2>&1"
+        "--grids {input.grids} --out-dir {params.out_dir} > {log} 2>&1"

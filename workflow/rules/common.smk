@@ -1,9 +1,14 @@
 # Paths, the per-cell run configuration and resources. Wiring only: no science here.
 import json
+import os
 import shlex
 
 from vdm.config import run_config_from_dict
 from vdm.data import dataset_info
+
+ENV = "../envs/vdm.yaml"
+# Jobs (local, cluster, conda envs) import vdm from this checkout.
+shell.prefix(f"export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 DATASET = config["dataset"]
 RESULTS = "results"

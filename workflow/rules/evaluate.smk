@@ -10,7 +10,10 @@ rule sample:
                     caption="../report/samples.rst"),
     params:
         s=config["sample"],
+        device=config["device"],
     threads: 1
+    conda:
+        ENV
     resources:
         **rule_resources("sample", runtime=30, mem_mb=4000),
     log:
@@ -18,7 +21,7 @@ rule sample:
     shell:
         "python -m vdm sample --model {input.model} --num-samples {params.s[num_samples]} "
         "--steps {params.s[steps]} --method {params.s[method]} --batch-size {params.s[batch_size]} "
-        "--seed {wildcards.seed} --device {config[device]} --threads {threads} "
+        "--seed {wildcards.seed} --device {params.device} --threads {threads} "
         "--out {output.samples} --grid {output.grid} > {log} 2>&1"
 
 
@@ -31,7 +34,10 @@ rule nll:
         n=config["nll"],
         max_examples=(f"--max-examples {config['nll']['max_examples']}"
                       if config["nll"].get("max_examples") else ""),
+        device=config["device"],
     threads: 1
+    conda:
+        ENV
     resources:
         **rule_resources("nll", runtime=30, mem_mb=4000),
     log:
@@ -39,7 +45,7 @@ rule nll:
     shell:
         "python -m vdm nll --model {input.model} --split {params.n[split]} "
         "--num-time-samples {params.n[num_time_samples]} --batch-size {params.n[batch_size]} "
-        "{params.max_examples} --seed {wildcards.seed} --device {config[device]} "
+        "{params.max_examples} --seed {wildcards.seed} --device {params.device} "
         "--threads {threads} --out {output} > {log} 2>&1"
 
 

@@ -6,16 +6,21 @@ rule fid_classifier:
         info=f"{FID_DIR}/classifier.json",
     params:
         c=config["fid"]["classifier"],
+        dataset=DATASET,
+        root=config["data_root"],
+        device=config["device"],
     threads: 1
+    conda:
+        ENV
     resources:
         **rule_resources("fid", runtime=30, mem_mb=4000),
     log:
         f"{LOGS}/fid_classifier.log",
     shell:
-        "python -m vdm classifier --dataset {DATASET} --root {config[data_root]:q} "
+        "python -m vdm classifier --dataset {params.dataset} --root {params.root:q} "
         "--steps {params.c[steps]} --batch-size {params.c[batch_size]} --lr {params.c[lr]} "
         "--seed {params.c[seed]} --min-accuracy {params.c[min_accuracy]} "
-        "--device {config[device]} --threads {threads} --out {output.weights} > {log} 2>&1"
+        "--device {params.device} --threads {threads} --out {output.weights} > {log} 2>&1"
 
 
 rule fid_reference:
@@ -28,16 +33,22 @@ rule fid_reference:
         weights=extractor_weights_arg(),
         cache=f"{FID_DIR}/{EXTRACTOR}/cache",
         f=config["fid"],
+        dataset=DATASET,
+        root=config["data_root"],
+        device=config["device"],
+        extractor=EXTRACTOR,
     threads: 1
+    conda:
+        ENV
     resources:
         **rule_resources("fid", runtime=60, mem_mb=8000),
     log:
         f"{LOGS}/fid_reference.log",
     shell:
-        "python -m vdm fid-reference --dataset {DATASET} --root {config[data_root]:q} "
-        "--split {params.f[reference_split]} --extractor {EXTRACTOR} {params.weights} "
+        "python -m vdm fid-reference --dataset {params.dataset} --root {params.root:q} "
+        "--split {params.f[reference_split]} --extractor {params.extractor} {params.weights} "
         "--cache-root {params.cache} --batch-size {params.f[batch_size]} "
-        "--device {config[device]} --threads {threads} --out {output} > {log} 2>&1"
+        "--device {params.device} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule fid:
@@ -52,15 +63,21 @@ rule fid:
         cache=f"{FID_DIR}/{EXTRACTOR}/cache",
         f=config["fid"],
         prc="" if config["fid"]["prc"] else "--no-prc",
+        dataset=DATASET,
+        root=config["data_root"],
+        device=config["device"],
+        extractor=EXTRACTOR,
     threads: 1
+    conda:
+        ENV
     resources:
         **rule_resources("fid", runtime=60, mem_mb=8000),
     log:
         f"{LOGS}/fid/{{objective}}-{{schedule}}-seed{{seed}}.log",
     shell:
-        "python -m vdm fid --dataset {DATASET} --root {config[data_root]:q} "
-        "--split {params.f[reference_split]} --extractor {EXTRACTOR} {params.weights} "
+        "python -m vdm fid --dataset {params.dataset} --root {params.root:q} "
+        "--split {params.f[reference_split]} --extractor {params.extractor} {params.weights} "
         "--cache-root {params.cache} --samples {input.samples} "
         "--kid-subset-size {params.f[kid_subset_size]} {params.prc} "
-        "--batch-size {params.f[batch_size]} --device {config[device]} --threads {threads} "
+        "--batch-size {params.f[batch_size]} --device {params.device} --threads {threads} "
         "--out {output} > {log} 2>&1"

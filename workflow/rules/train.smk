@@ -11,8 +11,10 @@ rule train:
                        caption="../report/train_log.rst"),
     params:
         run_config=run_config,
-        out_dir=RUN_DIR,
+        out_dir=lambda wildcards, output: os.path.dirname(output.model),
     threads: config["train"]["threads"]
+    conda:
+        ENV
     resources:
         **rule_resources("train", runtime=60, mem_mb=4000),
     log:
