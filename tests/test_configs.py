@@ -1,0 +1,60 @@
+"""Shipped configs validate against the schema, and the GPU grids dry-run to their full size."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "config").glob("*.yaml"))
+
+
+def merged(path: Path) -> dict:
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    for key, value in (yaml.safe_load(path.read_text()) or {}).items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.name != "schema.yaml"],
+                         ids=lambda p: p.name)
+def test_config_validates(path: Path) -> None:
+    config = merged(path)
+    validate(config, str(REPO / "config/schema.yaml"))
+    assert config["train"]["steps"] >= 1
+
+
+def test_cifar10_config_is_ddpm_sized() -> None:
+    from vdm.network import UNet, count_parameters
+
+    config = merged(REPO / "config/cifar10.yaml")
+    net = UNet((3, 32, 32), **config["model"])
+    assert 35.0e6 < count_parameters(net) < 36.5e6
+    assert config["fid"]["feature_extractor"] == "inception-v3-compat"
+    assert config["sample"]["num_samples"] == 50000 and config["nll"].get("max_examples") is None
+    assert config["train"]["batch_size"] == 128 and config["train"]["lr"] == 2e-4
+
+
+@pytest.mark.parametrize(("name", "cells"), [("cifar10.yaml", 36), ("mnist.yaml", 36)])
+def test_gpu_config_dry_run_lists_the_full_grid(name: str, cells: int) -> None:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile",
+                             f"config/{name}", "--directory", str(REPO)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    counts = {}
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    assert counts.get("train") == cells and counts.get("fid") == cells
+    assert counts.get("nll") == cells and counts.get("sample") == cells
