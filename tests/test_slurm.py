@@ -1,0 +1,123 @@
+"""The SLURM profile (workflow/profiles/slurm) on a real single-node SLURM brought up on this machine.
+
+test_tiny_grid_through_slurm needs root (it installs Debian's slurm-wlm and munge if missing,
+writes /etc/slurm/slurm.conf and starts munged, slurmctld, slurmd; see tests/slurm_cluster.py)
+and is skipped otherwise. It runs the tiny grid with `--profile workflow/profiles/slurm`, changing
+only what a site changes on the command line: the partition, node-sized memory, no GPUs (this node
+has none: gpu=0 removes the profile's `--gpus=1`), `squeue` as status command (no accounting
+database here, so no sacct) and a short first status check, and checks that every non-local job
+went through sbatch.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import slurm_cluster
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = "workflow/profiles/slurm"
+TINY_CELLS = 2 * 2 * 2  # config/test.yaml: objectives x schedules x seeds
+# the jobs SLURM must run for the tiny grid (collect, aggregate, plots are local rules)
+SUBMITTED = {"prepare_data": 1, "fid_classifier": 1, "fid_reference": 1,
+             "train": TINY_CELLS, "sample": TINY_CELLS, "nll": TINY_CELLS, "fid": TINY_CELLS}
+LOCAL = ("collect", "aggregate", "plots")
+GPU_RULES = ("train", "sample", "nll", "fid", "fid_reference", "fid_classifier")
+
+
+def snakemake(workdir: Path, *args: str, log: Path | None = None) -> subprocess.CompletedProcess:
+    """Run snakemake in workdir; its output (stdout and stderr) goes to log, or to .stdout."""
+    # the jobs inherit this environment (sbatch --export=ALL): `python` must be this venv's
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, "-m", "snakemake", *args]
+    if log is None:
+        return subprocess.run(command, cwd=workdir, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=600)
+    with open(log, "w") as out:
+        return subprocess.run(command, cwd=workdir, env=env, stdout=out,
+                              stderr=subprocess.STDOUT, timeout=1500)
+
+
+def copy_workflow(work: Path) -> Path:
+    for name in ("Snakefile", "workflow", "config"):
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, work / name)
+    return work
+
+
+def test_profile_requests_a_gpu_for_every_model_rule(tmp_path: Path) -> None:
+    """Dry run with the profile as shipped: model rules get gpu=1, the rest none."""
+    result = snakemake(copy_workflow(tmp_path), "--profile", PROFILE, "--configfile",
+                       "config/test.yaml", "-n")
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", result.stdout, re.M | re.S)
+    resources = {name: re.search(r"resources: (.*)", body).group(1) for name, body in jobs
+                 if name in SUBMITTED}
+    assert set(resources) == set(SUBMITTED)
+    for name, line in resources.items():
+        assert ("gpu=1" in line) == (name in GPU_RULES), (name, line)
+        assert "runtime=" in line and "mem_mb=" in line and "cpus_per_task=1" in line, line
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = slurm_cluster.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    started = slurm_cluster.start()
+    try:
+        yield started
+    finally:
+        slurm_cluster.stop(started)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_tiny_grid_through_slurm(cluster: slurm_cluster.Cluster, tmp_path: Path) -> None:
+    work = copy_workflow(tmp_path)
+    mem_mb = min(2000, cluster.memory_mb)  # sbatch refuses more than the node's RealMemory
+    site = [f"{rule}:{key}={value}" for rule in SUBMITTED for key, value in
+            (("gpu", 0), ("mem_mb", mem_mb), ("slurm_partition", cluster.partition))]
+    log = tmp_path / "snakemake.log"
+    result = snakemake(
+        work, "--profile", PROFILE, "--configfile", "config/test.yaml",
+        "--set-resources", *site,
+        "--slurm-status-command", "squeue", "--slurm-no-account",
+        "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs",
+        "--verbose", log=log)
+    text = log.read_text(errors="replace")
+    slurm_logs = sorted((work / ".snakemake/slurm_logs").rglob("*.log"))
+    assert result.returncode == 0, (text[-6000:] + "\n".join(
+        f"--- {p}\n{p.read_text(errors='replace')[-1500:]}" for p in slurm_logs[-3:])
+        + cluster.logs())
+
+    # every non-local job was submitted with sbatch, none of the local ones
+    submitted = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", text)
+    assert len(submitted) == sum(SUBMITTED.values()), text[-3000:]
+    slurm_ids = {slurm_id for _, slurm_id in submitted}
+    assert len(slurm_ids) == len(submitted)
+    calls = [line.split(" --wrap=")[0] for line in re.findall(r"sbatch call: (.*)", text)]
+    rules = Counter(re.search(r"--comment '?rule_(\w+?)(?:_wildcards_\S*)?'? ", call).group(1)
+                    for call in calls)
+    assert rules == Counter(SUBMITTED), rules
+    assert not set(rules) & set(LOCAL)
+    for call in calls:  # the site overrides reached sbatch; no GPU request is left
+        assert f"-p {cluster.partition}" in call and f"--mem {mem_mb}" in call, call
+        assert "--gpus" not in call and "--gres" not in call, call
+        assert "--cpus-per-task=1" in call, call
+    # one SLURM log per job (.snakemake/slurm_logs/rule_<rule>/<wildcards>/<jobid>.log)
+    assert {p.stem for p in slurm_logs} == slurm_ids
+    assert Counter(p.relative_to(work / ".snakemake/slurm_logs").parts[0] for p in slurm_logs) \
+        == Counter({f"rule_{name}": n for name, n in SUBMITTED.items()})
+
+    summary = pd.read_csv(work / "results/tables/summary.csv")
+    assert len(summary) == TINY_CELLS
+    assert summary["fid"].notna().all() and summary["nll_bpd"].between(0, 20).all()
