@@ -8,7 +8,7 @@ Rules live in workflow/rules/; the science lives in the vdm package (python -m v
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from vdm.config import describe_schema_error
+from vdm.config import coerce_command_line_lists, describe_schema_error
 
 min_version("9.0")
 
@@ -16,6 +16,7 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+coerce_command_line_lists(config)  # --config seeds=[0,1] arrives as strings
 try:  # unknown keys, names and wrong types stop here, before any job, naming the key
     validate(config, "config/schema.yaml")
 except WorkflowError as error:

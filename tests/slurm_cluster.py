@@ -50,9 +50,17 @@ class Cluster:
         return "\n".join(parts)
 
 
+def ensure_sbin_on_path() -> None:
+    """Debian puts the daemons in /usr/sbin, which a non-login PATH may lack."""
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    extra = [d for d in ("/usr/local/sbin", "/usr/sbin", "/sbin") if d not in parts]
+    if extra:
+        os.environ["PATH"] = os.pathsep.join(parts + extra)
+
+
 def missing_programs() -> list[str]:
-    return [name for name in PROGRAMS if shutil.which(name) is None
-            and not Path("/usr/sbin", name).exists()]
+    ensure_sbin_on_path()
+    return [name for name in PROGRAMS if shutil.which(name) is None]
 
 
 def unavailable_reason() -> str | None:

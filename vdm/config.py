@@ -153,3 +153,14 @@ def describe_schema_error(error: BaseException) -> str | None:
             return f"invalid config key {key!r}: {seen.message}"
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def coerce_command_line_lists(config: dict[str, Any]) -> dict[str, Any]:
+    """``snakemake --config seeds=[0,1,2]`` parses list items as strings (YAML BaseLoader): turn
+    integer-looking seeds back into ints, in place, so that the schema sees what the user meant.
+    Anything else is left for the schema to judge."""
+    seeds = config.get("seeds")
+    if isinstance(seeds, list):
+        config["seeds"] = [int(s) if isinstance(s, str) and s.strip().isdigit() else s
+                           for s in seeds]
+    return config
