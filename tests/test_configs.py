@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 from snakemake.utils import validate
+from workflow_copy import REPO, venv_environment
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "config").glob("*.yaml"))
 
 
@@ -46,7 +45,7 @@ def test_cifar10_config_is_ddpm_sized() -> None:
 
 @pytest.mark.parametrize(("name", "cells"), [("cifar10.yaml", 36), ("mnist.yaml", 36)])
 def test_gpu_config_dry_run_lists_the_full_grid(name: str, cells: int) -> None:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = venv_environment()
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile",
                              f"config/{name}", "--directory", str(REPO)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)

@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from workflow_copy import copy_workflow, venv_environment
 
-REPO = Path(__file__).resolve().parents[1]
 TINY_CELLS = 2 * 2 * 2  # config/test.yaml: objectives x schedules x seeds
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = venv_environment()
     return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
                           capture_output=True, text=True, check=check, timeout=1200)
-
-
-def copy_workflow(work: Path) -> Path:
-    for name in ("Snakefile", "workflow", "config"):
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, work / name)
-    return work
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,7 @@ went through sbatch.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -22,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import slurm_cluster
+from workflow_copy import copy_workflow, venv_environment
 
-REPO = Path(__file__).resolve().parents[1]
 PROFILE = "workflow/profiles/slurm"
 TINY_CELLS = 2 * 2 * 2  # config/test.yaml: objectives x schedules x seeds
 # the jobs SLURM must run for the tiny grid (collect, aggregate, plots are local rules)
@@ -36,7 +34,7 @@ GPU_RULES = ("train", "sample", "nll", "fid", "fid_reference", "fid_classifier")
 def snakemake(workdir: Path, *args: str, log: Path | None = None) -> subprocess.CompletedProcess:
     """Run snakemake in workdir; its output (stdout and stderr) goes to log, or to .stdout."""
     # the jobs inherit this environment (sbatch --export=ALL): `python` must be this venv's
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = venv_environment()
     command = [sys.executable, "-m", "snakemake", *args]
     if log is None:
         return subprocess.run(command, cwd=workdir, env=env, stdout=subprocess.PIPE,
@@ -44,13 +42,6 @@ def snakemake(workdir: Path, *args: str, log: Path | None = None) -> subprocess.
     with open(log, "w") as out:
         return subprocess.run(command, cwd=workdir, env=env, stdout=out,
                               stderr=subprocess.STDOUT, timeout=1500)
-
-
-def copy_workflow(work: Path) -> Path:
-    for name in ("Snakefile", "workflow", "config"):
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, work / name)
-    return work
 
 
 def test_profile_requests_a_gpu_for_every_model_rule(tmp_path: Path) -> None:

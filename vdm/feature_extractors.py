@@ -19,9 +19,8 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,8 @@ from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+from vdm.provenance import save_torch_atomic
 
 CLASSIFIER_EXTRACTOR_NAME = "vdm-classifier"
 """Name under which :class:`ClassifierFeatureExtractor` is registered in torch-fidelity."""
@@ -224,30 +225,6 @@ def set_feature_scale(
     return scale
 
 
-def _atomic_torch_save(
-    obj: Any, path: str | os.PathLike, check: Callable[[str], Any] | None = None
-) -> Path:
-    """``torch.save`` to a temporary file in the target folder, then ``os.replace`` it.
-
-    ``check(tmp_path)``, if given, runs on the temporary file before it is moved in place.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-        if check is not None:
-            check(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
 def save_classifier(
     model: DatasetClassifier, path: str | os.PathLike, meta: Mapping[str, Any]
 ) -> Path:
@@ -259,7 +236,7 @@ def save_classifier(
         "state_dict": state,
         "meta": dict(meta),
     }
-    return _atomic_torch_save(payload, path)
+    return save_torch_atomic(payload, path)
 
 
 def load_classifier(path: str | os.PathLike, map_location: str = "cpu") -> DatasetClassifier:
@@ -459,7 +436,7 @@ def convert_fid_helper_inception(
     """
     src = load_fid_helper_model(src_path).state_dict()
     state = {k: v.detach().cpu().contiguous() for k, v in _convert_state_dict(src).items()}
-    return _atomic_torch_save(state, out_path, check=_load_into_fidelity_inception)
+    return save_torch_atomic(state, out_path, check=_load_into_fidelity_inception)
 
 
 def _load_into_fidelity_inception(path: str | os.PathLike) -> FeatureExtractorInceptionV3:

@@ -8,6 +8,8 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -68,13 +70,28 @@ def write_json_atomic(path: str | Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def save_torch_atomic(obj: Any, path: str | Path) -> None:
-    """``torch.save`` via a temporary file and ``os.replace``."""
+def save_torch_atomic(obj: Any, path: str | Path,
+                      check: Callable[[str], Any] | None = None) -> Path:
+    """``torch.save`` to a unique temporary file next to ``path``, then ``os.replace`` it.
+
+    ``check(tmp_path)``, if given, runs on the temporary file before it is moved in place; on
+    any error the temporary file is removed and ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
+        if check is not None:
+            check(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
 
 
 def resolve_device(device: str) -> torch.device:
