@@ -57,3 +57,19 @@ def test_gpu_config_dry_run_lists_the_full_grid(name: str, cells: int) -> None:
             counts[parts[0]] = int(parts[1])
     assert counts.get("train") == cells and counts.get("fid") == cells
     assert counts.get("nll") == cells and counts.get("sample") == cells
+
+
+def test_defaults_agree_between_config_schema_and_library() -> None:
+    """config.yaml, the schema's defaults and vdm.config's defaults describe the same run."""
+    from vdm.config import RunConfig
+
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())
+    library = RunConfig().to_dict()
+    for section in ("model", "train"):
+        defaults = {key: spec.get("default")
+                    for key, spec in schema["properties"][section]["properties"].items()}
+        for key, value in config[section].items():
+            assert defaults[key] == value, f"schema default of {section}.{key}"
+            if key != "threads":  # the library leaves torch's thread count alone by default
+                assert library[section][key] == value, f"vdm.config default of {section}.{key}"

@@ -19,9 +19,9 @@ import yaml
 
 @dataclass
 class ModelConfig:
-    """UNet size (see :class:`vdm.network.UNet`)."""
+    """UNet size (see :class:`vdm.network.UNet`). Defaults: the digits default grid's."""
 
-    channels: int = 32
+    channels: int = 16
     channel_mults: list[int] = field(default_factory=lambda: [1, 2])
     num_res_blocks: int = 1
     attention_resolutions: list[int] = field(default_factory=list)
@@ -30,19 +30,21 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings (AdamW, linear warm-up then constant LR, EMA of the weights)."""
+    """Optimisation settings (AdamW, linear warm-up then constant LR, EMA of the weights).
 
-    steps: int = 2000
+    Defaults: the digits default grid's (config/config.yaml)."""
+
+    steps: int = 300
     batch_size: int = 128
-    lr: float = 2e-3
+    lr: float = 3e-3
     schedule_lr: float | None = None  # learned schedule's LR; None = same as lr
-    warmup_steps: int = 100
+    warmup_steps: int = 50
     weight_decay: float = 0.0
     adam_beta2: float = 0.999
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     log_every: int = 10
-    checkpoint_every: int = 500
+    checkpoint_every: int = 250
     bf16: bool = False
     compile: bool = False
     threads: int | None = None  # torch intra-op threads on CPU; None = torch default
