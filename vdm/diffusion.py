@@ -60,7 +60,8 @@ class DiffusionModel(nn.Module):
         log_snr_leaf = log_snr.detach().requires_grad_(self.learned_schedule)
         eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         alpha, sigma = (a.view(-1, 1, 1, 1) for a in alpha_sigma(log_snr_leaf))
-        eps_hat = self.network(alpha * x + sigma * eps, log_snr_leaf).float()
+        eps_hat = self.network(alpha * x + sigma * eps, log_snr_leaf)
+        eps_hat = eps_hat.to(torch.promote_types(eps_hat.dtype, torch.float32))  # bf16 -> fp32
         sq_error = (eps_hat - eps).square().flatten(1).sum(1) / dims
         multiplier = self.objective.multiplier(log_snr.detach(), neg_slope.detach())
         out = {"loss": multiplier * sq_error, "multiplier": multiplier}
