@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vdm import report
+from vdm import formatting
 from vdm.stats import mean_ci, welch_t_test
 
 KEY_COLUMNS = ["dataset", "objective", "schedule", "seed"]
@@ -154,16 +154,16 @@ def _metric_sentence(df: pd.DataFrame, metric: str) -> str:
     if metric == "fid":
         with_fid = df[_values(df, "fid").notna()]
         samples = [int(s) for s in ordered_levels(_values(with_fid, "num_fid_samples"))]
-        return report.fid_sentence(feature_extractors(df), samples)
+        return formatting.fid_sentence(feature_extractors(df), samples)
     if metric == "nll_bpd":
-        return report.NLL_SENTENCE
+        return formatting.NLL_SENTENCE
     spec = metric_spec(metric)
     return f"{spec.name}{f' [{spec.unit}]' if spec.unit else ''}."
 
 
 def pivot_caption(df: pd.DataFrame, metric: str, confidence: float = 0.95) -> str:
     """Caption of an objective × schedule pivot: metric, units, feature space, CI, marking."""
-    return report.pivot_caption_text(_metric_sentence(df, metric), _seed_text(df, metric),
+    return formatting.pivot_caption_text(_metric_sentence(df, metric), _seed_text(df, metric),
                                      confidence)
 
 
@@ -178,31 +178,31 @@ def pivot_cells(df: pd.DataFrame, metric: str, latex: bool = False,
     scheds = ordered_levels(df["schedule"], schedule_order)
     best = cells["mean"].min()
     decimals = metric_spec(metric).decimals
-    table = pd.DataFrame(report.MISSING, index=objs, columns=scheds, dtype=object)
+    table = pd.DataFrame(formatting.MISSING, index=objs, columns=scheds, dtype=object)
     for c in cells.itertuples():
-        table.loc[c.objective, c.schedule] = report.fmt_mean_ci(
+        table.loc[c.objective, c.schedule] = formatting.fmt_mean_ci(
             c.mean, c.ci, decimals, latex=latex, bold=bool(c.mean == best))
     lam = lambda_ranges(df)
-    table.loc[report.lambda_label(latex)] = [
-        report.lambda_cell(lam.loc[s] if s in lam.index else None, latex) for s in scheds]
+    table.loc[formatting.lambda_label(latex)] = [
+        formatting.lambda_cell(lam.loc[s] if s in lam.index else None, latex) for s in scheds]
     if latex:
-        table.index = [i if i == report.lambda_label(True) else report.latex_escape(i)
+        table.index = [i if i == formatting.lambda_label(True) else formatting.latex_escape(i)
                        for i in table.index]
-        table.columns = [report.latex_escape(c) for c in table.columns]
+        table.columns = [formatting.latex_escape(c) for c in table.columns]
     return table.rename_axis("objective").reset_index()
 
 
 def pivot_table_markdown(df: pd.DataFrame, metric: str, **order: Sequence[str]) -> str:
     """Caption + Markdown objective × schedule pivot of ``metric`` (see :func:`pivot_cells`)."""
-    table = report.markdown_table(pivot_cells(df, metric, False, **order))
-    return report.markdown_block(pivot_caption(df, metric), table)
+    table = formatting.markdown_table(pivot_cells(df, metric, False, **order))
+    return formatting.markdown_block(pivot_caption(df, metric), table)
 
 
 def pivot_table_latex(df: pd.DataFrame, metric: str, label: str | None = None,
                       **order: Sequence[str]) -> str:
     """LaTeX (booktabs) objective × schedule pivot of ``metric`` with caption and label."""
-    return report.latex_table(pivot_cells(df, metric, True, **order), pivot_caption(df, metric),
-                              label or f"tab:{metric}", midrule_before=report.lambda_label(True))
+    return formatting.latex_table(pivot_cells(df, metric, True, **order), pivot_caption(df, metric),
+                              label or f"tab:{metric}", midrule_before=formatting.lambda_label(True))
 
 
 # --------------------------------------------------------------------------- significance
@@ -234,22 +234,22 @@ def significance_caption(metric: str, baseline: tuple[str, str] = BASELINE,
                          alpha: float = 0.05) -> str:
     """Caption stating the test used by :func:`significance_table`."""
     spec = metric_spec(metric)
-    return report.significance_caption_text(spec.name, spec.unit, baseline, alpha)
+    return formatting.significance_caption_text(spec.name, spec.unit, baseline, alpha)
 
 
 def significance_table_markdown(df: pd.DataFrame, metric: str, **kw: object) -> str:
     """Caption + Markdown table of :func:`significance_table` (``kw`` passed on to it)."""
-    cells = report.significance_cells(significance_table(df, metric, **kw),
+    cells = formatting.significance_cells(significance_table(df, metric, **kw),
                                       metric_spec(metric).decimals)
-    return report.markdown_block(significance_caption(metric), report.markdown_table(cells))
+    return formatting.markdown_block(significance_caption(metric), formatting.markdown_table(cells))
 
 
 def significance_table_latex(df: pd.DataFrame, metric: str, label: str | None = None,
                              **kw: object) -> str:
     """LaTeX (booktabs) table of :func:`significance_table` with the test in its caption."""
-    cells = report.significance_cells(significance_table(df, metric, **kw),
+    cells = formatting.significance_cells(significance_table(df, metric, **kw),
                                       metric_spec(metric).decimals, latex=True)
-    return report.latex_table(cells, significance_caption(metric), label or f"tab:{metric}-sig",
+    return formatting.latex_table(cells, significance_caption(metric), label or f"tab:{metric}-sig",
                               label_cols=2)
 
 
