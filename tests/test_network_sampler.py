@@ -70,4 +70,4 @@ def test_save_grid(tmp_path) -> None:
     path = save_grid(images, tmp_path / "grid.png", columns=4, scale=2)
     picture = Image.open(path)
     assert picture.size == ((4 * 9 + 1) * 2, (3 * 9 + 1) * 2)
-    assert not (tmp_path / "grid.png.tmp.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]  # no temporary left

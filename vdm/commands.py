@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from vdm.config import apply_overrides, load_config_file, run_config_from_dict
-from vdm.provenance import provenance, resolve_device, write_json_atomic
+from vdm.provenance import atomic_output, provenance, resolve_device, write_json_atomic
 
 
 def _common_eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,10 +107,8 @@ def sample_main(args: argparse.Namespace) -> None:
     meta = {"model": str(args.model), "num_samples": args.num_samples, "steps": args.steps,
             "method": args.method, "seed": args.seed, "ema": not args.no_ema,
             "run_config": config.to_dict(), "provenance": provenance(device)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp.npz")
-    np.savez_compressed(tmp, images=images.numpy(), meta=json.dumps(meta, default=str))
-    tmp.replace(args.out)
+    with atomic_output(args.out) as tmp:
+        np.savez_compressed(tmp, images=images.numpy(), meta=json.dumps(meta, default=str))
     if args.grid:
         save_grid(images, args.grid)
     print(f"{len(images)} samples -> {args.out}")
@@ -340,10 +338,11 @@ def plots_main(args: argparse.Namespace) -> None:
     if not args.summary.is_file():
         raise FileNotFoundError(f"summary table not found: {args.summary}")
     logs = {_run_key(p): p for p in args.logs}
-    grids: dict[tuple[str, str], Path] = {}
-    for path in sorted(args.grids, key=lambda p: _run_key(p)[2]):  # lowest seed per cell,
-        grids.setdefault(_run_key(path)[:2], path)  # cells in the order given (the config's)
-    grids = {key: grids[key] for key in dict.fromkeys(_run_key(p)[:2] for p in args.grids)}
+    grids: dict[tuple[str, str], Path] = {}  # cells in the order given (the config's)
+    for path in args.grids:
+        cell = _run_key(path)[:2]
+        if cell not in grids or _run_key(path)[2] < _run_key(grids[cell])[2]:
+            grids[cell] = path  # the lowest seed of each cell
     written = draw_all(args.summary, logs, grids, args.out_dir)
     print("plots: " + ", ".join(str(p) for p in written))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -9,7 +10,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -61,37 +62,40 @@ def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
     return info
 
 
-def write_json_atomic(path: str | Path, data: dict[str, Any]) -> None:
-    """Write JSON via a temporary file and ``os.replace``: never a half-written result."""
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a unique temporary path next to ``path`` (same suffix, so writers that infer the
+    format from it keep working); on success it replaces ``path``, on any error it is removed
+    and ``path`` is left as it was: a result file is never seen half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}",
+                                dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: str | Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (see :func:`atomic_output`)."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def save_torch_atomic(obj: Any, path: str | Path,
                       check: Callable[[str], Any] | None = None) -> Path:
-    """``torch.save`` to a unique temporary file next to ``path``, then ``os.replace`` it.
-
-    ``check(tmp_path)``, if given, runs on the temporary file before it is moved in place; on
-    any error the temporary file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
+    """``torch.save`` atomically (see :func:`atomic_output`); ``check(tmp_path)``, if given,
+    runs on the written temporary file before it replaces ``path``."""
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
         if check is not None:
-            check(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+            check(str(tmp))
+    return Path(path)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -24,6 +24,7 @@ from torch import nn
 
 from vdm.data import levels_to_pixels, model_to_levels
 from vdm.likelihood import EpsFn
+from vdm.provenance import atomic_output
 from vdm.schedules import alpha_sigma
 
 SAMPLERS = ("ancestral", "ddim")
@@ -97,9 +98,6 @@ def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, columns: int 
     picture = Image.fromarray(array[..., 0] if c == 1 else array)
     scale = scale or max(1, 256 // max(h, w))
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    picture.save(tmp)
-    tmp.replace(path)
-    return path
+    with atomic_output(path) as tmp:
+        picture.save(tmp)
+    return Path(path)
