@@ -5,10 +5,13 @@ Run: snakemake --cores all            (default grid: config/config.yaml)
 Rules live in workflow/rules/; the science lives in the vdm package (python -m vdm ...).
 """
 
+import sys
+
+import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from vdm.config import coerce_command_line_lists, describe_schema_error
+from vdm.config import coerce_command_line_values, describe_schema_error
 
 min_version("9.0")
 
@@ -16,11 +19,13 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-coerce_command_line_lists(config)  # --config seeds=[0,1] arrives as strings
+SCHEMA = "config/schema.yaml"
+with open(workflow.source_path(SCHEMA)) as schema_file:  # --config values arrive as strings
+    coerce_command_line_values(config, yaml.safe_load(schema_file))
 try:  # unknown keys, names and wrong types stop here, before any job, naming the key
-    validate(config, "config/schema.yaml")
-except WorkflowError as error:
-    raise WorkflowError(describe_schema_error(error) or str(error)) from None
+    validate(config, SCHEMA)
+except WorkflowError as error:  # one line, no traceback
+    sys.exit(f"Invalid config: {describe_schema_error(error) or error}")
 
 
 report: "workflow/report/workflow.rst"

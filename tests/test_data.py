@@ -231,6 +231,24 @@ def test_cifar10_missing_batch(tmp_path: Path) -> None:
     load_dataset("cifar10", "test", root=tmp_path)  # the test split is still readable
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "wrong_dict", "wrong_rows"])
+def test_cifar10_malformed_batch_is_named(tmp_path: Path, damage: str) -> None:
+    _make_cifar(tmp_path)
+    bad = tmp_path / "cifar-10-batches-py" / "test_batch"
+    if damage == "truncated":
+        bad.write_bytes(bad.read_bytes()[:100])
+    elif damage == "garbage":
+        bad.write_bytes(b"this is not a pickle")
+    else:
+        batch = ({b"images": np.zeros((2, 3072), np.uint8)} if damage == "wrong_dict" else
+                 {b"data": np.zeros((2, 1024), np.uint8), b"labels": [0, 1]})
+        bad.write_bytes(pickle.dumps(batch))
+    with pytest.raises(ValueError) as err:
+        load_dataset("cifar10", "test", root=tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and str(bad) in message and "3072" in message
+
+
 # ----------------------------------------------------------------------------- errors
 def test_unknown_name_and_split() -> None:
     with pytest.raises(ValueError, match="'svhn'"):

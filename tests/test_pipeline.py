@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from workflow_copy import copy_workflow, venv_environment
+
+from vdm.tables import SUMMARY_COLUMNS
 
 TINY_CELLS = 2 * 2 * 2  # config/test.yaml: objectives x schedules x seeds
 
@@ -96,14 +101,77 @@ def test_lint_is_clean(workdir: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("objectives=[eps,score]", "invalid config key 'objectives.1': 'score' is not one of"),
-    ("train={'stepz':3}", "invalid config key 'train': Additional properties are not allowed"),
-    ("logsnr_max=high", "invalid config key 'logsnr_max': 'high' is not of type 'number'"),
-])
-def test_bad_config_fails_before_any_job(tmp_path: Path, override: str, message: str) -> None:
+BAD_CONFIGS = [  # (YAML of the config file, what the one-line error must say)
+    ("objectives: [eps, score]",
+     "invalid config key 'objectives.1': 'score' is not one of ['eps', 'x0', 'v', 'elbo'"),
+    ("schedules: [cosine, quadratic]",
+     "invalid config key 'schedules.1': 'quadratic' is not one of ['linear', 'cosine', 'sigmoid', "
+     "'learned']"),
+    ("dataset: imagenet", "invalid config key 'dataset': 'imagenet' is not one of ['digits', "),
+    ("train: {learning_rat: 0.001}",
+     "invalid config key 'train.learning_rat': unknown key; allowed keys of 'train': adam_beta2"),
+    ("logsnr_max: high", "invalid config key 'logsnr_max': 'high' is not of type 'number'"),
+    ("train: {steps: 0}", "invalid config key 'train.steps': 0 is less than the minimum of 1"),
+    ("train: {steps: -5}", "invalid config key 'train.steps': -5 is less than the minimum of 1"),
+    ("seeds: []", "invalid config key 'seeds': [] should be non-empty"),
+    ("seeds: [0, 1.5]", "invalid config key 'seeds.1': 1.5 is not of type 'integer'"),
+]
+
+
+@pytest.mark.parametrize(("yaml_text", "message"), BAD_CONFIGS)
+def test_bad_config_fails_before_any_job(tmp_path: Path, yaml_text: str, message: str) -> None:
     work = copy_workflow(tmp_path)
-    result = snakemake(work, "--cores", "1", "--config", override, check=False)
+    (work / "bad.yaml").write_text(yaml_text + "\n")
+    result = snakemake(work, "--cores", "1", "--configfile", "bad.yaml", check=False)
     assert result.returncode != 0
-    assert message in result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Invalid config: ")]
+    assert errors == ["Invalid config: " + errors[0].removeprefix("Invalid config: ")]
+    assert message in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stdout + result.stderr
     assert not (work / "results").exists()  # no job ran
+
+
+def test_command_line_values_are_typed_by_the_schema(tmp_path: Path) -> None:
+    work = copy_workflow(tmp_path)
+    result = snakemake(work, "--cores", "1", "--config", "train={'steps':0}", check=False)
+    assert "Invalid config: invalid config key 'train.steps': 0 is less than the minimum of 1" in (
+        result.stderr)
+
+
+def test_default_profile_is_found(workdir: Path) -> None:
+    result = snakemake(workdir, "-n", "--configfile", "config/test.yaml")
+    assert "workflow specific profile profiles/default" in result.stdout + result.stderr
+    assert (workdir / "profiles/default/profile.yaml").resolve() == (
+        workdir / "workflow/profiles/default/profile.yaml").resolve()
+
+
+DETERMINISTIC_COLUMNS = [c for c in SUMMARY_COLUMNS if c != "train_seconds"]
+
+
+@pytest.mark.slow
+def test_sigkilled_grid_resumes_to_identical_numbers(finished: Path, tmp_path: Path) -> None:
+    """kill -9 the whole Snakemake process group while a model is training past its first
+    checkpoint; `snakemake --unlock` and the same command then finish the grid with the numbers
+    of the uninterrupted run (`finished`): the second run of the same config also shows that
+    two runs with the same seeds give identical summary.csv numbers."""
+    work = copy_workflow(tmp_path)
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"]
+    process = subprocess.Popen(command, cwd=work, env=venv_environment(), start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 900
+    while not list(work.glob("results/digits/runs/*/*/seed*/state.pt")):
+        assert process.poll() is None, "the grid ended before any checkpoint was written"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    interrupted = [p.parent for p in work.glob("results/digits/runs/*/*/seed*/state.pt")]
+    assert interrupted and not (work / "results/tables/summary.csv").exists()
+    snakemake(work, "--unlock")
+    result = snakemake(work, "--cores", "2", "--configfile", "config/test.yaml", check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    for run in interrupted:  # resumed from the checkpoint that survived the kill
+        assert json.loads((run / "train.json").read_text())["resumed_from"] == [10], run
+    before = pd.read_csv(finished / "results/tables/summary.csv")[DETERMINISTIC_COLUMNS]
+    after = pd.read_csv(work / "results/tables/summary.csv")[DETERMINISTIC_COLUMNS]
+    pd.testing.assert_frame_equal(before, after, check_exact=True)

@@ -28,7 +28,7 @@ def tiny_config(**overrides):
 
 
 def _weights(path) -> dict[str, torch.Tensor]:
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)
     return {**{f"m.{k}": v for k, v in state["model"].items()},
             **{f"e.{k}": v for k, v in state["ema"].items()}}
 

@@ -17,8 +17,10 @@ def venv_environment() -> dict[str, str]:
 
 
 def copy_workflow(work: Path) -> Path:
-    """Copy Snakefile, workflow/ and config/ into ``work`` (the vdm package comes from the venv)."""
+    """Copy Snakefile, workflow/, config/ and the ``profiles`` link (through which Snakemake finds
+    the default profile workflow/profiles/default) into ``work``; vdm comes from the venv."""
     for name in ("Snakefile", "workflow", "config"):
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, work / name)
+    (work / "profiles").symlink_to(os.readlink(REPO / "profiles"))
     return work

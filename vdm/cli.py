@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.command][1](args)
-    except (ValueError, FileNotFoundError, KeyError) as error:
+    except (ValueError, FileNotFoundError, KeyError, FloatingPointError) as error:
         message = error.args[0] if error.args else repr(error)
         print(f"vdm {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vdm.config import apply_overrides, load_config_file, run_config_from_dict
-from vdm.provenance import atomic_output, provenance, resolve_device, write_json_atomic
+from vdm.provenance import (
+    atomic_output,
+    determinism_note,
+    provenance,
+    resolve_device,
+    write_json_atomic,
+)
 
 
 def _common_eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +104,7 @@ def sample_main(args: argparse.Namespace) -> None:
     from vdm.sampler import sample, save_grid
     from vdm.trainer import load_trained_model
 
+    started = time.perf_counter()
     _set_threads(args.threads)
     device = resolve_device(args.device)
     model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
@@ -106,7 +115,8 @@ def sample_main(args: argparse.Namespace) -> None:
                     clip=not args.no_clip)
     meta = {"model": str(args.model), "num_samples": args.num_samples, "steps": args.steps,
             "method": args.method, "seed": args.seed, "ema": not args.no_ema,
-            "run_config": config.to_dict(), "provenance": provenance(device)}
+            "run_config": config.to_dict(), "provenance": provenance(device),
+            "wall_seconds": round(time.perf_counter() - started, 3)}
     with atomic_output(args.out) as tmp:
         np.savez_compressed(tmp, images=images.numpy(), meta=json.dumps(meta, default=str))
     if args.grid:
@@ -130,6 +140,7 @@ def nll_main(args: argparse.Namespace) -> None:
     from vdm.evaluate import evaluate_nll
     from vdm.trainer import load_trained_model
 
+    started = time.perf_counter()
     _set_threads(args.threads)
     device = resolve_device(args.device)
     model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
@@ -139,7 +150,8 @@ def nll_main(args: argparse.Namespace) -> None:
                           discrete_steps=args.discrete_steps, seed=args.seed,
                           max_examples=args.max_examples, device=device)
     result.update({"model": str(args.model), "ema": not args.no_ema,
-                   "run_config": config.to_dict(), "provenance": provenance(device)})
+                   "run_config": config.to_dict(), "provenance": provenance(device),
+                   "wall_seconds": round(time.perf_counter() - started, 3)})
     write_json_atomic(args.out, result)
     print(f"{result['nll_bpd']:.4f} +- {result['nll_bpd_se']:.4f} bits/dim "
           f"({result['split']}, n={result['num_examples']}) -> {args.out}")
@@ -248,18 +260,24 @@ def fid_arguments(parser: argparse.ArgumentParser) -> None:
 
 def fid_main(args: argparse.Namespace) -> None:
     from vdm.data import load_dataset
-    from vdm.fid import compute_metrics, load_samples
+    from vdm.fid import compute_metrics, load_samples, load_samples_meta
 
+    started = time.perf_counter()
     _set_threads(args.threads)
+    device = resolve_device(args.device)
     samples = load_samples(args.samples)
     reference = load_dataset(args.dataset, args.split, args.root).pixels_uint8()
     result = compute_metrics(
         samples, reference, dataset=args.dataset, split=args.split, extractor=args.extractor,
         weights_path=args.weights, cache_root=args.cache_root,
-        device=str(resolve_device(args.device)), kid_subset_size=args.kid_subset_size,
+        device=str(device), kid_subset_size=args.kid_subset_size,
         prc=not args.no_prc, batch_size=args.batch_size)
+    sampling = load_samples_meta(args.samples)
     result.update({"samples": str(args.samples), "reference_split": args.split,
-                   "provenance": provenance()})
+                   "sampling": {key: sampling.get(key) for key in (
+                       "num_samples", "steps", "method", "seed", "ema", "wall_seconds")},
+                   "provenance": provenance(device),
+                   "wall_seconds": round(time.perf_counter() - started, 3)})
     write_json_atomic(args.out, result)
     print(f"FID ({result['feature_extractor']}) {result['fid']:.3f} -> {args.out}")
 
@@ -275,26 +293,67 @@ def collect_arguments(parser: argparse.ArgumentParser) -> None:
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"result file not found: {path}")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); delete it and rerun") from None
+
+
+#: metrics that every metrics.json must hold as finite numbers (no NaN reaches a table or plot)
+FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_reconstruction_bpd", "nll_prior_bpd",
+                  "nll_diffusion_bpd", "fid", "kid", "kid_std")
 
 
 def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out: Path) -> None:
-    """Merge one run's ``train.json``, ``nll.json`` and ``fid.json`` into ``metrics.json``."""
+    """Merge one run's ``train.json``, ``nll.json`` and ``fid.json`` into ``metrics.json``.
+
+    The file holds the numbers, the seed, the full resolved configuration (training run and
+    evaluation settings), provenance (git commit, Python/torch/torch-fidelity/snakemake
+    versions, device), wall times of each stage (seconds, in-process), the FID feature
+    extractor, what determinism is guaranteed, and the source files. Raises ``ValueError``
+    naming the file and key when a metric is NaN/infinite (e.g. a diverged model), so that
+    nothing non-finite reaches the tables and plots.
+    """
     train = _read_json(Path(train_json))
     nll = _read_json(Path(nll_json))
+    sources = {"train": train_json, "nll": nll_json, "fid": fid_json}
     metrics = {key: train[key] for key in (
         "dataset", "objective", "schedule", "seed", "steps", "train_seconds", "num_params",
         "final_loss", "logsnr_max", "logsnr_min")}
     metrics.update({key: value for key, value in nll.items() if key.startswith("nll_")})
     metrics["nll_num_examples"] = nll["num_examples"]
+    wall = {"train": train.get("wall_seconds"), "nll": nll.get("wall_seconds")}
+    evaluation: dict[str, Any] = {"nll": {key: nll.get(key) for key in (
+        "split", "num_examples", "num_time_samples", "time_sampling", "seed", "ema")}}
+    devices = {"train": train["provenance"].get("device"),
+               "nll": nll.get("provenance", {}).get("device")}
     if fid_json:
         fid = _read_json(Path(fid_json))
-        metrics.update({key: fid[key] for key in ("fid", "kid", "kid_std", "precision", "recall",
-                                                  "feature_extractor")})
+        metrics.update({key: fid[key] for key in ("fid", "kid", "kid_std", "feature_extractor")})
+        metrics.update({key: fid[key] for key in ("precision", "recall")
+                        if math.isfinite(fid.get(key, math.nan))})  # absent when not computed
         metrics["num_fid_samples"] = fid["num_samples"]
-    metrics.update({"config": train["config"], "provenance": train["provenance"],
-                    "sources": {"train": str(train_json), "nll": str(nll_json),
-                                "fid": str(fid_json) if fid_json else None}})
+        sampling = fid.get("sampling", {})
+        wall.update(sample=sampling.get("wall_seconds"), fid=fid.get("wall_seconds"))
+        evaluation["sample"] = {key: value for key, value in sampling.items()
+                                if key != "wall_seconds"}
+        evaluation["fid"] = {key: fid.get(key) for key in (
+            "feature_extractor", "reference_split", "num_samples", "num_reference",
+            "kid_subset_size", "reference_cache_name")}
+        devices["fid"] = fid.get("provenance", {}).get("device")
+    for key in FINITE_METRICS:
+        if key in metrics and not math.isfinite(float(metrics[key])):
+            source = sources["fid" if key in ("fid", "kid", "kid_std") else
+                             "train" if key == "final_loss" else "nll"]
+            raise ValueError(f"{source}: {key} is {metrics[key]} (not finite) for "
+                             f"{metrics['objective']}/{metrics['schedule']} seed "
+                             f"{metrics['seed']}; the run diverged or its evaluation failed")
+    metrics.update({
+        "wall_seconds": wall, "devices": devices, "config": train["config"],
+        "evaluation_config": evaluation, "provenance": train["provenance"],
+        "determinism": train.get("determinism", determinism_note(devices["train"] or "cpu")),
+        "sources": {key: str(value) if value else None for key, value in sources.items()},
+    })
     write_json_atomic(out, metrics)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -151,18 +152,48 @@ def describe_schema_error(error: BaseException) -> str | None:
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, jsonschema.ValidationError):
-            key = ".".join(str(part) for part in seen.absolute_path) or "<top level>"
+            path = [str(part) for part in seen.absolute_path]
+            if seen.validator == "additionalProperties" and isinstance(seen.instance, dict):
+                allowed = sorted(seen.schema.get("properties", {}))
+                unknown = sorted(k for k in seen.instance if k not in allowed)
+                key = ".".join(path + unknown[:1])
+                return (f"invalid config key {key!r}: unknown key; allowed keys"
+                        f"{' of ' + repr('.'.join(path)) if path else ''}: {', '.join(allowed)}")
+            key = ".".join(path) or "<top level>"
             return f"invalid config key {key!r}: {seen.message}"
         seen = seen.__cause__ or seen.__context__
     return None
 
 
-def coerce_command_line_lists(config: dict[str, Any]) -> dict[str, Any]:
-    """``snakemake --config seeds=[0,1,2]`` parses list items as strings (YAML BaseLoader): turn
-    integer-looking seeds back into ints, in place, so that the schema sees what the user meant.
-    Anything else is left for the schema to judge."""
-    seeds = config.get("seeds")
-    if isinstance(seeds, list):
-        config["seeds"] = [int(s) if isinstance(s, str) and s.strip().isdigit() else s
-                           for s in seeds]
+def coerce_command_line_values(config: Any, schema: dict[str, Any]) -> Any:
+    """Give ``snakemake --config`` values the types the schema asks for, in place.
+
+    Snakemake parses ``--config train={'steps':0}`` or ``seeds=[0,1]`` leaving the scalars as
+    strings; a string is converted only where the schema allows an integer, number or boolean
+    and the string spells one (``"3"`` -> 3, ``"1e-3"`` -> 0.001, ``"true"`` -> True), so the
+    schema then judges what the user meant. Anything else is left for the schema to reject.
+    """
+    if isinstance(config, dict):
+        properties = schema.get("properties", {})
+        for key, value in config.items():
+            if key in properties:
+                config[key] = coerce_command_line_values(value, properties[key])
+        return config
+    if isinstance(config, list):
+        items = schema.get("items", {})
+        return [coerce_command_line_values(value, items) for value in config]
+    if not isinstance(config, str):
+        return config
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    text = config.strip()
+    if "integer" in types and re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    if "number" in types:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    if "boolean" in types and text.lower() in ("true", "false"):
+        return text.lower() == "true"
     return config

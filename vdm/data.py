@@ -243,6 +243,26 @@ def _load_mnist(root: Path, split: str, download: bool) -> tuple[np.ndarray, np.
     return images[:, None, :, :], labels
 
 
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch: a pickled dict with ``b"data"`` (N x 3072 uint8) and
+    ``b"labels"`` (N ints in 0..9). Anything else raises ``ValueError`` naming the file."""
+    expected = "a CIFAR-10 python batch (pickled dict with b'data' N x 3072 and b'labels')"
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        rows = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except Exception as error:  # unpickling, missing keys, wrong types: all mean a bad file
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{path} is not {expected}: {type(error).__name__}: {first}; "
+                         "re-download it") from None
+    if rows.ndim != 2 or rows.shape[1] != 3072:
+        raise ValueError(f"{path}: expected {expected}, got data of shape {rows.shape}")
+    if labels.shape != rows.shape[:1] or (labels.size and not 0 <= labels.min() <= labels.max() <= 9):
+        raise ValueError(f"{path}: expected {len(rows)} labels in 0..9, got shape {labels.shape}")
+    return rows, labels
+
+
 def _load_cifar10(root: Path, split: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
     """CIFAR-10 from the python pickles ``root/cifar-10-batches-py/{data_batch_1..5,test_batch}``.
 
@@ -258,12 +278,8 @@ def _load_cifar10(root: Path, split: str, download: bool) -> tuple[np.ndarray, n
     for p in paths:
         if not p.is_file():
             raise _missing("cifar10", p)
-        with open(p, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        rows = np.asarray(batch[b"data"], dtype=np.uint8)
-        if rows.ndim != 2 or rows.shape[1] != 3072:
-            raise ValueError(f"{p}: expected data rows of 3072 bytes, got {rows.shape}")
+        rows, batch_labels = _read_cifar_batch(p)
         data.append(rows)
-        labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        labels.append(batch_labels)
     images = np.concatenate(data).reshape(-1, 3, 32, 32)
     return images, np.concatenate(labels)

@@ -244,10 +244,12 @@ def load_classifier(path: str | os.PathLike, map_location: str = "cpu") -> Datas
 
     The checkpoint's ``meta`` dict is attached to the returned model as ``model.meta``.
     """
+    from vdm.checkpoint import load_checkpoint
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"classifier weights not found: {path}")
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    payload = load_checkpoint(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a {_CHECKPOINT_FORMAT} checkpoint")
     model = DatasetClassifier(**payload["arch"])

@@ -147,6 +147,14 @@ def load_samples(path: str | os.PathLike) -> torch.Tensor:
         return as_uint8_images(npz["images"], what=f"{path}['images']")
 
 
+def load_samples_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``meta`` JSON stored next to the images in ``samples.npz`` ({} if there is none)."""
+    import json
+
+    with np.load(path) as npz:
+        return json.loads(str(npz["meta"])) if "meta" in npz else {}
+
+
 DOWNLOADED_INCEPTION = "tf2015-download"
 """Weights tag when torch-fidelity downloads the standard Inception weights itself."""
 
@@ -166,8 +174,9 @@ def _check_weights(extractor: str, weights_path: str | os.PathLike | None,
     if not path.is_file():
         raise FileNotFoundError(f"{extractor} feature extractor weights not found: {path}")
     if extractor == "classifier":
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        meta = payload.get("meta", {}) if isinstance(payload, dict) else {}
+        from vdm.checkpoint import load_checkpoint
+
+        meta = load_checkpoint(path).get("meta", {})
         trained_on = meta.get("dataset")
         if trained_on is not None and trained_on != dataset:
             raise ValueError(f"classifier {path} was trained on {trained_on!r}, not {dataset!r}")

@@ -62,6 +62,22 @@ def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
     return info
 
 
+def determinism_note(device: torch.device | str) -> dict[str, str]:
+    """What reproducibility a result produced on ``device`` comes with (recorded in result files)."""
+    kind = torch.device(device).type
+    note = {
+        "cpu": ("bitwise: the same config, seed, torch version and thread count give identical "
+                "weights, samples and metrics (tested); other thread counts or BLAS builds may "
+                "differ in the last bits"),
+        "gpu": ("not bitwise: cuDNN/cuBLAS kernels (autotuning, atomic adds in convolution "
+                "backward, bf16 autocast) may change low-order bits between runs, so retrained "
+                "models differ slightly; seeds, data order, time steps and noise are still "
+                "fixed, so differences are run-to-run noise, not a change of experiment"),
+    }
+    note["this_result"] = "cpu" if kind == "cpu" else "gpu"
+    return note
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a unique temporary path next to ``path`` (same suffix, so writers that infer the

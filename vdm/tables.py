@@ -26,8 +26,14 @@ SUMMARY_COLUMNS = KEY_COLUMNS + [
     "steps", "train_seconds", "num_params", "final_loss", "logsnr_max", "logsnr_min",
     "nll_bpd", "nll_bpd_se", "nll_reconstruction_bpd", "nll_prior_bpd", "nll_diffusion_bpd",
     "fid", "kid", "kid_std", "precision", "recall", "feature_extractor", "num_fid_samples",
+    "git_commit", "metrics_file",
 ]
-TEXT_COLUMNS = {"dataset", "objective", "schedule", "feature_extractor"}
+TEXT_COLUMNS = {"dataset", "objective", "schedule", "feature_extractor", "git_commit",
+                "metrics_file"}
+#: columns that stay out of the table when no run has them (e.g. precision/recall not computed)
+OPTIONAL_COLUMNS = ("precision", "recall")
+#: columns that must be finite numbers whenever present: NaN never reaches a table or plot
+FINITE_COLUMNS = ("final_loss", "nll_bpd", "nll_bpd_se", "fid", "kid")
 BASELINE = ("eps", "linear")
 
 
@@ -50,18 +56,32 @@ def metric_spec(metric: str) -> MetricSpec:
 
 
 def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per ``metrics.json``: its scalar fields; nested ``config``/``provenance`` dropped.
+    """One row per ``metrics.json``: its scalar fields plus ``git_commit`` and ``metrics_file``
+    (the row's source, whose ``config``/``provenance`` hold everything else).
 
-    Missing standard fields (e.g. ``fid`` when FID was not computed) become NaN columns.
+    Missing standard fields (e.g. ``fid`` when FID was not computed) become NaN columns;
+    precision/recall are left out when no run has them. Raises ``ValueError`` naming the file
+    when a present metric of :data:`FINITE_COLUMNS` is NaN or infinite.
     """
     rows = []
     for path in paths:
-        record = json.loads(Path(path).read_text())
-        rows.append({k: v for k, v in record.items() if not isinstance(v, (dict, list))})
+        try:
+            record = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON ({error})") from None
+        row = {k: v for k, v in record.items() if not isinstance(v, (dict, list))}
+        for key in FINITE_COLUMNS:
+            if key in row and not np.isfinite(float(row[key])):
+                raise ValueError(f"{path}: {key} is {row[key]} (not finite); fix or rerun that "
+                                 "run before tabulating")
+        row["git_commit"] = record.get("provenance", {}).get("git", {}).get("commit", "unknown")
+        row["metrics_file"] = str(path)
+        rows.append(row)
     df = pd.DataFrame(rows)
     extras = [c for c in df.columns if c not in SUMMARY_COLUMNS]
-    df = df.reindex(columns=SUMMARY_COLUMNS + extras)
-    for col in SUMMARY_COLUMNS:
+    columns = [c for c in SUMMARY_COLUMNS if c in df.columns or c not in OPTIONAL_COLUMNS]
+    df = df.reindex(columns=columns + extras)
+    for col in columns:
         if col not in TEXT_COLUMNS:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
@@ -79,8 +99,8 @@ def summary_long(df: pd.DataFrame, objective_order: Sequence[str] | None = None,
                  schedule_order: Sequence[str] | None = None) -> pd.DataFrame:
     """The long table of ``summary.csv``: standard columns first, sorted by dataset, objective,
     schedule (first-appearance or explicit order) and seed."""
-    out = df.reindex(columns=SUMMARY_COLUMNS + [c for c in df.columns
-                                                if c not in SUMMARY_COLUMNS])
+    standard = [c for c in SUMMARY_COLUMNS if c in df.columns or c not in OPTIONAL_COLUMNS]
+    out = df.reindex(columns=standard + [c for c in df.columns if c not in standard])
     ranks = {
         "dataset": ordered_levels(out["dataset"]),
         "objective": ordered_levels(out["objective"], objective_order),

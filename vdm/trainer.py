@@ -1,22 +1,27 @@
 """Training loop: AdamW with linear warm-up, gradient clipping, EMA, exact resumption.
 
 Determinism: the model is initialised from ``seed``; minibatch ``b`` is the ``b``-th slice of a
-permutation of the training set drawn from ``(seed, epoch)`` alone (so data order needs no
-state); time steps and noise come from a dedicated ``torch.Generator``; dropout uses torch's
-global RNG. A checkpoint stores model, EMA, optimizer, LR scheduler, step, elapsed time and every
-RNG state, so ``N/2 steps + resume + N/2 steps`` gives bitwise the same weights as ``N`` steps on
-CPU.
+permutation of the training set drawn from ``(seed, epoch)`` alone; time steps and noise come
+from a dedicated ``torch.Generator``; dropout uses torch's global RNG. A checkpoint stores model,
+EMA, optimizer, LR scheduler, step, elapsed time, every RNG state, the data order (the current
+epoch's permutation, checked on resume) and the log rows so far, so ``N/2 steps + kill + resume
++ N/2 steps`` gives bitwise the same weights and log as ``N`` steps on CPU.
 
-Files in the run directory: ``state.pt`` (rolling checkpoint, removed when training ends),
-``model.pt`` (final checkpoint, written last and atomically), ``train_log.csv`` (one row every
-``log_every`` steps: step, loss, grad_norm, lr, images_per_sec, ...), ``train.json`` (summary).
+Files in the run directory: ``state.pt`` (rolling checkpoint every ``checkpoint_every`` steps,
+removed when training ends; not a Snakemake output, so a rerun of an incomplete job resumes from
+it), ``model.pt`` (final checkpoint, written last and atomically), ``train_log.csv`` (one row
+every ``log_every`` steps: step, loss, grad_norm, lr, images_per_sec, ...; written atomically at
+the end, while ``train_log.csv.partial`` grows during training), ``train.json`` (summary).
+A loss that is NaN or infinite stops training with :class:`NonFiniteLossError`.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import math
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,11 +31,19 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from vdm.checkpoint import CheckpointError, capture_rng_states, load_checkpoint, restore_rng_states
 from vdm.config import RunConfig, TrainConfig
 from vdm.data import ImageData, load_dataset
 from vdm.diffusion import DiffusionModel, build_model
 from vdm.network import count_parameters
-from vdm.provenance import provenance, resolve_device, save_torch_atomic, write_json_atomic
+from vdm.provenance import (
+    atomic_output,
+    determinism_note,
+    provenance,
+    resolve_device,
+    save_torch_atomic,
+    write_json_atomic,
+)
 from vdm.schedules import schedule_endpoints
 
 LOG_COLUMNS = ["step", "loss", "grad_norm", "lr", "images_per_sec", "seconds", "logsnr_max",
@@ -59,21 +72,35 @@ class EMA:
                 shadow[name].copy_(value)
 
 
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def batch_indices(step: int, num_examples: int, batch_size: int, seed: int) -> torch.Tensor:
-    """Indices of minibatch ``step``: slice of the permutation of epoch ``step // (N // B)``."""
+def epoch_permutation(epoch: int, num_examples: int, seed: int) -> torch.Tensor:
+    """The order in which epoch ``epoch`` visits the training set (a function of seed and epoch)."""
+    return torch.randperm(num_examples, generator=torch.Generator().manual_seed(
+        seed * 1_000_003 + epoch))
+
+
+def epoch_and_position(step: int, num_examples: int, batch_size: int) -> tuple[int, int]:
+    """``(epoch, minibatch index within the epoch)`` of training step ``step``."""
     per_epoch = num_examples // batch_size
     if per_epoch == 0:
         raise ValueError(f"train.batch_size ({batch_size}) exceeds the training set "
                          f"({num_examples} examples)")
-    epoch, position = divmod(step, per_epoch)
-    perm = torch.randperm(num_examples, generator=torch.Generator().manual_seed(
-        seed * 1_000_003 + epoch))
+    return divmod(step, per_epoch)
+
+
+def batch_indices(step: int, num_examples: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Indices of minibatch ``step``: slice of the permutation of epoch ``step // (N // B)``."""
+    epoch, position = epoch_and_position(step, num_examples, batch_size)
+    perm = epoch_permutation(epoch, num_examples, seed)
     return perm[position * batch_size:(position + 1) * batch_size]
 
 
@@ -101,6 +128,7 @@ class Trainer:
             torch.set_num_threads(config.train.threads)
         self.data = train_data or load_dataset(config.dataset, "train", config.data_root,
                                                config.download)
+        epoch_and_position(0, len(self.data), config.train.batch_size)  # batch size fits
         seed_everything(config.seed)
         self.model = build_model(self.data.shape, self.data.num_levels, config.objective,
                                  config.schedule, config.model.__dict__, config.logsnr_min,
@@ -111,12 +139,31 @@ class Trainer:
             self.optimizer, warmup_factor(config.train.warmup_steps))
         self.noise = torch.Generator(self.device).manual_seed(config.seed + 1)
         self.step, self.seconds = 0, 0.0
+        self.log_rows: list[list[float]] = []
+        self.resumed_from: list[int] = []
+        self._epoch, self._permutation = -1, torch.empty(0, dtype=torch.int64)
         self.x_train = self.data.model_inputs().to(self.device)
         if config.train.compile:
             self.model.network.compile()
 
+    # ----- data order --------------------------------------------------------------------
+    def permutation(self, epoch: int) -> torch.Tensor:
+        """The visiting order of epoch ``epoch`` (cached: drawn once per epoch)."""
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._permutation = epoch_permutation(epoch, len(self.data), self.config.seed)
+        return self._permutation
+
+    def batch(self) -> torch.Tensor:
+        """Model inputs of minibatch ``self.step`` (see :func:`batch_indices`)."""
+        batch_size = self.config.train.batch_size
+        epoch, position = epoch_and_position(self.step, len(self.data), batch_size)
+        index = self.permutation(epoch)[position * batch_size:(position + 1) * batch_size]
+        return self.x_train[index.to(self.device)]
+
     # ----- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        epoch, _ = epoch_and_position(self.step, len(self.data), self.config.train.batch_size)
         return {
             "config": self.config.to_dict(),
             "step": self.step,
@@ -125,45 +172,69 @@ class Trainer:
             "ema": self.ema.shadow.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "lr_schedule": self.lr_schedule.state_dict(),
-            "rng": {
-                "noise": self.noise.get_state(),
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-            },
+            "rng": capture_rng_states(self.noise),
+            "data_order": {"epoch": epoch, "permutation": self.permutation(epoch).clone()},
+            "log_rows": [list(row) for row in self.log_rows],
+            "resumed_from": list(self.resumed_from),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; ``ValueError`` if it belongs to another run."""
         if state["config"] != self.config.to_dict():
-            raise ValueError("checkpoint was written with a different config; "
-                             f"delete {self.out_dir / 'state.pt'} to start afresh")
+            raise ValueError("it was written with a different config")
+        order = state["data_order"]
+        if not torch.equal(order["permutation"], epoch_permutation(
+                order["epoch"], len(self.data), self.config.seed)):
+            raise ValueError("its data order differs from this torch version's")
         self.model.load_state_dict(state["model"])
         self.ema.shadow.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
         self.step, self.seconds = state["step"], state["seconds"]
-        rng = state["rng"]
-        self.noise.set_state(rng["noise"])
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
+        self.log_rows = [list(row) for row in state["log_rows"]]
+        self.resumed_from = list(state["resumed_from"])
+        restore_rng_states(state["rng"], self.noise)
 
     def save(self, name: str) -> Path:
         path = self.out_dir / name
         save_torch_atomic(self.state_dict(), path)
         return path
 
+    def resume(self) -> bool:
+        """Load ``out_dir/state.pt`` if it exists and belongs to this run.
+
+        An unreadable, corrupt or foreign checkpoint is moved aside (``state.pt.bad``) with a
+        one-line warning and the run starts over, so one bad file never stops a grid.
+        """
+        path = self.out_dir / "state.pt"
+        if not path.exists():
+            return False
+        try:
+            self.load_state_dict(load_checkpoint(path, self.device))
+        except (CheckpointError, ValueError, KeyError, TypeError) as error:
+            reason = str(error) if isinstance(error, CheckpointError) else (
+                f"checkpoint {path} cannot resume this run ({error})")
+            path.replace(path.with_name("state.pt.bad"))
+            print(f"vdm train: warning: {reason}; moved it to state.pt.bad and starting this "
+                  "run over", file=sys.stderr)
+            return False
+        self.resumed_from.append(self.step)
+        return True
+
     # ----- training ----------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         cfg = self.config.train
         self.model.train()
-        index = batch_indices(self.step, len(self.data), cfg.batch_size, self.config.seed)
-        x = self.x_train[index.to(self.device)]
+        x = self.batch()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             losses = self.model.losses(x, generator=self.noise)
+        loss = float(losses["loss"].detach().mean())
+        if not math.isfinite(loss):
+            c = self.config
+            raise NonFiniteLossError(
+                f"training loss is {loss} at step {self.step + 1} (dataset {c.dataset}, "
+                f"objective {c.objective}, schedule {c.schedule}, seed {c.seed}); lower "
+                f"train.lr ({cfg.lr}) or set train.grad_clip > 0")
         self.optimizer.zero_grad(set_to_none=True)
         self.model.backward(losses)
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(),
@@ -172,44 +243,38 @@ class Trainer:
         self.lr_schedule.step()
         self.ema.update(self.model, self.step)
         self.step += 1
-        return {"loss": float(losses["loss"].detach().mean()), "grad_norm": float(grad_norm)}
+        return {"loss": loss, "grad_norm": float(grad_norm)}
 
-    def _log_row(self, metrics: dict[str, float], images_per_sec: float) -> list[Any]:
+    def _log_row(self, metrics: dict[str, float], images_per_sec: float) -> list[float]:
         with torch.no_grad():
             logsnr_max, logsnr_min = (float(v) for v in schedule_endpoints(self.model.schedule))
         return [self.step, metrics["loss"], metrics["grad_norm"],
                 self.optimizer.param_groups[0]["lr"], images_per_sec, round(self.seconds, 3),
                 logsnr_max, logsnr_min]
 
-    def _open_log(self):
-        path = self.out_dir / "train_log.csv"
-        rows = []
-        if self.step > 0 and path.exists():
-            with path.open() as f:
-                rows = [r for r in csv.reader(f)][1:]
-            rows = [r for r in rows if int(r[0]) <= self.step]
-        f = path.open("w", newline="")
-        writer = csv.writer(f)
-        writer.writerow(LOG_COLUMNS)
-        writer.writerows(rows)
-        return f, writer
+    def _write_log(self, path: Path) -> None:
+        with atomic_output(path) as tmp, tmp.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(LOG_COLUMNS)
+            writer.writerows(self.log_rows)
 
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train until ``train.steps`` (or ``stop_at``, leaving ``state.pt`` to resume from).
 
-        Resumes from ``out_dir/state.pt`` when it exists. Returns the ``train.json`` summary, or
-        ``{}`` when stopped early.
+        Resumes from ``out_dir/state.pt`` when it exists (see :meth:`resume`). Returns the
+        ``train.json`` summary, or ``{}`` when stopped early. Raises
+        :class:`NonFiniteLossError` when the loss becomes NaN or infinite.
         """
+        started = time.perf_counter()
         cfg = self.config.train
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        state_path = self.out_dir / "state.pt"
-        if state_path.exists():
-            self.load_state_dict(torch.load(state_path, map_location=self.device,
-                                            weights_only=False))
+        self.resume()
         target = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
-        log_file, writer = self._open_log()
+        partial_log = self.out_dir / "train_log.csv.partial"
+        self._write_log(partial_log)
         metrics = {"loss": float("nan")}
-        try:
+        with partial_log.open("a", newline="") as log_file:
+            writer = csv.writer(log_file)
             bar = tqdm(total=target, initial=self.step, desc=self._description(), disable=None,
                        mininterval=2.0)
             tick, images = time.perf_counter(), 0
@@ -220,55 +285,63 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == target:
                     now = time.perf_counter()
                     self.seconds += now - tick
-                    writer.writerow(self._log_row(metrics, images / max(now - tick, 1e-9)))
+                    row = self._log_row(metrics, images / max(now - tick, 1e-9))
+                    self.log_rows.append(row)
+                    writer.writerow(row)
                     log_file.flush()
                     bar.set_postfix(loss=f"{metrics['loss']:.4f}")
                     tick, images = now, 0
                 if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                     self.save("state.pt")
             bar.close()
-        finally:
-            log_file.close()
         if self.step < cfg.steps:
             self.save("state.pt")
             return {}
-        return self._finish(metrics)
+        return self._finish(metrics, time.perf_counter() - started)
 
     def _description(self) -> str:
         c = self.config
         return f"{c.dataset} {c.objective}/{c.schedule} seed {c.seed}"
 
-    def _finish(self, metrics: dict[str, float]) -> dict[str, Any]:
+    def _finish(self, metrics: dict[str, float], wall_seconds: float) -> dict[str, Any]:
         with torch.no_grad():
             logsnr_max, logsnr_min = (float(v) for v in schedule_endpoints(self.ema.shadow.schedule))
         summary = {
             "dataset": self.config.dataset, "objective": self.config.objective,
             "schedule": self.config.schedule, "seed": self.config.seed,
             "steps": self.step, "train_seconds": round(self.seconds, 3),
+            "wall_seconds": round(wall_seconds, 3), "resumed_from": self.resumed_from,
             "final_loss": metrics["loss"], "num_params": count_parameters(self.model.network),
             "logsnr_max": logsnr_max, "logsnr_min": logsnr_min,
             "config": self.config.to_dict(), "provenance": provenance(self.device),
+            "determinism": determinism_note(self.device),
         }
+        self._write_log(self.out_dir / "train_log.csv")
         self.save("model.pt")
         write_json_atomic(self.out_dir / "train.json", summary)
         (self.out_dir / "state.pt").unlink(missing_ok=True)
+        (self.out_dir / "train_log.csv.partial").unlink(missing_ok=True)
         return summary
 
 
 def load_trained_model(path: str | Path, device: torch.device | str = "cpu",
                        use_ema: bool = True) -> tuple[DiffusionModel, RunConfig]:
-    """Load ``model.pt``: the EMA weights by default, in eval mode."""
+    """Load ``model.pt`` (safely, see :func:`vdm.checkpoint.load_checkpoint`): the EMA weights
+    by default, in eval mode. Raises :class:`CheckpointError` naming the file if it is missing,
+    corrupt or not a model checkpoint."""
     from vdm.config import run_config_from_dict
     from vdm.data import dataset_info
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = torch.load(path, map_location=device, weights_only=False)
-    config = run_config_from_dict(state["config"])
-    info = dataset_info(config.dataset)
-    model = build_model(tuple(info["shape"]), info["num_levels"], config.objective,
-                        config.schedule, config.model.__dict__, config.logsnr_min,
-                        config.logsnr_max, config.objective_kwargs)
-    model.load_state_dict(state["ema"] if use_ema else state["model"])
+    state = load_checkpoint(path, device)
+    try:
+        config = run_config_from_dict(state["config"])
+        info = dataset_info(config.dataset)
+        model = build_model(tuple(info["shape"]), info["num_levels"], config.objective,
+                            config.schedule, config.model.__dict__, config.logsnr_min,
+                            config.logsnr_max, config.objective_kwargs)
+        model.load_state_dict(state["ema"] if use_ema else state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(f"{path} is not a vdm model checkpoint ({first})") from None
     return model.to(device).eval(), config

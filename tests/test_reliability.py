@@ -1,0 +1,204 @@
+"""Reliability: kill -9 and resume, corrupt or malicious checkpoints, NaN losses, bad result files.
+
+The end-to-end versions (a SIGKILLed Snakemake grid, bad configs through Snakemake) are in
+test_pipeline.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from test_trainer import tiny_config
+
+from vdm.checkpoint import CheckpointError, load_checkpoint
+from vdm.cli import main as cli_main
+from vdm.commands import collect_metrics
+from vdm.tables import load_metrics
+from vdm.trainer import NonFiniteLossError, Trainer, load_trained_model
+
+LONGER = {"steps": 40, "batch_size": 32, "log_every": 2, "checkpoint_every": 10,
+          "warmup_steps": 3, "threads": 1}
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    state = load_checkpoint(path)
+    return {**{f"m.{k}": v for k, v in state["model"].items()},
+            **{f"e.{k}": v for k, v in state["ema"].items()}}
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def _log_columns(path: Path) -> list[tuple[str, str, str, str]]:
+    """The deterministic columns of train_log.csv (timings excluded)."""
+    with path.open() as f:
+        return [(r["step"], r["loss"], r["grad_norm"], r["lr"]) for r in csv.DictReader(f)]
+
+
+def test_sigkilled_training_resumes_bitwise(tmp_path: Path) -> None:
+    """kill -9 a `python -m vdm train` process after its first checkpoint; the same command
+    then finishes with the weights and log of an uninterrupted run."""
+    config = tiny_config(schedule="learned", objective="elbo", train=LONGER)
+    Trainer(config, tmp_path / "straight").fit()
+    run = tmp_path / "killed"
+    command = [sys.executable, "-m", "vdm", "train", "--config-json", json.dumps(config.to_dict()),
+               "--out", str(run)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (run / "state.pt").exists():
+        assert process.poll() is None, "training finished before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run / "model.pt").exists() and not (run / "train_log.csv").exists()
+    subprocess.run(command, check=True, capture_output=True)
+    _assert_same_weights(tmp_path / "straight" / "model.pt", run / "model.pt")
+    assert _log_columns(run / "train_log.csv") == _log_columns(tmp_path / "straight" / "train_log.csv")
+    summary = json.loads((run / "train.json").read_text())
+    assert len(summary["resumed_from"]) == 1 and summary["resumed_from"][0] % 10 == 0
+    assert not (run / "state.pt").exists() and not (run / "train_log.csv.partial").exists()
+
+
+def test_unfinished_run_leaves_nothing_that_looks_complete(tmp_path: Path) -> None:
+    Trainer(tiny_config(), tmp_path).fit(stop_at=6)
+    assert (tmp_path / "state.pt").exists() and (tmp_path / "train_log.csv.partial").exists()
+    for name in ("model.pt", "train.json", "train_log.csv"):
+        assert not (tmp_path / name).exists(), name
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "other_config"])
+def test_bad_rolling_checkpoint_starts_the_run_over(tmp_path: Path, damage: str, capsys) -> None:
+    config = tiny_config()
+    Trainer(config, tmp_path / "straight").fit()
+    run = tmp_path / "damaged"
+    if damage == "other_config":
+        Trainer(tiny_config(seed=5), run).fit(stop_at=4)
+    else:
+        Trainer(config, run).fit(stop_at=4)
+        state = run / "state.pt"
+        raw = state.read_bytes()
+        state.write_bytes(raw[: len(raw) // 2] if damage == "truncate" else b"\x00garbage" * 50)
+    summary = Trainer(config, run).fit()
+    warning = capsys.readouterr().err
+    assert "state.pt" in warning and "starting this run over" in warning
+    assert summary["resumed_from"] == []
+    assert (run / "state.pt.bad").exists()
+    _assert_same_weights(tmp_path / "straight" / "model.pt", run / "model.pt")
+
+
+def test_corrupt_model_checkpoint_is_named(tmp_path: Path, capsys) -> None:
+    Trainer(tiny_config(), tmp_path).fit()
+    model = tmp_path / "model.pt"
+    model.write_bytes(model.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as error:
+        load_trained_model(model)
+    assert str(model) in str(error.value)
+    code = cli_main(["sample", "--model", str(model), "--num-samples", "4", "--steps", "2",
+                     "--out", str(tmp_path / "s.npz")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and str(model) in err
+    assert not (tmp_path / "s.npz").exists()
+
+
+class _Exploit:
+    """Pickles to a call of os.system: what a malicious checkpoint would carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_checkpoint_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker, path = tmp_path / "pwned", tmp_path / "model.pt"
+    torch.save({"config": {}, "model": {}, "payload": _Exploit(marker)}, path)
+    with pytest.raises(CheckpointError, match="refusing to load") as error:
+        load_trained_model(path)
+    assert str(path) in str(error.value)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    assert not marker.exists()
+    # the same file is really executable by a plain unpickler: the refusal is what protects
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+def test_rolling_checkpoint_holds_only_plain_data(tmp_path: Path) -> None:
+    Trainer(tiny_config(), tmp_path).fit(stop_at=4)
+    state = torch.load(tmp_path / "state.pt", weights_only=True)  # raises on any pickled object
+    assert state["step"] == 4 and len(state["log_rows"]) == 2
+    assert state["data_order"]["permutation"].shape == (1497,)
+
+
+def test_nan_loss_stops_training_naming_step_objective_schedule(tmp_path: Path, capsys) -> None:
+    train = {**LONGER, "lr": 1e6, "grad_clip": 0.0, "warmup_steps": 0}
+    config = tiny_config(objective="eps", schedule="sigmoid", train=train)
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+ .*objective eps, schedule sigmoid"):
+        Trainer(config, tmp_path / "a").fit()
+    assert not (tmp_path / "a" / "model.pt").exists()
+    code = cli_main(["train", "--config-json", json.dumps(config.to_dict()),
+                     "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("vdm train: error: training loss is nan at step")
+
+
+def _result_files(tmp_path: Path, nll_bpd: float) -> tuple[Path, Path, Path]:
+    provenance = {"git": {"commit": "abc"}, "device": "cpu"}
+    train = {"dataset": "digits", "objective": "eps", "schedule": "linear", "seed": 0,
+             "steps": 1, "train_seconds": 1.0, "wall_seconds": 1.5, "num_params": 1,
+             "final_loss": 0.5, "logsnr_max": 7.0, "logsnr_min": -10.0, "config": {},
+             "provenance": provenance}
+    nll = {"nll_bpd": nll_bpd, "nll_bpd_se": 0.01, "num_examples": 3, "split": "test",
+           "wall_seconds": 2.0, "provenance": provenance}
+    fid = {"fid": 1.0, "kid": 0.0, "kid_std": 0.0, "precision": 0.5, "recall": 0.5,
+           "feature_extractor": "classifier-digits", "num_samples": 8, "wall_seconds": 3.0,
+           "sampling": {"steps": 2, "wall_seconds": 4.0}, "provenance": provenance}
+    paths = tuple(tmp_path / name for name in ("train.json", "nll.json", "fid.json"))
+    for path, data in zip(paths, (train, nll, fid), strict=True):
+        path.write_text(json.dumps(data))
+    return paths
+
+
+def test_nan_metric_never_reaches_a_table(tmp_path: Path) -> None:
+    train, nll, fid = _result_files(tmp_path, nll_bpd=float("nan"))
+    with pytest.raises(ValueError, match="nll.json: nll_bpd is nan"):
+        collect_metrics(train, nll, fid, tmp_path / "metrics.json")
+    assert not (tmp_path / "metrics.json").exists()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"objective": "eps", "schedule": "linear", "seed": 0,
+                               "fid": float("inf")}))
+    with pytest.raises(ValueError, match="bad.json: fid is inf"):
+        load_metrics([bad])
+
+
+def test_metrics_record_provenance_and_trace_to_the_table(tmp_path: Path) -> None:
+    train, nll, fid = _result_files(tmp_path, nll_bpd=2.0)
+    collect_metrics(train, nll, fid, tmp_path / "metrics.json")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["wall_seconds"] == {"train": 1.5, "nll": 2.0, "sample": 4.0, "fid": 3.0}
+    assert metrics["feature_extractor"] == "classifier-digits"
+    assert {"cpu", "gpu", "this_result"} <= set(metrics["determinism"])
+    row = load_metrics([tmp_path / "metrics.json"]).iloc[0]
+    assert row["git_commit"] == "abc" and row["metrics_file"] == str(tmp_path / "metrics.json")
+
+
+def test_malformed_result_json_is_named(tmp_path: Path) -> None:
+    train, nll, fid = _result_files(tmp_path, nll_bpd=2.0)
+    nll.write_text('{"nll_bpd": 2.0, "nll_')  # truncated by hand
+    with pytest.raises(ValueError, match=f"{nll} is not valid JSON"):
+        collect_metrics(train, nll, fid, tmp_path / "metrics.json")
