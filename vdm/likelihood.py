@@ -89,14 +89,18 @@ def _eps_sq_error(eps_fn: EpsFn, x: torch.Tensor, log_snr: torch.Tensor,
 def diffusion_nats(eps_fn: EpsFn, x: torch.Tensor, schedule: nn.Module, *,
                    num_time_samples: int = 16, time_sampling: str = "logsnr",
                    discrete_steps: int | None = None,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+                   generator: torch.Generator | None = None,
+                   return_variance: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Monte-Carlo estimate of the diffusion term, nats per example ``(B,)``.
 
-    Averages ``num_time_samples`` stratified draws per example (see module docstring for the
-    estimators).
+    Averages ``num_time_samples`` (``K``) stratified draws per example (see module docstring for
+    the estimators). With ``return_variance``, also the estimated variance of that average,
+    ``s_K^2 / K`` in nats^2 per example (``s_K^2``: sample variance of the ``K`` draws; NaN for
+    ``K = 1``): the Monte-Carlo noise of the estimate, excluding the spread over examples.
     """
     batch = x.shape[0]
     total = torch.zeros(batch, device=x.device, dtype=x.dtype)
+    total_sq = torch.zeros(batch, device=x.device, dtype=x.dtype)
     logsnr_max, logsnr_min = (e.detach().to(x.dtype) for e in schedule_endpoints(schedule))
     for _ in range(num_time_samples):
         u = sample_times(batch, generator=generator, device=x.device).to(x.dtype)
@@ -106,17 +110,24 @@ def diffusion_nats(eps_fn: EpsFn, x: torch.Tensor, schedule: nn.Module, *,
             log_snr_t = schedule(i / steps).detach()
             log_snr_s = schedule((i - 1) / steps).detach()
             weight = 0.5 * steps * torch.expm1(log_snr_s - log_snr_t)
-            total += weight * _eps_sq_error(eps_fn, x, log_snr_t, generator)
+            draw = weight * _eps_sq_error(eps_fn, x, log_snr_t, generator)
         elif time_sampling == "logsnr":
             log_snr = logsnr_min + (logsnr_max - logsnr_min) * u
-            total += 0.5 * (logsnr_max - logsnr_min) * _eps_sq_error(eps_fn, x, log_snr, generator)
+            draw = 0.5 * (logsnr_max - logsnr_min) * _eps_sq_error(eps_fn, x, log_snr, generator)
         elif time_sampling == "t":
             log_snr, neg_slope = log_snr_and_slope(schedule, u)
-            total += 0.5 * neg_slope.detach() * _eps_sq_error(eps_fn, x, log_snr.detach(),
-                                                              generator)
+            draw = 0.5 * neg_slope.detach() * _eps_sq_error(eps_fn, x, log_snr.detach(), generator)
         else:
             raise ValueError(f"time_sampling must be 'logsnr' or 't', got {time_sampling!r}")
-    return total / num_time_samples
+        total += draw
+        total_sq += draw.square()
+    k = num_time_samples
+    mean = total / k
+    if not return_variance:
+        return mean
+    variance = ((total_sq - k * mean.square()).clamp_min(0) / (k - 1) / k if k > 1
+                else torch.full_like(mean, float("nan")))
+    return mean, variance
 
 
 def elbo_bpd(eps_fn: EpsFn, x: torch.Tensor, schedule: nn.Module, num_levels: int, *,
@@ -137,17 +148,21 @@ def elbo_bpd(eps_fn: EpsFn, x: torch.Tensor, schedule: nn.Module, num_levels: in
         generator: optional ``torch.Generator`` on ``x.device`` for reproducible estimates.
 
     Returns:
-        ``{"reconstruction", "prior", "diffusion", "total"}``: tensors of shape ``(B,)``, bits/dim.
+        ``{"reconstruction", "prior", "diffusion", "total"}``: tensors of shape ``(B,)``, bits/dim;
+        and ``"diffusion_mc_variance"``: the Monte-Carlo variance of each example's diffusion
+        estimate, (bits/dim)^2 (see :func:`diffusion_nats`).
     """
     with torch.no_grad():
         logsnr_max, logsnr_min = (e.to(x.dtype) for e in schedule_endpoints(schedule))
-        nats = {
+        nats = {  # in this order: the generator's draws, hence the numbers, depend on it
             "reconstruction": reconstruction_nats(x, logsnr_max, num_levels, generator),
             "prior": prior_kl_nats(x, logsnr_min),
-            "diffusion": diffusion_nats(eps_fn, x, schedule, num_time_samples=num_time_samples,
-                                        time_sampling=time_sampling,
-                                        discrete_steps=discrete_steps, generator=generator),
         }
+        nats["diffusion"], variance = diffusion_nats(
+            eps_fn, x, schedule, num_time_samples=num_time_samples, time_sampling=time_sampling,
+            discrete_steps=discrete_steps, generator=generator, return_variance=True)
     nats["total"] = nats["reconstruction"] + nats["prior"] + nats["diffusion"]
     per_dim = x[0].numel() * math.log(2.0)
-    return {name: value / per_dim for name, value in nats.items()}
+    out = {name: value / per_dim for name, value in nats.items()}
+    out["diffusion_mc_variance"] = variance / per_dim**2
+    return out

@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from PIL import Image
 
+from vdm.provenance import atomic_output
 from vdm.tables import cell_summary, fid_label, ordered_levels
 
 METRIC_FILES = {"fid": "fid", "nll_bpd": "nll"}
@@ -37,8 +38,8 @@ def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.4, 4.
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with atomic_output(path) as tmp:  # a PNG is never seen half-written
+        fig.savefig(tmp, dpi=120)
     return path
 
 

@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 
 from vdm import formatting
+from vdm.provenance import atomic_output
 from vdm.stats import mean_ci, welch_t_test
 
 KEY_COLUMNS = ["dataset", "objective", "schedule", "seed"]
 SUMMARY_COLUMNS = KEY_COLUMNS + [
     "steps", "train_seconds", "num_params", "final_loss", "logsnr_max", "logsnr_min",
-    "nll_bpd", "nll_bpd_se", "nll_reconstruction_bpd", "nll_prior_bpd", "nll_diffusion_bpd",
+    "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd", "nll_prior_bpd", "nll_diffusion_bpd",
     "fid", "kid", "kid_std", "precision", "recall", "feature_extractor", "num_fid_samples",
     "git_commit", "metrics_file",
 ]
@@ -313,10 +314,14 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, **order: Sequence[str]) 
         sig_all = sig_all[["dataset"] + [c for c in sig_all.columns if c != "dataset"]]
     paths = {name: out / name for name in
              ("summary.csv", "summary.md", "summary.tex", "significance.csv")}
-    long.to_csv(paths["summary.csv"], index=False)
-    paths["summary.md"].write_text("\n".join(md))
-    paths["summary.tex"].write_text("\n".join(tex))
-    sig_all.to_csv(paths["significance.csv"], index=False)
+    with atomic_output(paths["summary.csv"]) as tmp:
+        long.to_csv(tmp, index=False)
+    with atomic_output(paths["summary.md"]) as tmp:
+        tmp.write_text("\n".join(md))
+    with atomic_output(paths["summary.tex"]) as tmp:
+        tmp.write_text("\n".join(tex))
+    with atomic_output(paths["significance.csv"]) as tmp:
+        sig_all.to_csv(tmp, index=False)
     return paths
 
 

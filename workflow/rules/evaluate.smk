@@ -1,52 +1,136 @@
-rule sample:
-    input:
-        model=f"{RUN_DIR}/model.pt",
-    output:
-        samples=f"{RUN_DIR}/samples.npz",
-        grid=report(f"{RUN_DIR}/samples.png", category="Samples",
-                    subcategory="{objective} / {schedule}",
-                    labels={"objective": "{objective}", "schedule": "{schedule}",
-                            "seed": "{seed}"},
-                    caption="../report/samples.rst"),
-    params:
-        s=config["sample"],
-        device=config["device"],
-    threads: 1
-    conda:
-        ENV
-    resources:
-        **rule_resources("sample", runtime=30, mem_mb=4000),
-    log:
-        f"{LOGS}/sample/{{objective}}-{{schedule}}-seed{{seed}}.log",
-    shell:
-        "python -m vdm sample --model {input.model} --num-samples {params.s[num_samples]} "
-        "--steps {params.s[steps]} --method {params.s[method]} --batch-size {params.s[batch_size]} "
-        "--seed {wildcards.seed} --device {params.device} --threads {threads} "
-        "--out {output.samples} --grid {output.grid} > {log} 2>&1"
+# Per model: samples.npz + samples.png, nll.json, fid.json. Either one `evaluate` job (default:
+# one process start, model and data loaded once) or separate sample, nll and fid jobs
+# (evaluation.fused: false; right for big models). Same files, same numbers.
+if config["evaluation"]["fused"]:
+
+    rule evaluate:
+        input:
+            model=f"{RUN_DIR}/model.pt",
+            reference=f"{FID_DIR}/{EXTRACTOR}/reference.json",
+            weights=classifier_weights(),
+        output:
+            samples=f"{RUN_DIR}/samples.npz",
+            grid=report(f"{RUN_DIR}/samples.png", category="Samples",
+                        subcategory="{objective} / {schedule}",
+                        labels={"objective": "{objective}", "schedule": "{schedule}",
+                                "seed": "{seed}"},
+                        caption="../report/samples.rst"),
+            nll=f"{RUN_DIR}/nll.json",
+            fid=f"{RUN_DIR}/fid.json",
+        params:
+            s=config["sample"],
+            n=config["nll"],
+            f=config["fid"],
+            max_examples=(f"--max-examples {config['nll']['max_examples']}"
+                          if config["nll"].get("max_examples") else ""),
+            prc="" if config["fid"]["prc"] else "--no-prc",
+            weights=extractor_weights_arg(),
+            cache=f"{FID_DIR}/{EXTRACTOR}/cache",
+            extractor=EXTRACTOR,
+            device=config["device"],
+        threads: 1
+        conda:
+            ENV
+        resources:
+            **rule_resources("evaluate", runtime=90, mem_mb=8000),
+        log:
+            f"{LOGS}/evaluate/{{objective}}-{{schedule}}-seed{{seed}}.log",
+        shell:
+            "python -m vdm evaluate --model {input.model} --seed {wildcards.seed} "
+            "--device {params.device} --threads {threads} "
+            "--num-samples {params.s[num_samples]} --sample-steps {params.s[steps]} "
+            "--method {params.s[method]} --sample-batch-size {params.s[batch_size]} "
+            "--samples-out {output.samples} --grid {output.grid} "
+            "--split {params.n[split]} --num-time-samples {params.n[num_time_samples]} "
+            "--nll-batch-size {params.n[batch_size]} {params.max_examples} --nll-out {output.nll} "
+            "--reference-split {params.f[reference_split]} --extractor {params.extractor} "
+            "{params.weights} --cache-root {params.cache} "
+            "--kid-subset-size {params.f[kid_subset_size]} {params.prc} "
+            "--fid-batch-size {params.f[batch_size]} --fid-out {output.fid} > {log} 2>&1"
+
+else:
+
+    rule sample:
+        input:
+            model=f"{RUN_DIR}/model.pt",
+        output:
+            samples=f"{RUN_DIR}/samples.npz",
+            grid=report(f"{RUN_DIR}/samples.png", category="Samples",
+                        subcategory="{objective} / {schedule}",
+                        labels={"objective": "{objective}", "schedule": "{schedule}",
+                                "seed": "{seed}"},
+                        caption="../report/samples.rst"),
+        params:
+            s=config["sample"],
+            device=config["device"],
+        threads: 1
+        conda:
+            ENV
+        resources:
+            **rule_resources("sample", runtime=30, mem_mb=4000),
+        log:
+            f"{LOGS}/sample/{{objective}}-{{schedule}}-seed{{seed}}.log",
+        shell:
+            "python -m vdm sample --model {input.model} --num-samples {params.s[num_samples]} "
+            "--steps {params.s[steps]} --method {params.s[method]} --batch-size {params.s[batch_size]} "
+            "--seed {wildcards.seed} --device {params.device} --threads {threads} "
+            "--out {output.samples} --grid {output.grid} > {log} 2>&1"
 
 
-rule nll:
-    input:
-        model=f"{RUN_DIR}/model.pt",
-    output:
-        f"{RUN_DIR}/nll.json",
-    params:
-        n=config["nll"],
-        max_examples=(f"--max-examples {config['nll']['max_examples']}"
-                      if config["nll"].get("max_examples") else ""),
-        device=config["device"],
-    threads: 1
-    conda:
-        ENV
-    resources:
-        **rule_resources("nll", runtime=30, mem_mb=4000),
-    log:
-        f"{LOGS}/nll/{{objective}}-{{schedule}}-seed{{seed}}.log",
-    shell:
-        "python -m vdm nll --model {input.model} --split {params.n[split]} "
-        "--num-time-samples {params.n[num_time_samples]} --batch-size {params.n[batch_size]} "
-        "{params.max_examples} --seed {wildcards.seed} --device {params.device} "
-        "--threads {threads} --out {output} > {log} 2>&1"
+    rule nll:
+        input:
+            model=f"{RUN_DIR}/model.pt",
+        output:
+            f"{RUN_DIR}/nll.json",
+        params:
+            n=config["nll"],
+            max_examples=(f"--max-examples {config['nll']['max_examples']}"
+                          if config["nll"].get("max_examples") else ""),
+            device=config["device"],
+        threads: 1
+        conda:
+            ENV
+        resources:
+            **rule_resources("nll", runtime=30, mem_mb=4000),
+        log:
+            f"{LOGS}/nll/{{objective}}-{{schedule}}-seed{{seed}}.log",
+        shell:
+            "python -m vdm nll --model {input.model} --split {params.n[split]} "
+            "--num-time-samples {params.n[num_time_samples]} --batch-size {params.n[batch_size]} "
+            "{params.max_examples} --seed {wildcards.seed} --device {params.device} "
+            "--threads {threads} --out {output} > {log} 2>&1"
+
+
+    rule fid:
+        input:
+            samples=f"{RUN_DIR}/samples.npz",
+            reference=f"{FID_DIR}/{EXTRACTOR}/reference.json",
+            weights=classifier_weights(),
+        output:
+            f"{RUN_DIR}/fid.json",
+        params:
+            weights=extractor_weights_arg(),
+            cache=f"{FID_DIR}/{EXTRACTOR}/cache",
+            f=config["fid"],
+            prc="" if config["fid"]["prc"] else "--no-prc",
+            dataset=DATASET,
+            root=config["data_root"],
+            device=config["device"],
+            extractor=EXTRACTOR,
+        threads: 1
+        conda:
+            ENV
+        resources:
+            **rule_resources("fid", runtime=60, mem_mb=8000),
+        log:
+            f"{LOGS}/fid/{{objective}}-{{schedule}}-seed{{seed}}.log",
+        shell:
+            "python -m vdm fid --dataset {params.dataset} --root {params.root:q} "
+            "--split {params.f[reference_split]} --extractor {params.extractor} {params.weights} "
+            "--cache-root {params.cache} --samples {input.samples} "
+            "--kid-subset-size {params.f[kid_subset_size]} {params.prc} "
+            "--batch-size {params.f[batch_size]} --device {params.device} --threads {threads} "
+            "--out {output} > {log} 2>&1"
 
 
 rule collect:

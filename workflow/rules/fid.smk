@@ -49,35 +49,3 @@ rule fid_reference:
         "--split {params.f[reference_split]} --extractor {params.extractor} {params.weights} "
         "--cache-root {params.cache} --batch-size {params.f[batch_size]} "
         "--device {params.device} --threads {threads} --out {output} > {log} 2>&1"
-
-
-rule fid:
-    input:
-        samples=f"{RUN_DIR}/samples.npz",
-        reference=f"{FID_DIR}/{EXTRACTOR}/reference.json",
-        weights=classifier_weights(),
-    output:
-        f"{RUN_DIR}/fid.json",
-    params:
-        weights=extractor_weights_arg(),
-        cache=f"{FID_DIR}/{EXTRACTOR}/cache",
-        f=config["fid"],
-        prc="" if config["fid"]["prc"] else "--no-prc",
-        dataset=DATASET,
-        root=config["data_root"],
-        device=config["device"],
-        extractor=EXTRACTOR,
-    threads: 1
-    conda:
-        ENV
-    resources:
-        **rule_resources("fid", runtime=60, mem_mb=8000),
-    log:
-        f"{LOGS}/fid/{{objective}}-{{schedule}}-seed{{seed}}.log",
-    shell:
-        "python -m vdm fid --dataset {params.dataset} --root {params.root:q} "
-        "--split {params.f[reference_split]} --extractor {params.extractor} {params.weights} "
-        "--cache-root {params.cache} --samples {input.samples} "
-        "--kid-subset-size {params.f[kid_subset_size]} {params.prc} "
-        "--batch-size {params.f[batch_size]} --device {params.device} --threads {threads} "
-        "--out {output} > {log} 2>&1"
