@@ -51,7 +51,7 @@ def test_quick_json_has_every_key(quick_json, config) -> None:
     expected = {"train_loop_efficiency", "train_loop_efficiency_learned", "train_images_per_s",
                 "train_learned_images_per_s", "bare_images_per_s", "train_fit_images_per_s",
                 "nll_seconds_per_eval", "nll_seconds_per_1000", "nll_se_bpd", "nll_se_total_bpd",
-                "sample_images_per_s", "fid_seconds_cold", "fid_seconds_cached",
+                "nll_mc_se_reported_bpd", "sample_images_per_s", "fid_seconds_cold", "fid_seconds_cached",
                 "bench_wall_seconds"}
     metrics = quick_json["metrics"]
     assert set(metrics) == expected  # --quick: no grid
@@ -83,9 +83,10 @@ def test_efficiency_is_the_ratio_of_measured_throughputs(quick_json) -> None:
         assert run["fit_images_per_s"] < run["images_per_s"] * 1.05
 
 
-def test_nll_section(quick_json) -> None:
+def test_nll_section(quick_json, config) -> None:
     nll = quick_json["nll"]
-    assert nll["num_examples"] == 300 and nll["num_time_samples"] == 16
+    assert nll["num_examples"] == 300
+    assert nll["num_time_samples"] == config["nll"]["num_time_samples"] == 128
     assert len(nll["per_seed_nll_bpd"]) == TINY.nll_repeats
     assert nll["nll_se_bpd"] == pytest.approx(np.std(nll["per_seed_nll_bpd"], ddof=1))
     assert nll["nll_seconds_per_1000"] == pytest.approx(nll["nll_seconds_per_eval"] / 300 * 1000)
@@ -154,6 +155,7 @@ def test_copy_workflow(tmp_path) -> None:
     dest = bench.copy_workflow(tmp_path / "copy")
     assert (dest / "Snakefile").is_file() and (dest / "config" / "config.yaml").is_file()
     assert (dest / "workflow" / "rules" / "train.smk").is_file()
+    assert (dest / "profiles" / "default" / "profile.yaml").is_file()  # the default profile
     assert not (dest / "results").exists()
 
 

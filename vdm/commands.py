@@ -139,7 +139,7 @@ def sample_main(args: argparse.Namespace) -> None:
 def nll_arguments(parser: argparse.ArgumentParser) -> None:
     _common_eval_arguments(parser)
     parser.add_argument("--split", default="test", choices=["train", "test"])
-    parser.add_argument("--num-time-samples", type=int, default=16)
+    parser.add_argument("--num-time-samples", type=int, default=128)
     parser.add_argument("--time-sampling", default="logsnr", choices=["logsnr", "t"])
     parser.add_argument("--discrete-steps", type=int, help="discrete-time bound with T steps")
     parser.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
@@ -191,6 +191,7 @@ def prepare_data_main(args: argparse.Namespace) -> None:
     from vdm.data import load_dataset
     from vdm.fid import content_hash
 
+    started = time.perf_counter()
     summary: dict[str, Any] = {"dataset": args.dataset, "root": str(args.root)}
     for split in ("train", "test"):
         data = load_dataset(args.dataset, split, args.root, args.download)
@@ -198,6 +199,7 @@ def prepare_data_main(args: argparse.Namespace) -> None:
                           "num_levels": data.num_levels,
                           "content_hash": content_hash(data.images)}
     summary["provenance"] = provenance()
+    summary["wall_seconds"] = round(time.perf_counter() - started, 3)
     write_json_atomic(args.out, summary)
     print(f"{args.dataset}: {summary['train']['num_examples']} train / "
           f"{summary['test']['num_examples']} test images -> {args.out}")
@@ -222,6 +224,7 @@ def classifier_main(args: argparse.Namespace) -> None:
     from vdm.data import load_dataset
     from vdm.feature_extractors import save_classifier, train_classifier
 
+    started = time.perf_counter()
     device = resolve_device(args.device)
     train = load_dataset(args.dataset, "train", args.root)
     test = load_dataset(args.dataset, "test", args.root)
@@ -232,7 +235,8 @@ def classifier_main(args: argparse.Namespace) -> None:
         raise ValueError(f"classifier test accuracy {accuracy:.3f} < --min-accuracy "
                          f"{args.min_accuracy}")
     meta = {"dataset": args.dataset, "test_accuracy": accuracy, "seed": args.seed,
-            "steps": args.steps, "provenance": provenance(device)}
+            "steps": args.steps, "provenance": provenance(device),
+            "wall_seconds": round(time.perf_counter() - started, 3)}
     save_classifier(model, args.out, meta)
     write_json_atomic(args.out.with_suffix(".json"), meta)
     print(f"classifier on {args.dataset}: test accuracy {accuracy:.4f} -> {args.out}")
@@ -261,6 +265,7 @@ def fid_reference_main(args: argparse.Namespace) -> None:
     from vdm.data import load_dataset
     from vdm.fid import compute_reference_statistics
 
+    started = time.perf_counter()
     _set_threads(args.threads)
     reference = load_dataset(args.dataset, args.split, args.root).pixels_uint8()
     info = compute_reference_statistics(
@@ -268,6 +273,7 @@ def fid_reference_main(args: argparse.Namespace) -> None:
         weights_path=args.weights, cache_root=args.cache_root,
         device=str(resolve_device(args.device)), batch_size=args.batch_size)
     info["provenance"] = provenance()
+    info["wall_seconds"] = round(time.perf_counter() - started, 3)
     write_json_atomic(args.out, info)
     print(f"reference features {info['cache_name']} -> {args.cache_root}")
 
@@ -330,7 +336,7 @@ def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--grid", type=Path, help="sample grid PNG")
     group = parser.add_argument_group("likelihood (as `vdm nll`)")
     group.add_argument("--split", default="test", choices=["train", "test"])
-    group.add_argument("--num-time-samples", type=int, default=16)
+    group.add_argument("--num-time-samples", type=int, default=128)
     group.add_argument("--time-sampling", default="logsnr", choices=["logsnr", "t"])
     group.add_argument("--nll-batch-size", type=int, default=500)
     group.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
