@@ -202,3 +202,14 @@ def test_malformed_result_json_is_named(tmp_path: Path) -> None:
     nll.write_text('{"nll_bpd": 2.0, "nll_')  # truncated by hand
     with pytest.raises(ValueError, match=f"{nll} is not valid JSON"):
         collect_metrics(train, nll, fid, tmp_path / "metrics.json")
+
+
+def test_yaml_exponent_strings_are_numbers_but_words_are_not() -> None:
+    """YAML 1.1 (PyYAML) reads `lr: 1e-4` as a string: it is accepted as the number it spells,
+    while a word is still rejected naming the key."""
+    from vdm.config import apply_overrides, run_config_from_dict
+
+    config = run_config_from_dict(apply_overrides({}, ["train.lr=1e-4"]))
+    assert config.train.lr == 1e-4
+    with pytest.raises(ValueError, match="config key 'train.lr': expected float, got 'fast'"):
+        run_config_from_dict(apply_overrides({}, ["train.lr=fast"]))

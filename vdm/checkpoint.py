@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,22 @@ def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        first = (str(error).strip().splitlines() or ["unpickling refused"])[0]
-        raise CheckpointError(f"refusing to load {path}: it is not a plain tensor checkpoint "
-                              f"(torch.load weights_only=True: {first})") from None
+        raise CheckpointError(f"refusing to load {path}: it holds pickled Python objects that "
+                              f"torch.load(weights_only=True) does not allow ({_culprit(error)}); "
+                              "nothing in it was executed") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({first}); "
-                              "delete it and rerun") from None
+        first = re.split(r"(?<=[.:])\s", str(error).strip(), maxsplit=1)[0] or type(error).__name__
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({first.rstrip('.:')})"
+                              ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
     return state
+
+
+def _culprit(error: BaseException) -> str:
+    """The offending global named in torch's weights-only unpickling error, if any."""
+    match = re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", str(error))
+    return f"global {match.group(1)}" if match else type(error).__name__
 
 
 def capture_rng_states(generator: torch.Generator) -> dict[str, Any]:

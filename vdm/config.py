@@ -90,6 +90,11 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
         return dict(value)
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if annotation in (int, float, str, bool) and (
             not isinstance(value, annotation) or (annotation is int and isinstance(value, bool))):
         raise ValueError(f"config key {key!r}: expected {annotation.__name__}, got {value!r}")

@@ -227,8 +227,8 @@ class Trainer:
             reason = str(error) if isinstance(error, CheckpointError) else (
                 f"checkpoint {path} cannot resume this run ({error})")
             path.replace(path.with_name("state.pt.bad"))
-            print(f"vdm train: warning: {reason}; moved it to state.pt.bad and starting this "
-                  "run over", file=sys.stderr)
+            print(f"vdm train: warning: {reason}; moved it to state.pt.bad, starting this run "
+                  "over", file=sys.stderr)
             return False
         self.resumed_from.append(self.step)
         return True
@@ -345,7 +345,12 @@ def load_trained_model(path: str | Path, device: torch.device | str = "cpu",
     from vdm.data import dataset_info
 
     path = Path(path)
-    state = load_checkpoint(path, device)
+    try:
+        state = load_checkpoint(path, device)
+    except CheckpointError as error:
+        if "truncated or corrupt" not in str(error):
+            raise
+        raise CheckpointError(f"{error}; rerun the job that wrote it") from None
     try:
         config = run_config_from_dict(state["config"])
         info = dataset_info(config.dataset)
