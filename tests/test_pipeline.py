@@ -149,24 +149,32 @@ DETERMINISTIC_COLUMNS = [c for c in SUMMARY_COLUMNS if c != "train_seconds"]
 
 
 @pytest.mark.slow
-def test_sigkilled_grid_resumes_to_identical_numbers(finished: Path, tmp_path: Path) -> None:
-    """kill -9 the whole Snakemake process group while a model is training past its first
-    checkpoint; `snakemake --unlock` and the same command then finish the grid with the numbers
-    of the uninterrupted run (`finished`): the second run of the same config also shows that
-    two runs with the same seeds give identical summary.csv numbers."""
+@pytest.mark.parametrize("moment", ["training", "evaluation"])
+def test_sigkilled_grid_resumes_to_identical_numbers(finished: Path, tmp_path: Path,
+                                                     moment: str) -> None:
+    """kill -9 the whole Snakemake process group while a model trains past its first checkpoint
+    (or while a model's evaluation has written its samples but not yet its FID); `snakemake
+    --unlock` and the same command then finish the grid with the numbers of the uninterrupted
+    run (`finished`): a second run of the same config also shows that two runs with the same
+    seeds give identical summary.csv numbers."""
     work = copy_workflow(tmp_path)
+    runs = "results/digits/runs/*/*/seed*"
+    trigger = f"{runs}/state.pt" if moment == "training" else f"{runs}/samples.npz"
     command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"]
     process = subprocess.Popen(command, cwd=work, env=venv_environment(), start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 900
-    while not list(work.glob("results/digits/runs/*/*/seed*/state.pt")):
-        assert process.poll() is None, "the grid ended before any checkpoint was written"
+    while not list(work.glob(trigger)):
+        assert process.poll() is None, f"the grid ended before any {trigger} was written"
         assert time.monotonic() < deadline
         time.sleep(0.005)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    interrupted = [p.parent for p in work.glob("results/digits/runs/*/*/seed*/state.pt")]
-    assert interrupted and not (work / "results/tables/summary.csv").exists()
+    interrupted = [p.parent for p in work.glob(f"{runs}/state.pt")]
+    half_evaluated = [p.parent for p in work.glob(f"{runs}/samples.npz")
+                      if not (p.parent / "fid.json").exists()]
+    assert interrupted if moment == "training" else half_evaluated
+    assert not (work / "results/tables/summary.csv").exists()
     snakemake(work, "--unlock")
     result = snakemake(work, "--cores", "2", "--configfile", "config/test.yaml", check=False)
     assert result.returncode == 0, result.stderr[-4000:]
