@@ -35,11 +35,13 @@ def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") 
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(f"refusing to load {path}: it holds pickled Python objects that "
-                              f"torch.load(weights_only=True) does not allow ({_culprit(error)}); "
-                              "nothing in it was executed") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile,
+            ValueError) as error:
+        blocked = _blocked_global(error)
+        if blocked:
+            raise CheckpointError(f"refusing to load {path}: it holds pickled Python objects that "
+                                  f"torch.load(weights_only=True) does not allow (global "
+                                  f"{blocked}); nothing in it was executed") from None
         first = re.split(r"(?<=[.:])\s", str(error).strip(), maxsplit=1)[0] or type(error).__name__
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({first.rstrip('.:')})"
                               ) from None
@@ -48,10 +50,10 @@ def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") 
     return state
 
 
-def _culprit(error: BaseException) -> str:
-    """The offending global named in torch's weights-only unpickling error, if any."""
+def _blocked_global(error: BaseException) -> str | None:
+    """The global that torch's weights-only unpickler refused to load, if that was the error."""
     match = re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", str(error))
-    return f"global {match.group(1)}" if match else type(error).__name__
+    return match.group(1) if match else None
 
 
 def capture_rng_states(generator: torch.Generator) -> dict[str, Any]:
