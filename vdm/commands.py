@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from vdm.config import apply_overrides, load_config_file, run_config_from_dict
+from vdm.likelihood import DEFAULT_NUM_TIME_SAMPLES
 from vdm.provenance import (
     atomic_output,
     determinism_note,
@@ -139,7 +140,7 @@ def sample_main(args: argparse.Namespace) -> None:
 def nll_arguments(parser: argparse.ArgumentParser) -> None:
     _common_eval_arguments(parser)
     parser.add_argument("--split", default="test", choices=["train", "test"])
-    parser.add_argument("--num-time-samples", type=int, default=128)
+    parser.add_argument("--num-time-samples", type=int, default=DEFAULT_NUM_TIME_SAMPLES)
     parser.add_argument("--time-sampling", default="logsnr", choices=["logsnr", "t"])
     parser.add_argument("--discrete-steps", type=int, help="discrete-time bound with T steps")
     parser.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
@@ -336,7 +337,7 @@ def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--grid", type=Path, help="sample grid PNG")
     group = parser.add_argument_group("likelihood (as `vdm nll`)")
     group.add_argument("--split", default="test", choices=["train", "test"])
-    group.add_argument("--num-time-samples", type=int, default=128)
+    group.add_argument("--num-time-samples", type=int, default=DEFAULT_NUM_TIME_SAMPLES)
     group.add_argument("--time-sampling", default="logsnr", choices=["logsnr", "t"])
     group.add_argument("--nll-batch-size", type=int, default=500)
     group.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
@@ -357,15 +358,14 @@ def evaluate_main(args: argparse.Namespace) -> None:
     """``sample`` + ``nll`` + ``fid`` of one model in one process: the interpreter, torch,
     the model and the data are loaded once. Writes the same files, with the same numbers, as
     the three separate commands."""
+    from vdm.fid import check_extractor_weights
     from vdm.trainer import load_trained_model
 
     started = time.perf_counter()
     _set_threads(args.threads)
     device = resolve_device(args.device)
     model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
-    if args.weights is not None and not args.weights.is_file():  # before any expensive work
-        raise FileNotFoundError(f"{args.extractor} feature extractor weights not found: "
-                                f"{args.weights}")
+    check_extractor_weights(args.extractor, args.weights, config.dataset)  # before sampling
     ema = not args.no_ema
     write_samples(model, config, device, model_path=args.model, num_samples=args.num_samples,
                   steps=args.sample_steps, method=args.method, batch_size=args.sample_batch_size,

@@ -159,7 +159,7 @@ DOWNLOADED_INCEPTION = "tf2015-download"
 """Weights tag when torch-fidelity downloads the standard Inception weights itself."""
 
 
-def _check_weights(extractor: str, weights_path: str | os.PathLike | None,
+def check_extractor_weights(extractor: str, weights_path: str | os.PathLike | None,
                    dataset: str) -> Path | None:
     """Fail fast (one line, naming the path) when the extractor weights are unusable.
 
@@ -256,7 +256,7 @@ def compute_reference_statistics(
         extract_featuresdict_from_input_id_cached,
     )
 
-    weights = _check_weights(extractor, weights_path, dataset)
+    weights = check_extractor_weights(extractor, weights_path, dataset)
     reference = as_uint8_images(reference_images_uint8, what="reference images")
     name, data_hash, weights_hash = _reference_name(reference, dataset, split, extractor, weights)
     kwargs = _fidelity_kwargs(extractor, weights, cache_root, device, batch_size)
@@ -307,7 +307,7 @@ def compute_metrics(
     """
     from torch_fidelity import calculate_metrics
 
-    weights = _check_weights(extractor, weights_path, dataset)
+    weights = check_extractor_weights(extractor, weights_path, dataset)
     samples = as_uint8_images(sample_images_uint8, what="sample images")
     reference = as_uint8_images(reference_images_uint8, what="reference images")
     if samples.shape[1:] != reference.shape[1:]:
