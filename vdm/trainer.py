@@ -109,13 +109,6 @@ def epoch_and_position(step: int, num_examples: int, batch_size: int) -> tuple[i
     return divmod(step, per_epoch)
 
 
-def batch_indices(step: int, num_examples: int, batch_size: int, seed: int) -> torch.Tensor:
-    """Indices of minibatch ``step``: slice of the permutation of epoch ``step // (N // B)``."""
-    epoch, position = epoch_and_position(step, num_examples, batch_size)
-    perm = epoch_permutation(epoch, num_examples, seed)
-    return perm[position * batch_size:(position + 1) * batch_size]
-
-
 def make_optimizer(model: DiffusionModel, cfg: TrainConfig) -> torch.optim.AdamW:
     groups = [{"params": list(model.network.parameters()), "lr": cfg.lr}]
     schedule_params = list(model.schedule.parameters())
@@ -167,7 +160,8 @@ class Trainer:
         return self._permutation
 
     def batch(self) -> torch.Tensor:
-        """Model inputs of minibatch ``self.step`` (see :func:`batch_indices`)."""
+        """Model inputs of minibatch ``self.step``: slice ``position`` of the permutation of epoch
+        ``step // (N // B)`` (:func:`epoch_and_position`, :func:`epoch_permutation`)."""
         batch_size = self.config.train.batch_size
         epoch, position = epoch_and_position(self.step, len(self.data), batch_size)
         index = self.permutation(epoch)[position * batch_size:(position + 1) * batch_size]
