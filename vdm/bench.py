@@ -73,7 +73,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import math
 import os
 import re
@@ -87,12 +86,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vdm.config import RunConfig, load_config_file, run_config_from_dict
-from vdm.provenance import provenance, resolve_device, write_json_atomic
+from vdm.provenance import provenance, read_json, resolve_device, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
@@ -473,11 +471,9 @@ def parse_cores(output: str) -> int | None:
 
 def _result_seconds(path: Path) -> tuple[float | None, str | None]:
     """``(seconds, key used)`` recorded in a result file, ``(None, None)`` when absent."""
-    if path.suffix == ".npz":
-        with np.load(path) as npz:
-            meta = json.loads(str(npz["meta"])) if "meta" in npz else {}
-    else:
-        meta = json.loads(path.read_text())
+    from vdm.fid import load_samples_meta
+
+    meta = load_samples_meta(path) if path.suffix == ".npz" else read_json(path)
     keys = ("wall_seconds", "train_seconds") if path.name == "train.json" else ("wall_seconds",)
     for key in keys:
         if isinstance(meta.get(key), int | float):

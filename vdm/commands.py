@@ -17,6 +17,7 @@ from vdm.provenance import (
     atomic_output,
     determinism_note,
     provenance,
+    read_json,
     resolve_device,
     write_json_atomic,
 )
@@ -392,20 +393,6 @@ def collect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="metrics.json")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"result file not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); delete it and rerun") from None
-
-
-#: metrics that every metrics.json must hold as finite numbers (no NaN reaches a table or plot)
-FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_reconstruction_bpd", "nll_prior_bpd",
-                  "nll_diffusion_bpd", "fid", "kid", "kid_std")
-
-
 def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out: Path) -> None:
     """Merge one run's ``train.json``, ``nll.json`` and ``fid.json`` into ``metrics.json``.
 
@@ -416,8 +403,10 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
     naming the file and key when a metric is NaN/infinite (e.g. a diverged model), so that
     nothing non-finite reaches the tables and plots.
     """
-    train = _read_json(Path(train_json))
-    nll = _read_json(Path(nll_json))
+    from vdm.tables import FINITE_METRICS
+
+    train = read_json(Path(train_json))
+    nll = read_json(Path(nll_json))
     sources = {"train": train_json, "nll": nll_json, "fid": fid_json}
     metrics = {key: train[key] for key in (
         "dataset", "objective", "schedule", "seed", "steps", "train_seconds", "num_params",
@@ -430,7 +419,7 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
     devices = {"train": train["provenance"].get("device"),
                "nll": nll.get("provenance", {}).get("device")}
     if fid_json:
-        fid = _read_json(Path(fid_json))
+        fid = read_json(Path(fid_json))
         metrics.update({key: fid[key] for key in ("fid", "kid", "kid_std", "feature_extractor")})
         metrics.update({key: fid[key] for key in ("precision", "recall")
                         if math.isfinite(fid.get(key, math.nan))})  # absent when not computed

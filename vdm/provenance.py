@@ -97,6 +97,17 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def read_json(path: str | Path) -> dict[str, Any]:
+    """Read a result JSON; ``FileNotFoundError`` / ``ValueError`` naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"result file not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); delete it and rerun") from None
+
+
 def write_json_atomic(path: str | Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (see :func:`atomic_output`)."""
     with atomic_output(path) as tmp:

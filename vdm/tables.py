@@ -9,7 +9,6 @@ order when the runs are listed in config order) unless an explicit order is pass
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from vdm import formatting
-from vdm.provenance import atomic_output
+from vdm.provenance import atomic_output, read_json
 from vdm.stats import mean_ci, welch_t_test
 
 KEY_COLUMNS = ["dataset", "objective", "schedule", "seed"]
@@ -33,8 +32,10 @@ TEXT_COLUMNS = {"dataset", "objective", "schedule", "feature_extractor", "git_co
                 "metrics_file"}
 #: columns that stay out of the table when no run has them (e.g. precision/recall not computed)
 OPTIONAL_COLUMNS = ("precision", "recall")
-#: columns that must be finite numbers whenever present: NaN never reaches a table or plot
-FINITE_COLUMNS = ("final_loss", "nll_bpd", "nll_bpd_se", "fid", "kid")
+#: metrics that must be finite numbers whenever present (checked by ``collect`` and again when
+#: tabulating): NaN never reaches a table or plot
+FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_reconstruction_bpd", "nll_prior_bpd",
+                  "nll_diffusion_bpd", "fid", "kid", "kid_std")
 BASELINE = ("eps", "linear")
 
 
@@ -56,22 +57,24 @@ def metric_spec(metric: str) -> MetricSpec:
     return METRICS.get(metric, MetricSpec(metric, "", 3))
 
 
+def _standard_columns(df: pd.DataFrame) -> list[str]:
+    """:data:`SUMMARY_COLUMNS` in order, without optional columns that ``df`` lacks."""
+    return [c for c in SUMMARY_COLUMNS if c in df.columns or c not in OPTIONAL_COLUMNS]
+
+
 def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
     """One row per ``metrics.json``: its scalar fields plus ``git_commit`` and ``metrics_file``
     (the row's source, whose ``config``/``provenance`` hold everything else).
 
     Missing standard fields (e.g. ``fid`` when FID was not computed) become NaN columns;
     precision/recall are left out when no run has them. Raises ``ValueError`` naming the file
-    when a present metric of :data:`FINITE_COLUMNS` is NaN or infinite.
+    when a present metric of :data:`FINITE_METRICS` is NaN or infinite.
     """
     rows = []
     for path in paths:
-        try:
-            record = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON ({error})") from None
+        record = read_json(path)
         row = {k: v for k, v in record.items() if not isinstance(v, (dict, list))}
-        for key in FINITE_COLUMNS:
+        for key in FINITE_METRICS:
             if key in row and not np.isfinite(float(row[key])):
                 raise ValueError(f"{path}: {key} is {row[key]} (not finite); fix or rerun that "
                                  "run before tabulating")
@@ -80,7 +83,7 @@ def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows)
     extras = [c for c in df.columns if c not in SUMMARY_COLUMNS]
-    columns = [c for c in SUMMARY_COLUMNS if c in df.columns or c not in OPTIONAL_COLUMNS]
+    columns = _standard_columns(df)
     df = df.reindex(columns=columns + extras)
     for col in columns:
         if col not in TEXT_COLUMNS:
@@ -100,7 +103,7 @@ def summary_long(df: pd.DataFrame, objective_order: Sequence[str] | None = None,
                  schedule_order: Sequence[str] | None = None) -> pd.DataFrame:
     """The long table of ``summary.csv``: standard columns first, sorted by dataset, objective,
     schedule (first-appearance or explicit order) and seed."""
-    standard = [c for c in SUMMARY_COLUMNS if c in df.columns or c not in OPTIONAL_COLUMNS]
+    standard = _standard_columns(df)
     out = df.reindex(columns=standard + [c for c in df.columns if c not in standard])
     ranks = {
         "dataset": ordered_levels(out["dataset"]),
