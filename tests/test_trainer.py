@@ -79,13 +79,14 @@ def _reference_gradients(model, x, seed):
     net = list(model.network.parameters())
     return (torch.autograd.grad((multiplier.detach() * error).mean(), net, retain_graph=True),
             torch.autograd.grad(elbo, model.schedule.endpoint_parameters(), retain_graph=True),
-            torch.autograd.grad((multiplier * error).square().mean(),
+            torch.autograd.grad((0.5 * neg_slope * error).square().mean(),
                                 model.schedule.shape_parameters()))
 
 
 @pytest.mark.parametrize("objective", ["x0", "elbo"])
 def test_learned_schedule_gradients_match_brute_force(objective: str) -> None:
-    """Network <- objective; end points <- ELBO; shape <- E[loss^2] (variance), VDM Sec. 3.5."""
+    """Network <- objective; end points <- ELBO; shape <- E[L_diff^2] of the ELBO's diffusion
+    term (its variance), for every objective (VDM Sec. 3.5)."""
     trainer = Trainer(tiny_config(schedule="learned", objective=objective), "/nonexistent-unused")
     for _ in range(3):  # leave the zero-initialised output layer, where eps_hat ignores lambda
         trainer.train_step()

@@ -10,9 +10,18 @@ Learned schedule (VDM Sec. 3.5). Three gradients are taken from one forward pass
 * schedule end points ``gamma_0, gamma_1``: gradient of the ELBO (reconstruction + prior +
   continuous-time diffusion term, nats per dimension), whatever the objective; the network is
   not trained by it unless the objective is ``elbo``;
-* schedule shape: gradient of the mean squared per-example loss ``E[L^2]``. The expectation of
-  every ``L_w`` is invariant to the schedule's shape between fixed end points, so this gradient
-  equals that of the estimator's variance ``E[L^2] - E[L]^2``.
+* schedule shape: gradient of ``E[L_diff^2]``, the mean square of the per-example Monte-Carlo
+  estimate ``L_diff = 1/2 (-dlambda/dt) ||eps_hat - eps||^2 / D`` of the ELBO's diffusion term,
+  whatever the objective. ``E[L_diff] = 1/2 int E||eps_hat - eps||^2 dlambda / D`` does not
+  depend on the schedule's shape between fixed end points, so this gradient equals that of the
+  estimator's variance ``E[L_diff^2] - E[L_diff]^2``: VDM's variance-minimising schedule. (The
+  objective's own loss would not do: for ``eps``, ``x0``, ``v``, ``min_snr`` it carries no
+  ``-dlambda/dt`` factor, its expectation depends on the shape, and lowering its square drifts
+  the schedule toward noise levels where the loss is small instead.)
+
+So the learned schedule means the same thing (VDM's) for every objective; the objective's loss
+trains the network only. All three gradients come from one forward pass: the epsilon-error is
+shared.
 """
 
 from __future__ import annotations
@@ -95,10 +104,10 @@ class DiffusionModel(nn.Module):
         d_error = torch.where(weights > 0, weighted_slope / weights, torch.zeros_like(weights))
         log_snr, neg_slope = losses["log_snr"], losses["neg_slope"]
         error = sq_error.detach() + d_error.detach() * (log_snr - log_snr.detach())
-        elbo = (losses["elbo_ends"] + 0.5 * neg_slope * error).mean()
-        loss_sq = (self.objective.multiplier(log_snr, neg_slope) * error).square().mean()
+        elbo_diffusion = 0.5 * neg_slope * error  # per example, nats/dim; (B,)
+        elbo = (losses["elbo_ends"] + elbo_diffusion).mean()
         elbo.backward(inputs=self.schedule.endpoint_parameters(), retain_graph=True)
-        loss_sq.backward(inputs=self.schedule.shape_parameters())
+        elbo_diffusion.square().mean().backward(inputs=self.schedule.shape_parameters())
 
 
 def build_model(image_shape: tuple[int, int, int], num_levels: int, objective: str,
