@@ -246,7 +246,8 @@ def test_kid_subset_size_is_lowered(classifier: tuple, digits: tuple, tmp_path: 
     reference, samples = digits[0].pixels_uint8(), digits[1].pixels_uint8()[:50]
     out = _metrics(samples, reference, weights, tmp_path, kid_subset_size=1000, prc=False)
     assert out["kid_subset_size"] == 50 and math.isfinite(out["kid"])
-    assert math.isnan(out["precision"]) and math.isnan(out["recall"])
+    assert "precision" not in out and "recall" not in out  # not requested: absent, not NaN
+    assert out["prc_requested"] is False and out["notes"] == []
 
 
 def test_missing_weights_fail_fast(tmp_path: Path) -> None:
@@ -266,6 +267,34 @@ def test_classifier_of_another_dataset_is_rejected(classifier: tuple, digits: tu
     images = digits[1].pixels_uint8()
     with pytest.raises(ValueError, match="trained on 'digits'"):
         _metrics(images, images, weights, tmp_path, dataset="mnist")
+
+
+def test_classifier_without_a_dataset_is_refused(classifier: tuple, digits: tuple,
+                                                 tmp_path: Path) -> None:
+    model, _, _ = classifier
+    anonymous = save_classifier(model, tmp_path / "anonymous.pt", {"accuracy": 0.9})
+    images = digits[1].pixels_uint8()
+    with pytest.raises(ValueError, match=r"anonymous.pt does not record the dataset"):
+        _metrics(images, images, anonymous, tmp_path)
+
+
+def test_requested_precision_recall_that_come_back_nan_are_noted(
+        classifier: tuple, digits: tuple, tmp_path: Path, monkeypatch, capsys) -> None:
+    import torch_fidelity
+
+    real = torch_fidelity.calculate_metrics
+
+    def nan_prc(**kwargs: Any) -> dict[str, float]:
+        return {**real(**kwargs), "precision": float("nan")}
+
+    monkeypatch.setattr(torch_fidelity, "calculate_metrics", nan_prc)
+    _, _, weights = classifier
+    images = digits[1].pixels_uint8()
+    out = _metrics(images[:60], images, weights, tmp_path, prc=True)
+    assert "precision" not in out and math.isfinite(out["recall"]) and out["prc_requested"]
+    assert out["notes"] == ["precision/recall were requested but torch-fidelity returned "
+                            "precision = nan; left out of the results"]
+    assert "vdm fid: warning: precision/recall were requested" in capsys.readouterr().err
 
 
 def test_bad_images_are_rejected(classifier: tuple, digits: tuple, tmp_path: Path) -> None:

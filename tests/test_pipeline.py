@@ -115,6 +115,8 @@ BAD_CONFIGS = [  # (YAML of the config file, what the one-line error must say)
     ("train: {steps: -5}", "invalid config key 'train.steps': -5 is less than the minimum of 1"),
     ("seeds: []", "invalid config key 'seeds': [] should be non-empty"),
     ("seeds: [0, 1.5]", "invalid config key 'seeds.1': 1.5 is not of type 'integer'"),
+    ("nll: {num_time_samples: 1}",
+     "invalid config key 'nll.num_time_samples': 1 is less than the minimum of 2"),
 ]
 
 

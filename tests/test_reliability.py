@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -102,6 +103,29 @@ def test_bad_rolling_checkpoint_starts_the_run_over(tmp_path: Path, damage: str,
     _assert_same_weights(tmp_path / "straight" / "model.pt", run / "model.pt")
 
 
+def test_checkpoint_that_is_no_training_state_starts_the_run_over(tmp_path: Path, capsys) -> None:
+    torch.save({"model": {}, "step": 3}, tmp_path / "state.pt")
+    summary = Trainer(tiny_config(), tmp_path).fit()
+    warning = capsys.readouterr().err
+    assert "cannot resume this run (it is not a training state (no config, seconds" in warning
+    assert summary["resumed_from"] == [] and (tmp_path / "state.pt.bad").exists()
+
+
+def test_a_bug_while_resuming_raises_instead_of_restarting(tmp_path: Path, monkeypatch) -> None:
+    """Only foreign or corrupt files restart a run; a programming error surfaces."""
+    import vdm.trainer
+
+    Trainer(tiny_config(), tmp_path).fit(stop_at=4)
+
+    def broken_restore(states, generator):
+        raise TypeError("restore_rng_states() got an unexpected keyword")
+
+    monkeypatch.setattr(vdm.trainer, "restore_rng_states", broken_restore)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        Trainer(tiny_config(), tmp_path).fit()
+    assert (tmp_path / "state.pt").exists() and not (tmp_path / "state.pt.bad").exists()
+
+
 def test_corrupt_model_checkpoint_is_named(tmp_path: Path, capsys) -> None:
     Trainer(tiny_config(), tmp_path).fit()
     model = tmp_path / "model.pt"
@@ -186,6 +210,40 @@ def test_nan_metric_never_reaches_a_table(tmp_path: Path) -> None:
                                "fid": float("inf")}))
     with pytest.raises(ValueError, match="bad.json: fid is inf"):
         load_metrics([bad])
+
+
+def test_fid_notes_reach_metrics_json_and_the_log(tmp_path: Path, capsys) -> None:
+    train, nll, fid = _result_files(tmp_path, nll_bpd=2.0)
+    record = json.loads(fid.read_text())
+    del record["precision"]
+    record["notes"] = ["precision/recall were requested but torch-fidelity returned precision = "
+                       "nan; left out of the results"]
+    fid.write_text(json.dumps(record))
+    collect_metrics(train, nll, fid, tmp_path / "metrics.json")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert "precision" not in metrics and metrics["recall"] == 0.5
+    assert metrics["notes"] == [f"{fid}: {record['notes'][0]}"]
+    assert f"vdm collect: warning: {fid}: precision/recall were requested" in capsys.readouterr().err
+
+
+def test_monte_carlo_se_is_absent_not_nan_for_one_time_sample() -> None:
+    from vdm.data import load_dataset
+    from vdm.diffusion import build_model
+    from vdm.evaluate import evaluate_nll
+
+    model = build_model((1, 8, 8), 17, "eps", "cosine", {"channels": 8}, -10.0, 7.0)
+    data = load_dataset("digits", "test")
+    one = evaluate_nll(model, data, num_time_samples=1, max_examples=8)
+    assert "nll_bpd_mc_se" not in one and math.isfinite(one["nll_bpd_se"])
+    two = evaluate_nll(model, data, num_time_samples=2, max_examples=1)
+    assert "nll_bpd_se" not in two and math.isfinite(two["nll_bpd_mc_se"])
+
+
+def test_nan_monte_carlo_se_is_refused(tmp_path: Path) -> None:
+    train, nll, fid = _result_files(tmp_path, nll_bpd=2.0)
+    nll.write_text(json.dumps({**json.loads(nll.read_text()), "nll_bpd_mc_se": float("nan")}))
+    with pytest.raises(ValueError, match="nll.json: nll_bpd_mc_se is nan"):
+        collect_metrics(train, nll, fid, tmp_path / "metrics.json")
 
 
 def test_metrics_record_provenance_and_trace_to_the_table(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,7 @@ def write_nll(model, config, device, *, model_path: Path, split: str, num_time_s
                    "provenance": provenance(device),
                    "wall_seconds": round(time.perf_counter() - started, 3)})
     write_json_atomic(out, result)
-    print(f"{result['nll_bpd']:.4f} +- {result['nll_bpd_se']:.4f} bits/dim "
+    print(f"{result['nll_bpd']:.4f} +- {result.get('nll_bpd_se', math.nan):.4f} bits/dim "
           f"({result['split']}, n={result['num_examples']}) -> {out}")
 
 
@@ -408,6 +409,7 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
     train = read_json(Path(train_json))
     nll = read_json(Path(nll_json))
     sources = {"train": train_json, "nll": nll_json, "fid": fid_json}
+    notes: list[str] = []
     metrics = {key: train[key] for key in (
         "dataset", "objective", "schedule", "seed", "steps", "train_seconds", "num_params",
         "final_loss", "logsnr_max", "logsnr_min")}
@@ -423,6 +425,9 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
         metrics.update({key: fid[key] for key in ("fid", "kid", "kid_std", "feature_extractor")})
         metrics.update({key: fid[key] for key in ("precision", "recall")
                         if math.isfinite(fid.get(key, math.nan))})  # absent when not computed
+        for note in fid.get("notes", []):  # e.g. precision/recall requested but not finite
+            notes.append(f"{fid_json}: {note}")
+            print(f"vdm collect: warning: {notes[-1]}", file=sys.stderr)
         metrics["num_fid_samples"] = fid["num_samples"]
         sampling = fid.get("sampling", {})
         wall.update(sample=sampling.get("wall_seconds"), fid=fid.get("wall_seconds"))
@@ -444,6 +449,7 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
         "evaluation_config": evaluation, "provenance": train["provenance"],
         "determinism": train.get("determinism", determinism_note(devices["train"] or "cpu")),
         "sources": {key: str(value) if value else None for key, value in sources.items()},
+        "notes": notes,
     })
     write_json_atomic(out, metrics)
 

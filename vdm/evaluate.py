@@ -12,18 +12,20 @@ from vdm.diffusion import DiffusionModel
 from vdm.likelihood import DEFAULT_NUM_TIME_SAMPLES, elbo_bpd
 
 
-def monte_carlo_se(diffusion_draws: torch.Tensor, reconstruction: torch.Tensor) -> float:
+def monte_carlo_se(diffusion_draws: torch.Tensor, reconstruction: torch.Tensor) -> float | None:
     """Monte-Carlo standard error (bits/dim) of a test-set mean bits/dim.
 
     ``diffusion_draws``: ``(n, K)`` draws of the diffusion term per example; each column is one
     batch-stratified draw, so the column means are ``K`` i.i.d. replicates of the test-set mean
-    and ``var(column means) / K`` is the variance of their average (NaN for ``K = 1``).
-    ``reconstruction``: ``(n,)`` one-draw reconstruction terms; their standard error over
-    examples bounds that term's Monte-Carlo noise from above (it also holds the image spread).
+    and ``var(column means) / K`` is the variance of their average. ``reconstruction``: ``(n,)``
+    one-draw reconstruction terms; their standard error over examples bounds that term's
+    Monte-Carlo noise from above (it also holds the image spread). ``None`` for ``K < 2`` (no
+    spread to estimate it from), never NaN.
     """
     n, k = diffusion_draws.shape
-    replicates = diffusion_draws.mean(dim=0)
-    diffusion_var = replicates.var(unbiased=True) / k if k > 1 else torch.tensor(float("nan"))
+    if k < 2:
+        return None
+    diffusion_var = diffusion_draws.mean(dim=0).var(unbiased=True) / k
     reconstruction_var = reconstruction.var(unbiased=True) / n if n > 1 else 0.0
     return float((diffusion_var + reconstruction_var).sqrt())
 
@@ -37,7 +39,8 @@ def evaluate_nll(model: DiffusionModel, data: ImageData, *, batch_size: int = 50
 
     Returns ``nll_bpd`` (mean of the per-example totals), ``nll_bpd_se`` (their standard deviation
     over examples divided by ``sqrt(n)``: it covers both the spread over test images and the
-    Monte-Carlo noise of the estimator), ``nll_bpd_mc_se`` (the Monte-Carlo standard error of
+    Monte-Carlo noise of the estimator; absent for ``n < 2``), ``nll_bpd_mc_se`` (absent for
+    ``num_time_samples < 2``; the Monte-Carlo standard error of
     ``nll_bpd`` alone: how much a rerun with another seed would move it; from the ``K``
     independent replicates ``m_k`` = test-set mean of draw ``k`` of the diffusion term,
     ``sqrt(var_k(m_k) / K)``, combined with the reconstruction term's one-draw noise bounded by
@@ -59,11 +62,12 @@ def evaluate_nll(model: DiffusionModel, data: ImageData, *, batch_size: int = 50
                 terms.setdefault(name, []).append(value.double().cpu())
     per_example = {name: torch.cat(values) for name, values in terms.items()}
     total = per_example["total"]
+    errors = {"nll_bpd_se": float(total.std(unbiased=True) / math.sqrt(n)) if n > 1 else None,
+              "nll_bpd_mc_se": monte_carlo_se(per_example["diffusion_draws"],
+                                              per_example["reconstruction"])}
     return {
         "nll_bpd": float(total.mean()),
-        "nll_bpd_se": float(total.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan"),
-        "nll_bpd_mc_se": monte_carlo_se(per_example["diffusion_draws"],
-                                        per_example["reconstruction"]),
+        **{key: value for key, value in errors.items() if value is not None},
         "nll_reconstruction_bpd": float(per_example["reconstruction"].mean()),
         "nll_prior_bpd": float(per_example["prior"].mean()),
         "nll_diffusion_bpd": float(per_example["diffusion"].mean()),

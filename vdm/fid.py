@@ -25,8 +25,10 @@ returned under ``"kid_subset_size"`` (at least 2 images on each side are require
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -177,8 +179,11 @@ def check_extractor_weights(extractor: str, weights_path: str | os.PathLike | No
         from vdm.checkpoint import load_checkpoint
 
         meta = load_checkpoint(path).get("meta", {})
-        trained_on = meta.get("dataset")
-        if trained_on is not None and trained_on != dataset:
+        trained_on = meta.get("dataset") if isinstance(meta, dict) else None
+        if trained_on is None:
+            raise ValueError(f"classifier {path} does not record the dataset it was trained on "
+                             f"(no meta['dataset']); retrain it with `python -m vdm classifier`")
+        if trained_on != dataset:
             raise ValueError(f"classifier {path} was trained on {trained_on!r}, not {dataset!r}")
     return path
 
@@ -300,10 +305,13 @@ def compute_metrics(
     features come from (or go to) torch-fidelity's cache (see
     :func:`compute_reference_statistics`). Deterministic for fixed inputs (KID subsets use a
     fixed seed). ``kid_subset_size`` is lowered to ``min(n_samples, n_reference)`` when
-    needed; the value used is returned. Precision/recall are NaN when ``prc`` is false.
+    needed; the value used is returned.
 
-    Returns ``{"fid", "kid", "kid_std", "precision", "recall", "feature_extractor",
-    "num_samples", "num_reference", "kid_subset_size", "reference_cache_name"}``.
+    Returns ``{"fid", "kid", "kid_std", "precision", "recall", "prc_requested", "notes",
+    "feature_extractor", "num_samples", "num_reference", "kid_subset_size",
+    "reference_cache_name"}``. ``precision``/``recall`` are present only when requested
+    (``prc``) and finite: a requested value that comes back non-finite is left out, with a line
+    in ``notes`` and a warning on stderr, never silently.
     """
     from torch_fidelity import calculate_metrics
 
@@ -325,7 +333,17 @@ def compute_metrics(
     )
     out: dict[str, Any] = {key: float(raw.get(src, float("nan")))
                            for key, src in _METRIC_KEYS.items()}
+    notes = []
+    missing = {key: out.pop(key) for key in ("precision", "recall")
+               if not (prc and math.isfinite(out[key]))}
+    if prc and missing:
+        values = ", ".join(f"{key} = {value}" for key, value in missing.items())
+        notes.append(f"precision/recall were requested but torch-fidelity returned {values}; "
+                     "left out of the results")
+        print(f"vdm fid: warning: {notes[-1]}", file=sys.stderr)
     out.update(
+        prc_requested=prc,
+        notes=notes,
         feature_extractor=extractor_label(extractor, dataset),
         num_samples=int(len(samples)),
         num_reference=int(len(reference)),

@@ -34,8 +34,8 @@ TEXT_COLUMNS = {"dataset", "objective", "schedule", "feature_extractor", "git_co
 OPTIONAL_COLUMNS = ("precision", "recall")
 #: metrics that must be finite numbers whenever present (checked by ``collect`` and again when
 #: tabulating): NaN never reaches a table or plot
-FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_reconstruction_bpd", "nll_prior_bpd",
-                  "nll_diffusion_bpd", "fid", "kid", "kid_std")
+FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd",
+                  "nll_prior_bpd", "nll_diffusion_bpd", "fid", "kid", "kid_std")
 BASELINE = ("eps", "linear")
 
 

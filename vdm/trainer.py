@@ -88,6 +88,16 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
+class IncompatibleCheckpoint(ValueError):
+    """A readable ``state.pt`` that is not a training state of this run (another config, another
+    data order, or not a training state at all)."""
+
+
+#: the entries of a training state (:meth:`Trainer.state_dict`)
+STATE_KEYS = ("config", "step", "seconds", "model", "ema", "optimizer", "lr_schedule", "rng",
+              "data_order", "log_rows", "resumed_from")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -185,13 +195,18 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; ``ValueError`` if it belongs to another run."""
+        """Restore a :meth:`state_dict`; :class:`IncompatibleCheckpoint` if it is not a training
+        state of this run. Anything else that goes wrong (a bug) raises as it is."""
+        missing = [key for key in STATE_KEYS if key not in state]
+        if missing:
+            raise IncompatibleCheckpoint(f"it is not a training state (no {', '.join(missing)})")
         if state["config"] != self.config.to_dict():
-            raise ValueError("it was written with a different config")
+            raise IncompatibleCheckpoint("it was written with a different config")
         order = state["data_order"]
-        if not torch.equal(order["permutation"], epoch_permutation(
-                order["epoch"], len(self.data), self.config.seed)):
-            raise ValueError("its data order differs from this torch version's")
+        if not (isinstance(order, dict) and torch.is_tensor(order.get("permutation"))
+                and torch.equal(order["permutation"], epoch_permutation(
+                    order.get("epoch", -1), len(self.data), self.config.seed))):
+            raise IncompatibleCheckpoint("its data order differs from this torch version's")
         self.model.load_state_dict(state["model"])
         self.ema.shadow.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -209,15 +224,17 @@ class Trainer:
     def resume(self) -> bool:
         """Load ``out_dir/state.pt`` if it exists and belongs to this run.
 
-        An unreadable, corrupt or foreign checkpoint is moved aside (``state.pt.bad``) with a
-        one-line warning and the run starts over, so one bad file never stops a grid.
+        An unreadable, corrupt or foreign checkpoint (:class:`CheckpointError`,
+        :class:`IncompatibleCheckpoint`) is moved aside (``state.pt.bad``) with a one-line
+        warning and the run starts over, so one bad file never stops a grid. Any other error
+        while restoring is a bug and is raised, never turned into a silent restart.
         """
         path = self.out_dir / "state.pt"
         if not path.exists():
             return False
         try:
             self.load_state_dict(load_checkpoint(path, self.device))
-        except (CheckpointError, ValueError, KeyError, TypeError) as error:
+        except (CheckpointError, IncompatibleCheckpoint) as error:
             reason = str(error) if isinstance(error, CheckpointError) else (
                 f"checkpoint {path} cannot resume this run ({error})")
             path.replace(path.with_name("state.pt.bad"))
