@@ -40,6 +40,35 @@ def test_unknown_objective_and_missing_model(tmp_path, capsys) -> None:
     assert "nope.pt" in capsys.readouterr().err
 
 
+def test_train_takes_a_workflow_config_and_picks_the_cell(tmp_path, capsys) -> None:
+    """`train --config config/config.yaml` trains the cell a grid job would (same run config)."""
+    from vdm.config import load_config_file, validate_workflow_config, workflow_cell
+
+    assert main(["train", "--config", "config/config.yaml", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("vdm train: error: config/config.yaml is a workflow config with objectives "
+                   "['x0', 'eps', 'elbo']: pick one with --objective")
+    args = ["train", "--config", "config/config.yaml", "--objective", "elbo", "--schedule",
+            "learned", "--seed", "2", "--set", "train.steps=2", "--out", str(tmp_path / "r")]
+    assert main(args) == 0
+    trained = json.loads((tmp_path / "r" / "train.json").read_text())["config"]
+    grid = validate_workflow_config(load_config_file("config/config.yaml"))
+    expected = workflow_cell(grid, "elbo", "learned", 2)
+    expected["train"] = {**expected["train"], "steps": 2}
+    assert {key: trained[key] for key in expected} == expected
+    assert main(["train", "--config", "config/config.yaml", "--objective", "eps", "--schedule",
+                 "cosine", "--seed", "0", "--set", "train.stepz=1", "--out", str(tmp_path / "s")]) == 2
+    assert "'train.stepz'" in capsys.readouterr().err
+
+
+def test_train_help_lists_the_names_and_defaults(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "one of eps, x0, v, elbo, sigmoid, min_snr (default: eps)" in text
+    assert "one of linear, cosine, sigmoid, learned (default: cosine)" in text
+
+
 def test_train_sample_nll_through_the_cli(tmp_path) -> None:
     run = tmp_path / "run"
     result = run_cli("train", "--objective", "v", "--schedule", "sigmoid", "--seed", "3",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import gaussian_optimal_eps_fn
+from scipy.special import logsumexp
 
 from vdm.likelihood import (
     diffusion_nats,
@@ -108,9 +110,9 @@ def test_total_is_sum_of_terms_and_works_under_no_grad(generator) -> None:
     torch.testing.assert_close(out["total"], out["reconstruction"] + out["prior"] + out["diffusion"])
 
 
-def test_uniform_prediction_bound_for_perfect_decoder_is_tight(generator) -> None:
-    """Data with a single level: the optimal eps-predictor knows x exactly, so only the
-    decoder and prior terms and the residual diffusion cost at the ends remain small."""
+def test_diffusion_term_vanishes_for_an_exact_eps_predictor(generator) -> None:
+    """Data with a single value: the optimal eps-predictor knows x exactly, so the diffusion term
+    (the only one that depends on the network) is zero."""
     x = torch.full((64, 1, 4, 4), 0.25)
 
     def eps_fn(z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
@@ -119,6 +121,78 @@ def test_uniform_prediction_bound_for_perfect_decoder_is_tight(generator) -> Non
 
     out = elbo_bpd(eps_fn, x, get_schedule("cosine"), 17, generator=generator)
     torch.testing.assert_close(out["diffusion"], torch.zeros(64), atol=1e-4, rtol=0)
+
+
+def discretized_gaussian_data(num: int, num_levels: int = 17, scale: float = 0.5) -> torch.Tensor:
+    """``N(0, scale^2)`` rounded to the ``K`` levels of ``[-1, 1]``, shape ``(num, 1, 2, 2)``
+    (drawn from its own seed: never from the evaluator's generator)."""
+    x = (scale * torch.randn(num, 1, 2, 2, generator=torch.Generator().manual_seed(12345),
+                             dtype=torch.float64)).clamp(-1, 1)
+    return torch.round((x + 1) * (num_levels - 1) / 2) * 2 / (num_levels - 1) - 1
+
+
+def reconstruction_nats_by_quadrature(level: float, log_snr_0: float, num_levels: int) -> float:
+    """``E_{z_0 ~ N(alpha_0 v, sigma_0^2)}[-log p(v | z_0)]`` for one dimension at level ``v``,
+    VDM's decoder ``p(v_k | z_0) = softmax_k(-e^{lambda_0} (z_0/alpha_0 - v_k)^2 / 2)`` written
+    out in NumPy, expectation by 80-point Gauss-Hermite quadrature."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)  # weight exp(-u^2/2)
+    weights = weights / weights.sum()
+    alpha, sigma = math.sqrt(1 / (1 + math.exp(-log_snr_0))), math.sqrt(1 / (1 + math.exp(log_snr_0)))
+    levels = np.linspace(-1, 1, num_levels)
+    z = alpha * level + sigma * nodes
+    logits = -0.5 * math.exp(log_snr_0) * (z[:, None] / alpha - levels[None]) ** 2
+    log_prob = logits[:, np.argmin(abs(levels - level))] - logsumexp(logits, axis=1)
+    return float(-(weights * log_prob).sum())
+
+
+def test_every_term_and_the_total_match_closed_forms() -> None:
+    """Discretized Gaussian data with the linear (Gaussian-optimal) eps-predictor for its second
+    moment ``m2``: E||eps - c z||^2 per dimension is alpha^2 m2 / (alpha^2 m2 + sigma^2) for any
+    zero-mean-noise data with E[x^2] = m2, so the diffusion term is
+    ``1/2 [ln(1 + e^lambda_0 m2) - ln(1 + e^lambda_1 m2)]``; the prior is the Gaussian KL at
+    ``lambda_1``; the reconstruction is computed by quadrature per level. All nats/dim -> bits."""
+    num_levels, log_snr_0, log_snr_1 = 17, 4.0, -6.0
+    x = discretized_gaussian_data(4096, num_levels)
+    m2 = float(x.square().mean())
+    schedule = get_schedule("cosine", logsnr_min=log_snr_1, logsnr_max=log_snr_0).double()
+    out = elbo_bpd(gaussian_optimal_eps_fn(math.sqrt(m2)), x, schedule, num_levels,
+                   num_time_samples=16, generator=torch.Generator().manual_seed(0))
+    alpha_1_sq = 1 / (1 + math.exp(-log_snr_1))
+    sigma_1_sq = 1 - alpha_1_sq
+    levels, counts = torch.unique(x, return_counts=True)
+    expected_nats = {
+        "reconstruction": sum(int(c) * reconstruction_nats_by_quadrature(float(v), log_snr_0,
+                                                                         num_levels)
+                              for v, c in zip(levels, counts, strict=True)) / x.numel(),
+        "prior": 0.5 * (alpha_1_sq * m2 + sigma_1_sq - 1 - math.log(sigma_1_sq)),
+        "diffusion": 0.5 * (math.log1p(math.exp(log_snr_0) * m2)
+                            - math.log1p(math.exp(log_snr_1) * m2)),
+    }
+    expected_nats["total"] = sum(expected_nats.values())
+    assert 0.05 < expected_nats["reconstruction"] < math.log(num_levels)  # not negligible here
+    for term, nats in expected_nats.items():
+        assert float(out[term].mean()) == pytest.approx(nats / math.log(2), rel=0.01), term
+
+
+def test_monte_carlo_se_covers_the_reconstruction_draw() -> None:
+    """With a blurry decoder (lambda_0 = 1) most of the rerun-to-rerun noise of the test-set mean
+    comes from the one-draw reconstruction term: the reported Monte-Carlo SE covers it (it is an
+    upper bound: it also holds the spread over images), the diffusion draws alone do not."""
+    from vdm.evaluate import monte_carlo_se
+
+    x = discretized_gaussian_data(64).float()
+    schedule = get_schedule("cosine", logsnr_min=-10.0, logsnr_max=1.0)
+    eps_fn = gaussian_optimal_eps_fn(float(x.square().mean().sqrt()))
+    totals, reported, diffusion_only = [], [], []
+    for seed in range(200):
+        out = elbo_bpd(eps_fn, x, schedule, 17, num_time_samples=8,
+                       generator=torch.Generator().manual_seed(seed))
+        totals.append(float(out["total"].mean()))
+        reported.append(monte_carlo_se(out["diffusion_draws"], out["reconstruction"]) ** 2)
+        diffusion_only.append(monte_carlo_se(out["diffusion_draws"], torch.zeros(64)) ** 2)
+    rerun_variance = float(torch.tensor(totals, dtype=torch.float64).var())
+    assert 0.85 < sum(reported) / len(reported) / rerun_variance < 1.6
+    assert sum(diffusion_only) / len(diffusion_only) / rerun_variance < 0.5
 
 
 @pytest.mark.parametrize("time_sampling", ["logsnr", "t"])

@@ -87,3 +87,87 @@ def test_antithetic_times_are_stratified_and_uniform() -> None:
     means = torch.stack([sample_times(16, generator=g) for _ in range(2000)])
     assert float(means.mean()) == pytest.approx(0.5, abs=0.01)
     assert float(means[:, 0].std()) == pytest.approx(math.sqrt(1 / 12), rel=0.05)
+
+
+# ------------------------------------------------------------------ Kingma & Gao 2023, Table 1
+# Independent of the multipliers above: the weightings the paper derives in closed form, and the
+# expected loss on Gaussian data as a one-dimensional integral over lambda.
+def cosine_without_offset():
+    """iDDPM's cosine schedule with s = 0, whose log-SNR is lambda(u) = -2 log tan(pi u / 2)."""
+    from vdm.schedules import get_schedule
+
+    return get_schedule("cosine", s=0.0, logsnr_min=-10.0, logsnr_max=7.0).double()
+
+
+def _lambda_grid(schedule) -> tuple[torch.Tensor, torch.Tensor]:
+    from vdm.schedules import log_snr_and_slope
+
+    t = torch.linspace(0.01, 0.99, 99, dtype=torch.float64)
+    with torch.no_grad():
+        return log_snr_and_slope(schedule, t)
+
+
+def test_eps_mse_under_cosine_weights_sech_half_lambda() -> None:
+    """K&G Table 1: eps-MSE with the cosine schedule is w(lambda) = sech(lambda/2) up to a
+    constant; with the schedule truncated to [u_lo, u_hi] the constant is 1 / (pi (u_hi - u_lo))."""
+    schedule = cosine_without_offset()
+    lam, neg_slope = _lambda_grid(schedule)
+    weight = get_objective("eps").implied_weight(lam, neg_slope)
+    expected = 1 / torch.cosh(lam / 2) / (math.pi * (schedule.u_hi - schedule.u_lo))
+    torch.testing.assert_close(weight, expected, rtol=1e-6, atol=0)
+
+
+def test_v_mse_under_cosine_weights_exp_minus_half_lambda() -> None:
+    """K&G Table 1: v-MSE with the cosine schedule is w(lambda) = e^{-lambda/2} up to a constant."""
+    schedule = cosine_without_offset()
+    lam, neg_slope = _lambda_grid(schedule)
+    weight = get_objective("v").implied_weight(lam, neg_slope)
+    expected = 2 * torch.exp(-lam / 2) / (math.pi * (schedule.u_hi - schedule.u_lo))
+    torch.testing.assert_close(weight, expected, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("bias", [-1.0, 2.0])
+def test_elbo_and_sigmoid_weightings_whatever_the_schedule(bias: float) -> None:
+    """K&G: the ELBO is w = 1 and their monotone weighting w = sigmoid(b - lambda), on any
+    schedule (both carry the -dlambda/dt factor)."""
+    from vdm.schedules import get_schedule
+
+    for name in ("linear", "cosine", "learned"):
+        lam, neg_slope = _lambda_grid(get_schedule(name).double())
+        torch.testing.assert_close(get_objective("elbo").implied_weight(lam, neg_slope),
+                                   torch.ones_like(lam))
+        torch.testing.assert_close(get_objective("sigmoid", bias=bias).implied_weight(lam, neg_slope),
+                                   1 / (1 + torch.exp(lam - bias)))
+
+
+@pytest.mark.parametrize("name", ["eps", "elbo", "sigmoid"])
+def test_expected_loss_on_gaussian_data_is_the_weighted_integral(name: str) -> None:
+    """x ~ N(0, I) with its exact eps-predictor: E||eps_hat - eps||^2 / D = sigmoid(lambda), so
+    E[L_w] = 1/2 int w(lambda) sigmoid(lambda) dlambda over the schedule's range (K&G eq. 5), with
+    the paper's w: 1 (ELBO), sigmoid(2 - lambda) (their sigmoid weighting, b = 2) and
+    sech(lambda/2) / (pi (u_hi - u_lo)) (eps-MSE, cosine). The Monte-Carlo side samples t
+    uniformly and goes through the schedule's slope and the objective's multiplier."""
+    from scipy.integrate import quad
+
+    from vdm.schedules import log_snr_and_slope
+
+    schedule = cosine_without_offset()
+    closed_form_w = {"elbo": lambda lam: 1.0,
+                     "sigmoid": lambda lam: 1 / (1 + math.exp(lam - 2.0)),
+                     "eps": lambda lam: 1 / math.cosh(lam / 2) / (
+                         math.pi * (schedule.u_hi - schedule.u_lo))}[name]
+    expected, _ = quad(lambda lam: 0.5 * closed_form_w(lam) / (1 + math.exp(-lam)), -10.0, 7.0)
+
+    g = torch.Generator().manual_seed(0)
+    dims, n = 16, 200_000
+    t = torch.rand(n, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        lam, neg_slope = log_snr_and_slope(schedule, t)
+    alpha, sigma = (a.view(-1, 1) for a in alpha_sigma(lam))
+    x, eps = (torch.randn(n, dims, generator=g, dtype=torch.float64) for _ in range(2))
+    z = alpha * x + sigma * eps
+    eps_hat = sigma * z  # E[eps | z] for unit-variance data (alpha^2 + sigma^2 = 1)
+    loss = get_objective(name).loss((eps_hat - eps).square().sum(1) / dims, lam, neg_slope)
+    standard_error = float(loss.std() / math.sqrt(n))
+    assert float(loss.mean()) == pytest.approx(expected, abs=4 * standard_error)
+    assert standard_error < 0.02 * expected

@@ -1,16 +1,20 @@
 """The SLURM profile (workflow/profiles/slurm) on a real single-node SLURM brought up on this machine.
 
-test_tiny_grid_through_slurm needs root (it installs Debian's slurm-wlm and munge if missing,
-writes /etc/slurm/slurm.conf and starts munged, slurmctld, slurmd; see tests/slurm_cluster.py)
-and is skipped otherwise. It runs the tiny grid with `--profile workflow/profiles/slurm`, changing
-only what a site changes on the command line: the partition, node-sized memory, no GPUs (this node
-has none: gpu=0 removes the profile's `--gpus=1`), `squeue` as status command (no accounting
-database here, so no sacct) and a short first status check, and checks that every non-local job
-went through sbatch.
+test_tiny_grid_through_slurm is opt-in: it runs only with ``VDM_TEST_SLURM=1`` in the environment
+(``.ci/run`` sets it), because it changes the system: it needs root, installs Debian's slurm-wlm
+and munge if missing, writes /etc/slurm/slurm.conf (restored afterwards) and starts munged,
+slurmctld, slurmd (see tests/slurm_cluster.py). A plain ``pytest`` skips it. It runs the tiny grid
+with `--profile workflow/profiles/slurm`, changing only what a site changes on the command line:
+the partition, node-sized memory, no GPUs (this node has none: gpu=0 removes the profile's
+`--gpus=1`), `squeue` as status command (no accounting database here, so no sacct) and a short
+first status check, and checks that every non-local job went through sbatch, training jobs with
+`--cpus-per-task` = train.threads.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import slurm_cluster
+import yaml
 from workflow_copy import copy_workflow, venv_environment
 
 PROFILE = "workflow/profiles/slurm"
@@ -61,8 +66,21 @@ def test_profile_requests_a_gpu_for_every_model_rule(tmp_path: Path, fused: bool
         assert "runtime=" in line and "mem_mb=" in line and "cpus_per_task=1" in line, line
 
 
+def test_training_jobs_ask_for_train_threads_cpus(tmp_path: Path) -> None:
+    """config/cifar10.yaml sets train.threads: 8; without --cores a SLURM job must still get 8."""
+    result = snakemake(copy_workflow(tmp_path), "--profile", PROFILE, "--configfile",
+                       "config/cifar10.yaml", "-n")
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", result.stdout, re.M | re.S)
+    train = [re.search(r"resources: (.*)", body).group(1) for name, body in jobs if name == "train"]
+    assert train and all("cpus_per_task=8," in line for line in train), train[:1]
+
+
 @pytest.fixture(scope="module")
 def cluster():
+    if os.environ.get("VDM_TEST_SLURM") != "1":
+        pytest.skip("opt-in: set VDM_TEST_SLURM=1 to bring up a real SLURM (root, apt, system "
+                    "daemons, /etc/slurm/slurm.conf)")
     reason = slurm_cluster.unavailable_reason()
     if reason:
         pytest.skip(reason)
@@ -81,8 +99,11 @@ def test_tiny_grid_through_slurm(cluster: slurm_cluster.Cluster, tmp_path: Path)
     site = [f"{rule}:{key}={value}" for rule in SUBMITTED for key, value in
             (("gpu", 0), ("mem_mb", mem_mb), ("slurm_partition", cluster.partition))]
     log = tmp_path / "snakemake.log"
+    threads = min(2, cluster.cpus)  # training asks for train.threads CPUs
+    train = {**yaml.safe_load((work / "config/test.yaml").read_text())["train"], "threads": threads}
     result = snakemake(
         work, "--profile", PROFILE, "--configfile", "config/test.yaml",
+        "--config", f"train={train!r}".replace(" ", ""),
         "--set-resources", *site,
         "--slurm-status-command", "squeue", "--slurm-no-account",
         "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs",
@@ -106,7 +127,8 @@ def test_tiny_grid_through_slurm(cluster: slurm_cluster.Cluster, tmp_path: Path)
     for call in calls:  # the site overrides reached sbatch; no GPU request is left
         assert f"-p {cluster.partition}" in call and f"--mem {mem_mb}" in call, call
         assert "--gpus" not in call and "--gres" not in call, call
-        assert "--cpus-per-task=1" in call, call
+        rule = re.search(r"--comment '?rule_(\w+?)(?:_wildcards_\S*)?'? ", call).group(1)
+        assert f"--cpus-per-task={threads if rule == 'train' else 1}" in call, call
     # one SLURM log per job (.snakemake/slurm_logs/rule_<rule>/<wildcards>/<jobid>.log)
     assert {p.stem for p in slurm_logs} == slurm_ids
     assert Counter(p.relative_to(work / ".snakemake/slurm_logs").parts[0] for p in slurm_logs) \
@@ -114,4 +136,4 @@ def test_tiny_grid_through_slurm(cluster: slurm_cluster.Cluster, tmp_path: Path)
 
     summary = pd.read_csv(work / "results/tables/summary.csv")
     assert len(summary) == TINY_CELLS
-    assert summary["fid"].notna().all() and summary["nll_bpd"].between(0, 20).all()
+    assert summary["fid"].notna().all() and (summary["nll_bpd"] < math.log2(17)).all()

@@ -42,20 +42,45 @@ def _set_threads(threads: int | None) -> None:
 
 # ----- train ------------------------------------------------------------------------------
 def train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="run config (YAML/JSON); see vdm.config")
+    from vdm.config import RunConfig
+    from vdm.data import DATASETS
+    from vdm.objectives import OBJECTIVES
+    from vdm.schedules import SCHEDULES
+
+    defaults = RunConfig()
+    parser.add_argument("--config", type=Path,
+                        help="a run config (YAML/JSON, the keys of vdm.config.RunConfig) or a "
+                             "workflow config such as config/config.yaml, whose cell is picked "
+                             "with --objective/--schedule/--seed (needed where its list has "
+                             "several values)")
     parser.add_argument("--config-json", help="run config as an inline JSON mapping")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override, e.g. train.steps=500 (repeatable)")
-    parser.add_argument("--dataset")
-    parser.add_argument("--objective")
-    parser.add_argument("--schedule")
-    parser.add_argument("--seed", type=int)
+                        metavar="KEY=VALUE",
+                        help="override a run-config key, e.g. train.steps=500 (repeatable)")
+    parser.add_argument("--dataset", help=f"one of {', '.join(sorted(DATASETS))} "
+                                          f"(default: {defaults.dataset})")
+    parser.add_argument("--objective", help=f"one of {', '.join(OBJECTIVES)} "
+                                            f"(default: {defaults.objective})")
+    parser.add_argument("--schedule", help=f"one of {', '.join(SCHEDULES)} "
+                                           f"(default: {defaults.schedule})")
+    parser.add_argument("--seed", type=int, help=f"(default: {defaults.seed})")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
     parser.add_argument("--stop-at", type=int, help="stop after this step, leaving state.pt")
 
 
 def build_run_config(args: argparse.Namespace):
+    """The :class:`RunConfig` of ``train``: a run config, or one cell of a workflow config
+    (:func:`vdm.config.pick_workflow_cell`), then ``--config-json``, the named options and the
+    ``--set`` overrides on top; validated before anything is loaded."""
+    from vdm.config import is_workflow_config, pick_workflow_cell, validate_workflow_config
+
     data: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    if is_workflow_config(data):
+        if args.dataset is not None:
+            data["dataset"] = args.dataset
+        data = pick_workflow_cell(validate_workflow_config(data), str(args.config),
+                                  objective=args.objective, schedule=args.schedule,
+                                  seed=args.seed)
     if args.config_json:
         data.update(json.loads(args.config_json))
     for key in ("dataset", "objective", "schedule", "seed"):

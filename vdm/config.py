@@ -123,6 +123,66 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
     return _from_mapping(RunConfig, data)
 
 
+# --------------------------------------------------------------------------- workflow configs
+#: the grid axes of a workflow config (config/config.yaml) and the run-config key each sets
+GRID_AXES = {"objectives": "objective", "schedules": "schedule", "seeds": "seed"}
+WORKFLOW_SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
+
+
+def is_workflow_config(data: dict[str, Any]) -> bool:
+    """True for a workflow (grid) config such as config/config.yaml, false for a run config."""
+    return any(axis in data for axis in GRID_AXES)
+
+
+def validate_workflow_config(data: dict[str, Any], schema: str | Path = WORKFLOW_SCHEMA
+                             ) -> dict[str, Any]:
+    """Validate a workflow config against config/schema.yaml and fill in its defaults, as the
+    Snakefile does; one-line ``ValueError`` naming the key otherwise."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    data = json.loads(json.dumps(data))
+    try:
+        validate(data, str(schema))
+    except WorkflowError as error:
+        raise ValueError(describe_schema_error(error) or str(error).splitlines()[0]) from None
+    return data
+
+
+def workflow_cell(config: dict[str, Any], objective: str, schedule: str, seed: int
+                  ) -> dict[str, Any]:
+    """The run configuration (mapping) of one grid cell of a validated workflow ``config``.
+
+    Only settings of this cell enter it (e.g. ``objective_kwargs`` of its own objective), so
+    adding objectives, schedules or seeds to the grid never changes a finished cell's config.
+    """
+    return {
+        "dataset": config["dataset"], "data_root": config["data_root"],
+        "download": config["download"], "device": config["device"], "objective": objective,
+        "schedule": schedule, "seed": int(seed), "logsnr_min": config["logsnr_min"],
+        "logsnr_max": config["logsnr_max"],
+        "objective_kwargs": config["objective_kwargs"].get(objective, {}),
+        "model": config["model"], "train": config["train"],
+    }
+
+
+def pick_workflow_cell(config: dict[str, Any], source: str, **chosen: Any) -> dict[str, Any]:
+    """The cell of ``config`` named by ``chosen`` (``objective=``, ``schedule=``, ``seed=``; None
+    = not given). An axis with one value needs no choice; for the others a missing choice is a
+    one-line ``ValueError`` listing the grid's values. A value outside the grid is allowed (the
+    grid's other settings apply to it)."""
+    cell = {}
+    for axis, key in GRID_AXES.items():
+        values, value = config[axis], chosen.get(key)
+        if value is None:
+            if len(values) != 1:
+                raise ValueError(f"{source} is a workflow config with {axis} {values}: pick one "
+                                 f"with --{key}")
+            value = values[0]
+        cell[key] = value
+    return workflow_cell(config, **cell)
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON mapping, with a one-line error naming the file when it is not one."""
     path = Path(path)

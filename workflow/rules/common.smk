@@ -3,7 +3,7 @@ import json
 import os
 import shlex
 
-from vdm.config import run_config_from_dict
+from vdm.config import run_config_from_dict, workflow_cell
 from vdm.data import dataset_info
 
 ENV = "../envs/vdm.yaml"
@@ -31,14 +31,7 @@ def run_config(wildcards):
 
     Only settings of this cell enter it, so adding objectives, schedules or seeds to the grid
     never changes the params of finished cells (Snakemake would rerun them otherwise)."""
-    kwargs = config["objective_kwargs"].get(wildcards.objective, {})
-    cell = {
-        "dataset": DATASET, "data_root": config["data_root"], "download": config["download"],
-        "device": config["device"], "objective": wildcards.objective,
-        "schedule": wildcards.schedule, "seed": int(wildcards.seed),
-        "logsnr_min": config["logsnr_min"], "logsnr_max": config["logsnr_max"],
-        "objective_kwargs": kwargs, "model": config["model"], "train": config["train"],
-    }
+    cell = workflow_cell(config, wildcards.objective, wildcards.schedule, wildcards.seed)
     run_config_from_dict(cell)
     return json.dumps(cell, sort_keys=True)
 
@@ -48,9 +41,9 @@ def cells(pattern):
                   seed=config["seeds"])
 
 
-def rule_resources(name, runtime, mem_mb):
+def rule_resources(name, runtime, mem_mb, **defaults):
     """Resources of a rule: config's resources.<name> over these defaults; gpu only if > 0."""
-    chosen = {"runtime": runtime, "mem_mb": mem_mb, **config["resources"].get(name, {})}
+    chosen = {"runtime": runtime, "mem_mb": mem_mb, **defaults, **config["resources"].get(name, {})}
     if not chosen.get("gpu"):
         chosen.pop("gpu", None)
     return chosen

@@ -16,7 +16,10 @@ rule train:
     conda:
         ENV
     resources:
-        **rule_resources("train", runtime=60, mem_mb=4000),
+        # a cluster job gets train.threads CPUs whatever --cores says (Snakemake caps the rule's
+        # threads at --cores, which is 1 for a remote executor unless given)
+        **rule_resources("train", runtime=60, mem_mb=4000,
+                         cpus_per_task=config["train"]["threads"]),
     log:
         f"{LOGS}/train/{{objective}}-{{schedule}}-seed{{seed}}.log",
     shell:
