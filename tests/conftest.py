@@ -23,3 +23,18 @@ def gaussian_optimal_eps_fn(s: float):
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
+
+
+def gaussian_full_covariance_eps_fn(covariance: torch.Tensor):
+    """Bayes-optimal epsilon-predictor for flattened data x ~ N(0, Sigma):
+    E[eps | z] = sigma (alpha^2 Sigma + sigma^2 I)^{-1} z (a non-diagonal Jacobian)."""
+    dims = covariance.shape[0]
+    eye = torch.eye(dims, dtype=covariance.dtype)
+
+    def eps_fn(z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
+        alpha, sigma = alpha_sigma(log_snr)
+        marginal = alpha[:, None, None] ** 2 * covariance + sigma[:, None, None] ** 2 * eye
+        flat = torch.linalg.solve(marginal, z.flatten(1).unsqueeze(-1)).squeeze(-1)
+        return (sigma[:, None] * flat).view_as(z)
+
+    return eps_fn

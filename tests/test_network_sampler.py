@@ -9,7 +9,7 @@ from PIL import Image
 
 from vdm.network import UNet, count_parameters
 from vdm.sampler import sample, save_grid
-from vdm.schedules import get_schedule
+from vdm.schedules import alpha_sigma, get_schedule
 
 
 @pytest.mark.parametrize(("shape", "mults"), [((1, 8, 8), (1, 2)), ((1, 28, 28), (1, 2, 2)),
@@ -43,7 +43,7 @@ def test_unet_conditions_on_log_snr() -> None:
     assert not torch.allclose(out[0], out[1])
 
 
-@pytest.mark.parametrize("method", ["ancestral", "ddim"])
+@pytest.mark.parametrize("method", ["ancestral", "ddim", "heun", "dpmpp2m"])
 def test_sampler_returns_uint8_on_the_level_grid(method: str) -> None:
     eps_fn = gaussian_optimal_eps_fn(0.5)
     images = sample(eps_fn, get_schedule("cosine"), (1, 8, 8), 10, 17, steps=20, method=method,
@@ -71,3 +71,65 @@ def test_save_grid(tmp_path) -> None:
     picture = Image.open(path)
     assert picture.size == ((4 * 9 + 1) * 2, (3 * 9 + 1) * 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]  # no temporary left
+
+
+def _gaussian_flow_endpoint(z_1: torch.Tensor, log_snrs: torch.Tensor, s: float) -> torch.Tensor:
+    """Exact probability-flow ODE solution for x ~ N(0, s^2 I): in y = z/alpha, the marginal of y
+    at noise level e^{-lambda/2} is N(0, s^2 + e^{-lambda}) and the flow scales y linearly."""
+    lam_1, lam_0 = log_snrs[0].double(), log_snrs[-1].double()
+    y_0 = z_1 / alpha_sigma(lam_1)[0] * torch.sqrt((s**2 + torch.exp(-lam_0))
+                                                    / (s**2 + torch.exp(-lam_1)))
+    return alpha_sigma(lam_0)[0] * y_0
+
+
+@pytest.mark.parametrize(("method", "order"), [("ddim", 1), ("heun", 2), ("dpmpp2m", 2)])
+def test_ode_samplers_converge_to_the_exact_flow_at_their_order(method: str, order: int) -> None:
+    """Gaussian data, exact eps: the error against the closed-form ODE solution falls like
+    N^-order when the steps double (DDIM is Euler's method of the same ODE)."""
+    from vdm.sampler import _ancestral_or_ddim, _dpmpp_2m, _heun
+
+    s, schedule = 0.5, get_schedule("cosine").double()
+    z_1 = torch.randn(256, 1, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    solvers = {"ddim": lambda z, lam: _ancestral_or_ddim(gaussian_optimal_eps_fn(s), z, lam,
+                                                          False, False, None),
+               "heun": lambda z, lam: _heun(gaussian_optimal_eps_fn(s), z, lam, False),
+               "dpmpp2m": lambda z, lam: _dpmpp_2m(gaussian_optimal_eps_fn(s), z, lam, False)}
+    errors = []
+    for steps in (40, 80):
+        log_snrs = schedule(torch.linspace(1, 0, steps + 1, dtype=torch.float64))
+        exact = _gaussian_flow_endpoint(z_1, log_snrs, s)
+        errors.append(float((solvers[method](z_1, log_snrs) - exact).abs().max()))
+    assert errors[0] / errors[1] == pytest.approx(2**order, rel=0.25), errors
+
+
+def test_heun_and_ddim_with_many_steps_agree_on_the_same_noise() -> None:
+    """Both solve the same probability-flow ODE: with many steps their samples coincide."""
+    eps_fn = gaussian_optimal_eps_fn(0.5)
+    kwargs = {"batch_size": 64, "seed": 3, "clip": False}
+    heun = sample(eps_fn, get_schedule("cosine"), (1, 8, 8), 64, 256, steps=200, method="heun",
+                  **kwargs)
+    ddim = sample(eps_fn, get_schedule("cosine"), (1, 8, 8), 64, 256, steps=1000, method="ddim",
+                  **kwargs)
+    assert float((heun.float() - ddim.float()).abs().max()) <= 1  # at most one grey level apart
+
+
+@pytest.mark.parametrize("method", ["ancestral", "ddim", "heun", "dpmpp2m"])
+def test_network_evaluations_are_counted(method: str) -> None:
+    from vdm.sampler import network_evaluations
+
+    calls = []
+    eps_fn = gaussian_optimal_eps_fn(0.5)
+
+    def counting(z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
+        calls.append(z.shape[0])
+        return eps_fn(z, log_snr)
+
+    sample(counting, get_schedule("cosine"), (1, 8, 8), 4, 17, steps=7, method=method,
+           batch_size=4, seed=0)
+    assert len(calls) == network_evaluations(method, 7)
+
+
+def test_unknown_sampler_is_refused() -> None:
+    with pytest.raises(ValueError, match="must be one of"):
+        sample(gaussian_optimal_eps_fn(0.5), get_schedule("cosine"), (1, 8, 8), 2, 17, steps=2,
+               method="euler")

@@ -72,7 +72,7 @@ def test_implied_weights(prediction_setup) -> None:
 
 
 def test_registry_names_and_unknown_name() -> None:
-    assert set(OBJECTIVES) == {"eps", "x0", "v", "elbo", "sigmoid", "min_snr"}
+    assert set(OBJECTIVES) == {"eps", "x0", "v", "elbo", "sigmoid", "min_snr", "edm", "flow"}
     with pytest.raises(ValueError, match="unknown objective 'score'"):
         get_objective("score")
 
@@ -171,3 +171,56 @@ def test_expected_loss_on_gaussian_data_is_the_weighted_integral(name: str) -> N
     standard_error = float(loss.std() / math.sqrt(n))
     assert float(loss.mean()) == pytest.approx(expected, abs=4 * standard_error)
     assert standard_error < 0.02 * expected
+
+
+def test_edm_weighting_is_kingma_and_gaos_closed_form() -> None:
+    """K&G Table 1: EDM is w(lambda) = N(lambda; 2.4, 2.4^2) (e^{-lambda} + 0.5^2) / 0.5^2 on any
+    schedule (EDM's log sigma ~ N(-1.2, 1.2^2) with lambda = -2 log sigma, sigma_data = 0.5)."""
+    from vdm.schedules import get_schedule
+
+    for name in ("cosine", "flow", "learned"):
+        lam, neg_slope = _lambda_grid(get_schedule(name).double())
+        density = torch.exp(-0.5 * ((lam - 2.4) / 2.4) ** 2) / (2.4 * math.sqrt(2 * math.pi))
+        torch.testing.assert_close(get_objective("edm").implied_weight(lam, neg_slope),
+                                   density * (torch.exp(-lam) + 0.25) / 0.25)
+
+
+def test_edm_loss_is_edms_weighted_denoiser_error() -> None:
+    """Per example, EDM's loss lambda(sigma) ||D(x + sigma n) - x||^2 with lambda(sigma) =
+    (sigma^2 + sigma_data^2) / (sigma sigma_data)^2, times the density of lambda under EDM's
+    sampling over the density under ours (t uniform: 1 / (-dlambda/dt)), halved as every L_w."""
+    g = torch.Generator().manual_seed(0)
+    lam = torch.linspace(-6, 6, 25, dtype=torch.float64)
+    neg_slope = torch.rand(25, generator=g, dtype=torch.float64) * 5 + 0.5
+    err = torch.rand(25, generator=g, dtype=torch.float64)  # ||eps_hat - eps||^2
+    sigma_ve = torch.exp(-lam / 2)  # EDM's sigma (variance-exploding) at this log-SNR
+    denoiser_sq_error = sigma_ve**2 * err  # ||x_hat - x||^2 = e^{-lambda} ||eps_hat - eps||^2
+    edm_weight = (sigma_ve**2 + 0.25) / (sigma_ve * 0.5) ** 2
+    edm_density = torch.exp(-0.5 * ((lam - 2.4) / 2.4) ** 2) / (2.4 * math.sqrt(2 * math.pi))
+    expected = 0.5 * edm_density * neg_slope * edm_weight * denoiser_sq_error
+    torch.testing.assert_close(get_objective("edm").loss(err, lam, neg_slope), expected)
+
+
+def test_flow_matching_loss_on_its_schedule_is_the_velocity_error() -> None:
+    """Flow matching, OT path (Lipman et al.): z_fm = (1 - t) x + t eps, u = eps - x. On the
+    `flow` schedule (lambda = 2 log((1 - t)/t), untruncated range) the `flow` objective's loss
+    equals ||u_hat - u||^2 of the velocity implied by eps_hat, and its weighting is e^{-lambda/2}."""
+    from vdm.schedules import get_schedule, log_snr_and_slope
+
+    schedule = get_schedule("flow", logsnr_min=-30.0, logsnr_max=30.0).double()
+    assert schedule.u_lo == pytest.approx(0, abs=1e-6) and schedule.u_hi == pytest.approx(1, abs=1e-6)
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(64, generator=g, dtype=torch.float64) * 0.9 + 0.05
+    with torch.no_grad():
+        lam, neg_slope = log_snr_and_slope(schedule, t)
+    u = schedule.u_lo + (schedule.u_hi - schedule.u_lo) * t  # the flow's own time
+    x = torch.rand(64, 16, generator=g, dtype=torch.float64) * 2 - 1
+    eps, eps_hat = (torch.randn(64, 16, generator=g, dtype=torch.float64) for _ in range(2))
+    z_fm = (1 - u)[:, None] * x + u[:, None] * eps
+    x_hat = (z_fm - u[:, None] * eps_hat) / (1 - u)[:, None]
+    velocity_error = ((eps_hat - x_hat) - (eps - x)).square().sum(1)
+    loss = get_objective("flow").loss((eps_hat - eps).square().sum(1), lam, neg_slope)
+    torch.testing.assert_close(loss, velocity_error * (schedule.u_hi - schedule.u_lo), rtol=1e-6,
+                               atol=1e-9)
+    torch.testing.assert_close(get_objective("flow").implied_weight(lam, neg_slope),
+                               torch.exp(-lam / 2))

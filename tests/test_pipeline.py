@@ -54,7 +54,7 @@ def test_summary_table(finished: Path) -> None:
     assert (summary["nll_bpd"] + 2 * summary["nll_bpd_se"] < math.log2(17)).all(), summary["nll_bpd"]
     terms = summary[["nll_reconstruction_bpd", "nll_prior_bpd", "nll_diffusion_bpd"]]
     assert (terms > 0).all().all()
-    assert (terms.sum(axis=1) - summary["nll_bpd"]).abs().max() < 1e-9
+    assert (terms.sum(axis=1) - summary["nll_bpd"]).abs().max() < 1e-6  # float32 terms
     assert summary["fid"].notna().all() and (summary["fid"] > 0).all()
     assert (summary["feature_extractor"] == "classifier-digits").all()
 

@@ -128,3 +128,13 @@ def test_slope_works_under_no_grad() -> None:
         lam, neg_slope = log_snr_and_slope(sched, torch.rand(8))
     assert not lam.requires_grad and not neg_slope.requires_grad
     torch.testing.assert_close(neg_slope, torch.full((8,), 18.3), rtol=1e-5, atol=1e-4)
+
+
+def test_flow_schedule_is_the_ot_paths_log_snr() -> None:
+    """Flow matching's z = (1 - u) x + u eps has SNR ((1 - u)/u)^2: lambda = 2 log((1 - u)/u)."""
+    sched = get_schedule("flow", logsnr_min=-10.0, logsnr_max=7.0)
+    for t in torch.linspace(0, 1, 41, dtype=torch.float64):
+        u = sched.u_lo + (sched.u_hi - sched.u_lo) * float(t)
+        assert float(sched(t)) == pytest.approx(2 * math.log((1 - u) / u), rel=1e-9, abs=1e-9)
+    lam_max, lam_min = schedule_endpoints(sched)
+    assert (float(lam_max), float(lam_min)) == pytest.approx((7.0, -10.0), abs=1e-6)

@@ -45,6 +45,7 @@ def train_arguments(parser: argparse.ArgumentParser) -> None:
     from vdm.config import RunConfig
     from vdm.data import DATASETS
     from vdm.objectives import OBJECTIVES
+    from vdm.parameterizations import PARAMETERIZATIONS
     from vdm.schedules import SCHEDULES
 
     defaults = RunConfig()
@@ -63,6 +64,9 @@ def train_arguments(parser: argparse.ArgumentParser) -> None:
                                             f"(default: {defaults.objective})")
     parser.add_argument("--schedule", help=f"one of {', '.join(SCHEDULES)} "
                                            f"(default: {defaults.schedule})")
+    parser.add_argument("--parameterization",
+                        help=f"what the network outputs: one of {', '.join(PARAMETERIZATIONS)} "
+                             f"(default: {defaults.parameterization})")
     parser.add_argument("--seed", type=int, help=f"(default: {defaults.seed})")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
     parser.add_argument("--stop-at", type=int, help="stop after this step, leaving state.pt")
@@ -79,11 +83,12 @@ def build_run_config(args: argparse.Namespace):
         if args.dataset is not None:
             data["dataset"] = args.dataset
         data = pick_workflow_cell(validate_workflow_config(data), str(args.config),
+                                  parameterization=args.parameterization,
                                   objective=args.objective, schedule=args.schedule,
                                   seed=args.seed)
     if args.config_json:
         data.update(json.loads(args.config_json))
-    for key in ("dataset", "objective", "schedule", "seed"):
+    for key in ("dataset", "objective", "schedule", "parameterization", "seed"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
     config = run_config_from_dict(apply_overrides(data, args.overrides))
@@ -95,11 +100,13 @@ def validate_run_config(config) -> None:
     """Name checks that need the registries (before any data is loaded or model built)."""
     from vdm.data import DATASETS
     from vdm.objectives import OBJECTIVES
+    from vdm.parameterizations import PARAMETERIZATIONS
     from vdm.schedules import SCHEDULES
 
     for key, value, allowed in (("dataset", config.dataset, DATASETS),
                                 ("objective", config.objective, OBJECTIVES),
-                                ("schedule", config.schedule, SCHEDULES)):
+                                ("schedule", config.schedule, SCHEDULES),
+                                ("parameterization", config.parameterization, PARAMETERIZATIONS)):
         if value not in allowed:
             raise ValueError(f"config key {key!r}: unknown value {value!r}; choose one of "
                              f"{sorted(allowed)}")

@@ -60,6 +60,7 @@ class RunConfig:
     download: bool = False
     objective: str = "eps"
     schedule: str = "cosine"
+    parameterization: str = "eps"  # what the network outputs (vdm.parameterizations)
     seed: int = 0
     device: str = "auto"
     logsnr_min: float = -10.0  # fixed schedules: truncation; learned: initial end point
@@ -125,7 +126,8 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
 
 # --------------------------------------------------------------------------- workflow configs
 #: the grid axes of a workflow config (config/config.yaml) and the run-config key each sets
-GRID_AXES = {"objectives": "objective", "schedules": "schedule", "seeds": "seed"}
+GRID_AXES = {"parameterizations": "parameterization", "objectives": "objective",
+             "schedules": "schedule", "seeds": "seed"}
 WORKFLOW_SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
 
 
@@ -149,8 +151,8 @@ def validate_workflow_config(data: dict[str, Any], schema: str | Path = WORKFLOW
     return data
 
 
-def workflow_cell(config: dict[str, Any], objective: str, schedule: str, seed: int
-                  ) -> dict[str, Any]:
+def workflow_cell(config: dict[str, Any], objective: str, schedule: str, seed: int,
+                  parameterization: str = "eps") -> dict[str, Any]:
     """The run configuration (mapping) of one grid cell of a validated workflow ``config``.
 
     Only settings of this cell enter it (e.g. ``objective_kwargs`` of its own objective), so
@@ -159,7 +161,8 @@ def workflow_cell(config: dict[str, Any], objective: str, schedule: str, seed: i
     return {
         "dataset": config["dataset"], "data_root": config["data_root"],
         "download": config["download"], "device": config["device"], "objective": objective,
-        "schedule": schedule, "seed": int(seed), "logsnr_min": config["logsnr_min"],
+        "schedule": schedule, "parameterization": parameterization, "seed": int(seed),
+        "logsnr_min": config["logsnr_min"],
         "logsnr_max": config["logsnr_max"],
         "objective_kwargs": config["objective_kwargs"].get(objective, {}),
         "model": config["model"], "train": config["train"],
@@ -167,7 +170,8 @@ def workflow_cell(config: dict[str, Any], objective: str, schedule: str, seed: i
 
 
 def pick_workflow_cell(config: dict[str, Any], source: str, **chosen: Any) -> dict[str, Any]:
-    """The cell of ``config`` named by ``chosen`` (``objective=``, ``schedule=``, ``seed=``; None
+    """The cell of ``config`` named by ``chosen`` (``parameterization=``, ``objective=``,
+    ``schedule=``, ``seed=``; None
     = not given). An axis with one value needs no choice; for the others a missing choice is a
     one-line ``ValueError`` listing the grid's values. A value outside the grid is allowed (the
     grid's other settings apply to it)."""

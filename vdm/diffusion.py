@@ -1,9 +1,12 @@
-"""The diffusion model: an epsilon-network, a schedule and an objective, and its training loss.
+"""The diffusion model: a network, its parameterization, a schedule and an objective, and its
+training loss.
 
-``z_t = alpha_t x + sigma_t eps`` with ``alpha_t^2 = sigmoid(lambda_t)``; the network predicts
-``eps_hat(z_t, lambda_t)``. The training loss of objective ``w`` is, per example and averaged
-over the ``D`` data dimensions, ``c(lambda_t, -dlambda/dt) ||eps_hat - eps||^2 / D`` with ``t``
-drawn by the antithetic sampler (see :mod:`vdm.objectives`).
+``z_t = alpha_t x + sigma_t eps`` with ``alpha_t^2 = sigmoid(lambda_t)``; the network outputs
+``f(z_t, lambda_t)``, read as eps, x0, v or the score by the model's parameterization and turned
+into ``eps_hat`` exactly (:mod:`vdm.parameterizations`). The training loss of objective ``w``
+is, per example and averaged over the ``D`` data dimensions,
+``c(lambda_t, -dlambda/dt) ||eps_hat - eps||^2 / D`` with ``t`` drawn by the antithetic sampler
+(see :mod:`vdm.objectives`).
 
 Learned schedule (VDM Sec. 3.5). Three gradients are taken from one forward pass:
 * network parameters: gradient of the objective's loss;
@@ -32,27 +35,39 @@ from torch import nn
 from vdm.likelihood import prior_kl_nats, reconstruction_nats
 from vdm.network import UNet
 from vdm.objectives import Objective, get_objective, sample_times
+from vdm.parameterizations import check_parameterization, eps_from_output
 from vdm.schedules import LearnedSchedule, alpha_sigma, get_schedule, log_snr_and_slope
 
 
 class DiffusionModel(nn.Module):
-    """Holds the epsilon-network and the schedule (both trainable); the objective is static."""
+    """Holds the network and the schedule (both trainable); objective and parameterization are
+    static."""
 
     def __init__(self, network: nn.Module, schedule: nn.Module, objective: Objective,
-                 num_levels: int) -> None:
+                 num_levels: int, parameterization: str = "eps") -> None:
         super().__init__()
         self.network = network
         self.schedule = schedule
         self.objective = objective
         self.num_levels = num_levels  # K, for the learned schedule's reconstruction term
+        self.parameterization = check_parameterization(parameterization)
 
     @property
     def learned_schedule(self) -> bool:
         return isinstance(self.schedule, LearnedSchedule)
 
+    def eps_hat(self, output: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor,
+                sigma: torch.Tensor) -> torch.Tensor:
+        """``eps_hat`` from the network ``output`` (bf16 outputs are cast up to float32 first)."""
+        if self.parameterization == "eps":
+            return output
+        output = output.to(torch.promote_types(output.dtype, torch.float32))
+        return eps_from_output(output, z, alpha, sigma, self.parameterization)
+
     def eps(self, z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
-        """``eps_hat(z, lambda)``; ``log_snr`` has shape ``(B,)``."""
-        return self.network(z, log_snr)
+        """``eps_hat(z, lambda)`` whatever the parameterization; ``log_snr`` has shape ``(B,)``."""
+        alpha, sigma = (a.view(-1, *[1] * (z.dim() - 1)) for a in alpha_sigma(log_snr))
+        return self.eps_hat(self.network(z, log_snr), z, alpha, sigma)
 
     def losses(self, x: torch.Tensor, generator: torch.Generator | None = None
                ) -> dict[str, torch.Tensor]:
@@ -69,7 +84,8 @@ class DiffusionModel(nn.Module):
         log_snr_leaf = log_snr.detach().requires_grad_(self.learned_schedule)
         eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         alpha, sigma = (a.view(-1, 1, 1, 1) for a in alpha_sigma(log_snr_leaf))
-        eps_hat = self.network(alpha * x + sigma * eps, log_snr_leaf)
+        z = alpha * x + sigma * eps
+        eps_hat = self.eps_hat(self.network(z, log_snr_leaf), z, alpha, sigma)
         eps_hat = eps_hat.to(torch.promote_types(eps_hat.dtype, torch.float32))  # bf16 -> fp32
         sq_error = (eps_hat - eps).square().flatten(1).sum(1) / dims
         multiplier = self.objective.multiplier(log_snr.detach(), neg_slope.detach())
@@ -112,9 +128,10 @@ class DiffusionModel(nn.Module):
 
 def build_model(image_shape: tuple[int, int, int], num_levels: int, objective: str,
                 schedule: str, model_kwargs: dict, logsnr_min: float, logsnr_max: float,
-                objective_kwargs: dict | None = None) -> DiffusionModel:
+                objective_kwargs: dict | None = None, parameterization: str = "eps"
+                ) -> DiffusionModel:
     """A :class:`DiffusionModel` from config values."""
     network = UNet(image_shape, **model_kwargs)
     sched = get_schedule(schedule, logsnr_min=logsnr_min, logsnr_max=logsnr_max)
     return DiffusionModel(network, sched, get_objective(objective, **(objective_kwargs or {})),
-                          num_levels)
+                          num_levels, parameterization)

@@ -15,6 +15,7 @@ Identities used (``x_hat = (z - sigma eps_hat) / alpha``, ``v = alpha eps - sigm
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -105,15 +106,59 @@ class MinSnrObjective(Objective):
         return torch.clamp(self.gamma * torch.exp(-log_snr), max=1.0)
 
 
+@dataclass(frozen=True)
+class EdmObjective(Objective):
+    """EDM's loss (Karras et al. 2022) as a weighting (Kingma & Gao 2023, Table 1):
+    ``w(lambda) = N(lambda; 2 p_mean', p_std'^2) (e^{-lambda} + sigma_data^2) / sigma_data^2``.
+
+    EDM samples ``log sigma ~ N(p_mean, p_std^2)`` (-1.2, 1.2) and weights ``||D(x + sigma n) -
+    x||^2`` by ``(sigma^2 + sigma_data^2) / (sigma sigma_data)^2``; with ``lambda = -2 log sigma``
+    that is ``lambda ~ N(-2 p_mean, (2 p_std)^2) = N(2.4, 2.4^2)`` and ``||x_hat - x||^2 =
+    e^{-lambda} ||eps_hat - eps||^2``. Here ``t`` is uniform on the model's schedule, so the
+    density of ``lambda`` enters as part of the weight (an importance-weighted form of EDM's
+    sampling; identical in expectation). ``sigma_data = 0.5`` for data in [-1, 1].
+    """
+
+    name: str = "edm"
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    sigma_data: float = 0.5
+
+    def weight(self, log_snr: torch.Tensor) -> torch.Tensor:
+        """Kingma & Gao's ``w(lambda)`` of EDM (a function of ``lambda`` only)."""
+        mean, std = -2.0 * self.p_mean, 2.0 * self.p_std
+        density = torch.exp(-0.5 * ((log_snr - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
+        return density * (torch.exp(-log_snr) + self.sigma_data**2) / self.sigma_data**2
+
+    def multiplier(self, log_snr: torch.Tensor, neg_slope: torch.Tensor) -> torch.Tensor:
+        return 0.5 * self.weight(log_snr) * neg_slope
+
+
+@dataclass(frozen=True)
+class FlowObjective(Objective):
+    """Flow matching with the optimal-transport path (Lipman et al. 2023; rectified flow):
+    ``z = (1 - t) x + t eps``, velocity ``u = eps - x``, loss ``||u_hat - u||^2``. Written on the
+    eps-error it is ``||eps_hat - eps||^2 / (1 - t)^2`` on its own schedule
+    ``lambda = 2 log((1 - t) / t)`` (schedule ``flow``), i.e. the weighting
+    ``w(lambda) = e^{-lambda/2}`` (Kingma & Gao 2023), which is what this objective applies on any
+    schedule: ``c = 1/2 e^{-lambda/2} (-dlambda/dt)``."""
+
+    name: str = "flow"
+
+    def multiplier(self, log_snr: torch.Tensor, neg_slope: torch.Tensor) -> torch.Tensor:
+        return 0.5 * torch.exp(-0.5 * log_snr) * neg_slope
+
+
 OBJECTIVES: dict[str, type[Objective]] = {
     cls.name: cls
     for cls in (EpsObjective, X0Objective, VObjective, ElboObjective, SigmoidObjective,
-                MinSnrObjective)
+                MinSnrObjective, EdmObjective, FlowObjective)
 }
 
 
 def get_objective(name: str, **kw: float) -> Objective:
-    """Build an objective by name: ``eps``, ``x0``, ``v``, ``elbo``, ``sigmoid``, ``min_snr``."""
+    """Build an objective by name: ``eps``, ``x0``, ``v``, ``elbo``, ``sigmoid``, ``min_snr``,
+    ``edm``, ``flow``."""
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
     return OBJECTIVES[name](**kw)

@@ -149,6 +149,18 @@ class SigmoidSchedule(FixedSchedule):
         return log_snr_from_alpha_bar(((v_end - v) / (v_end - v_start)).clamp(0.0, 1.0))
 
 
+class FlowSchedule(FixedSchedule):
+    """The optimal-transport path of flow matching, ``z = (1 - u) x + u eps`` (Lipman et al. 2023),
+    as a variance-preserving schedule: its signal-to-noise ratio is ``((1 - u) / u)^2``, so
+    ``lambda_pub(u) = 2 log((1 - u) / u)`` (Kingma & Gao 2023). The VP ``z`` is the flow's ``z``
+    divided by ``sqrt((1 - u)^2 + u^2)``; a network that sees ``lambda`` can undo that scale."""
+
+    name = "flow"
+
+    def published_log_snr(self, u: torch.Tensor) -> torch.Tensor:
+        return 2.0 * (torch.log1p(-u) - torch.log(u))
+
+
 class _PositiveLinear(nn.Linear):
     """Dense layer with ``|W|`` as its kernel (VDM's monotone network building block)."""
 
@@ -211,12 +223,13 @@ SCHEDULES: dict[str, type[nn.Module]] = {
     "linear": LinearSchedule,
     "cosine": CosineSchedule,
     "sigmoid": SigmoidSchedule,
+    "flow": FlowSchedule,
     "learned": LearnedSchedule,
 }
 
 
 def get_schedule(name: str, **kw: float) -> nn.Module:
-    """Build a schedule by name (``linear``, ``cosine``, ``sigmoid``, ``learned``).
+    """Build a schedule by name (``linear``, ``cosine``, ``sigmoid``, ``flow``, ``learned``).
 
     Keyword arguments go to the schedule, e.g. ``logsnr_min``/``logsnr_max`` (truncation of a
     fixed schedule; initial end points of the learned one) or the published shape parameters.
@@ -244,6 +257,7 @@ def log_snr_and_slope(schedule: nn.Module, t: torch.Tensor) -> tuple[torch.Tenso
 
 def schedule_endpoints(schedule: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """``(lambda(0), lambda(1))``: the maximum and minimum log-SNR of the schedule."""
-    device = next((p.device for p in schedule.parameters()), torch.device("cpu"))
-    ends = schedule(torch.tensor([0.0, 1.0], device=device))
+    param = next(iter(schedule.parameters()), None)
+    device, dtype = (param.device, param.dtype) if param is not None else ("cpu", torch.float32)
+    ends = schedule(torch.tensor([0.0, 1.0], device=device, dtype=dtype))
     return ends[0], ends[1]

@@ -147,7 +147,8 @@ class Trainer:
         seed_everything(config.seed)
         self.model = build_model(self.data.shape, self.data.num_levels, config.objective,
                                  config.schedule, config.model.__dict__, config.logsnr_min,
-                                 config.logsnr_max, config.objective_kwargs).to(self.device)
+                                 config.logsnr_max, config.objective_kwargs,
+                                 config.parameterization).to(self.device)
         self.ema = EMA(self.model, config.train.ema_decay)
         self.optimizer = make_optimizer(self.model, config.train)
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -256,7 +257,8 @@ class Trainer:
             c = self.config
             raise NonFiniteLossError(
                 f"training loss is {loss} at step {self.step + 1} (dataset {c.dataset}, "
-                f"objective {c.objective}, schedule {c.schedule}, seed {c.seed}); lower "
+                f"parameterization {c.parameterization}, objective {c.objective}, schedule "
+                f"{c.schedule}, seed {c.seed}); lower "
                 f"train.lr ({cfg.lr}) or set train.grad_clip > 0")
         self.optimizer.zero_grad(set_to_none=True)
         self.model.backward(losses)
@@ -324,14 +326,15 @@ class Trainer:
 
     def _description(self) -> str:
         c = self.config
-        return f"{c.dataset} {c.objective}/{c.schedule} seed {c.seed}"
+        return f"{c.dataset} {c.parameterization}/{c.objective}/{c.schedule} seed {c.seed}"
 
     def _finish(self, metrics: dict[str, float], wall_seconds: float) -> dict[str, Any]:
         with torch.no_grad():
             logsnr_max, logsnr_min = (float(v) for v in schedule_endpoints(self.ema.shadow.schedule))
         summary = {
-            "dataset": self.config.dataset, "objective": self.config.objective,
-            "schedule": self.config.schedule, "seed": self.config.seed,
+            "dataset": self.config.dataset, "parameterization": self.config.parameterization,
+            "objective": self.config.objective, "schedule": self.config.schedule,
+            "seed": self.config.seed,
             "steps": self.step, "train_seconds": round(self.seconds, 3),
             "wall_seconds": round(wall_seconds, 3), "resumed_from": self.resumed_from,
             "final_loss": metrics["loss"], "num_params": count_parameters(self.model.network),
@@ -367,7 +370,7 @@ def load_trained_model(path: str | Path, device: torch.device | str = "cpu",
         info = dataset_info(config.dataset)
         model = build_model(tuple(info["shape"]), info["num_levels"], config.objective,
                             config.schedule, config.model.__dict__, config.logsnr_min,
-                            config.logsnr_max, config.objective_kwargs)
+                            config.logsnr_max, config.objective_kwargs, config.parameterization)
         model.load_state_dict(state["ema"] if use_ema else state["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
