@@ -65,8 +65,9 @@ def test_train_help_lists_the_names_and_defaults(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "one of eps, x0, v, elbo, sigmoid, min_snr (default: eps)" in text
-    assert "one of linear, cosine, sigmoid, learned (default: cosine)" in text
+    assert "one of eps, x0, v, elbo, sigmoid, min_snr, edm, flow (default: eps)" in text
+    assert "one of linear, cosine, sigmoid, flow, learned (default: cosine)" in text
+    assert "what the network outputs: one of eps, x0, v, score (default: eps)" in text
 
 
 def test_train_sample_nll_through_the_cli(tmp_path) -> None:

@@ -73,7 +73,7 @@ def test_formatted_tables_and_plots(finished: Path) -> None:
 
 @pytest.mark.slow
 def test_run_files_record_provenance(finished: Path) -> None:
-    run = finished / "results/digits/runs/elbo/learned/seed1"
+    run = finished / "results/digits/runs/uncond/eps/elbo/learned/seed1"
     for name in ("model.pt", "train_log.csv", "samples.png", "samples.npz", "nll.json",
                  "fid.json", "metrics.json"):
         assert (run / name).is_file(), name
@@ -85,7 +85,7 @@ def test_run_files_record_provenance(finished: Path) -> None:
 
 @pytest.mark.slow
 def test_adding_a_seed_reruns_only_the_new_cells(finished: Path) -> None:
-    models = sorted(finished.glob("results/digits/runs/*/*/seed*/model.pt"))
+    models = sorted(finished.glob("results/digits/runs/*/*/*/*/seed*/model.pt"))
     before = {p: p.stat().st_mtime_ns for p in models}
     result = snakemake(finished, "--cores", "2", "--configfile", "config/test.yaml",
                        "--config", "seeds=[0,1,2]", "-n")
@@ -102,7 +102,7 @@ def test_html_report(finished: Path) -> None:
     html = (finished / "results/report.html").read_text(errors="replace")
     for name in [*(f"{plot}.png" for plot in PLOT_NAMES), "summary.csv", "significance.csv"]:
         assert name in html, name  # every plot and table of the report, by name
-    for run in finished.glob("results/digits/runs/*/*/seed*"):  # each run's samples and log
+    for run in finished.glob("results/digits/runs/*/*/*/*/seed*"):  # each run's samples and log
         cell = "/".join(run.relative_to(finished).parts)
         assert f"{cell}/samples.png" in html and f"{cell}/train_log.csv" in html, cell
 
@@ -171,7 +171,7 @@ def test_sigkilled_grid_resumes_to_identical_numbers(finished: Path, tmp_path: P
     run (`finished`): a second run of the same config also shows that two runs with the same
     seeds give identical summary.csv numbers."""
     work = copy_workflow(tmp_path)
-    runs = "results/digits/runs/*/*/seed*"
+    runs = "results/digits/runs/*/*/*/*/seed*"
     trigger = f"{runs}/state.pt" if moment == "training" else f"{runs}/samples.npz"
     command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"]
     process = subprocess.Popen(command, cwd=work, env=venv_environment(), start_new_session=True,

@@ -79,14 +79,17 @@ def test_load_metrics_flattens_scalars(tmp_path: Path) -> None:
     loaded = tables.load_metrics(paths)
     assert len(loaded) == 12
     assert "config" not in loaded and "provenance" not in loaded
-    assert set(tables.SUMMARY_COLUMNS) <= set(loaded.columns)
+    assert set(tables.SUMMARY_COLUMNS) - set(tables.OPTIONAL_COLUMNS) <= set(loaded.columns)
+    assert "nll_ode_bpd" not in loaded  # optional columns no run has stay out
+    assert loaded["primary"].all() and loaded["parameterization"].eq("eps").all()
     assert math.isnan(loaded.loc[0, "fid"]) and loaded.loc[1, "fid"] == 3.2
 
 
 def test_summary_long_order_and_columns(df: pd.DataFrame) -> None:
     shuffled = df.sample(frac=1.0, random_state=0)
     long = tables.summary_long(shuffled, objective_order=OBJECTIVES, schedule_order=SCHEDULES)
-    assert list(long.columns[:4]) == ["dataset", "objective", "schedule", "seed"]
+    assert list(long.columns[:5]) == ["dataset", "parameterization", "objective", "schedule",
+                                      "seed"]
     expected = [(o, s, k) for o in OBJECTIVES for s in SCHEDULES for k in range(3)]
     assert list(zip(long["objective"], long["schedule"], long["seed"], strict=True)) == expected
 

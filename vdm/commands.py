@@ -22,6 +22,7 @@ from vdm.provenance import (
     resolve_device,
     write_json_atomic,
 )
+from vdm.sampler import SAMPLERS as SAMPLER_METHODS
 
 
 def _common_eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,7 +129,7 @@ def sample_arguments(parser: argparse.ArgumentParser) -> None:
     _common_eval_arguments(parser)
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=100, help="sampling steps N")
-    parser.add_argument("--method", default="ancestral", choices=["ancestral", "ddim"])
+    parser.add_argument("--method", default="ancestral", choices=SAMPLER_METHODS)
     parser.add_argument("--no-clip", action="store_true", help="do not clip x_hat to [-1, 1]")
     parser.add_argument("--out", required=True, type=Path, help="samples.npz (uint8 images)")
     parser.add_argument("--grid", type=Path, help="sample grid PNG")
@@ -140,14 +141,15 @@ def write_samples(model, config, device, *, model_path: Path, num_samples: int, 
     """Draw samples from a loaded model; write ``samples.npz`` (uint8 images + meta JSON with
     ``wall_seconds`` since ``started``) and optionally the grid PNG, atomically."""
     from vdm.data import dataset_info
-    from vdm.sampler import sample, save_grid
+    from vdm.sampler import network_evaluations, sample, save_grid
 
     info = dataset_info(config.dataset)
     images = sample(model.eps, model.schedule, tuple(info["shape"]), num_samples,
                     info["num_levels"], steps=steps, method=method, batch_size=batch_size,
                     seed=seed, device=device, clip=clip)
     meta = {"model": str(model_path), "num_samples": num_samples, "steps": steps,
-            "method": method, "seed": seed, "ema": ema, "run_config": config.to_dict(),
+            "method": method, "nfe": network_evaluations(method, steps), "seed": seed,
+            "ema": ema, "run_config": config.to_dict(),
             "provenance": provenance(device),
             "wall_seconds": round(time.perf_counter() - started, 3)}
     with atomic_output(out) as tmp:
@@ -171,6 +173,26 @@ def sample_main(args: argparse.Namespace) -> None:
 
 
 # ----- nll --------------------------------------------------------------------------------
+def _ode_arguments(group) -> None:
+    group.add_argument("--ode", action="store_true",
+                       help="also the probability-flow ODE bound (nll_ode_bpd; vdm.ode)")
+    group.add_argument("--ode-max-examples", type=int, help="ODE likelihood of the first N images")
+    group.add_argument("--ode-num-probes", type=int, default=1, help="Hutchinson probes")
+    group.add_argument("--ode-rtol", type=float, default=1e-5)
+    group.add_argument("--ode-atol", type=float, default=1e-5)
+    group.add_argument("--ode-batch-size", type=int, default=500)
+
+
+def _ode_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``--ode-*`` values as :func:`vdm.ode.ode_nll` keywords, or None without ``--ode``."""
+    if not args.ode:
+        return None
+    if args.ode_num_probes < 1 or (args.ode_max_examples is not None and args.ode_max_examples < 1):
+        raise ValueError("--ode-num-probes and --ode-max-examples must be >= 1")
+    return {"max_examples": args.ode_max_examples, "num_probes": args.ode_num_probes,
+            "rtol": args.ode_rtol, "atol": args.ode_atol, "batch_size": args.ode_batch_size}
+
+
 def nll_arguments(parser: argparse.ArgumentParser) -> None:
     _common_eval_arguments(parser)
     parser.add_argument("--split", default="test", choices=["train", "test"])
@@ -178,20 +200,46 @@ def nll_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-sampling", default="logsnr", choices=["logsnr", "t"])
     parser.add_argument("--discrete-steps", type=int, help="discrete-time bound with T steps")
     parser.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
+    _ode_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="nll.json")
+
+
+def ode_bound_vs_elbo(ode_bpd, elbo_bpd) -> dict[str, float]:
+    """Paired comparison of the two bounds on the images both were computed on (the first
+    ``len(ode_bpd)``): ``nll_elbo_bpd_on_ode_examples`` and ``nll_ode_minus_elbo_bpd`` (mean of
+    the per-image differences; negative = the ODE bound is lower) with its standard error."""
+    m = min(len(ode_bpd), len(elbo_bpd))
+    difference = ode_bpd[:m] - elbo_bpd[:m]
+    out = {"nll_elbo_bpd_on_ode_examples": float(elbo_bpd[:m].mean()),
+           "nll_ode_minus_elbo_bpd": float(difference.mean())}
+    if m > 1:
+        out["nll_ode_minus_elbo_bpd_se"] = float(difference.std(unbiased=True) / math.sqrt(m))
+    return out
 
 
 def write_nll(model, config, device, *, model_path: Path, split: str, num_time_samples: int,
               time_sampling: str, discrete_steps: int | None, batch_size: int,
-              max_examples: int | None, seed: int, ema: bool, out: Path, started: float) -> None:
-    """Test-set bits/dim of a loaded model (:func:`vdm.evaluate.evaluate_nll`) -> ``nll.json``."""
+              max_examples: int | None, seed: int, ema: bool, out: Path, started: float,
+              ode: dict[str, Any] | None = None) -> None:
+    """Test-set bits/dim of a loaded model (:func:`vdm.evaluate.evaluate_nll`) -> ``nll.json``;
+    with ``ode`` (keywords of :func:`vdm.ode.ode_nll`) also the probability-flow ODE bound
+    ``nll_ode_bpd`` (its seconds in ``ode_wall_seconds``)."""
     from vdm.data import load_dataset
     from vdm.evaluate import evaluate_nll
 
     data = load_dataset(config.dataset, split, config.data_root, config.download)
     result = evaluate_nll(model, data, batch_size=batch_size, num_time_samples=num_time_samples,
                           time_sampling=time_sampling, discrete_steps=discrete_steps, seed=seed,
-                          max_examples=max_examples, device=device)
+                          max_examples=max_examples, device=device, return_per_example=True)
+    elbo = result.pop("per_example_bpd")
+    if ode is not None:
+        from vdm.ode import ode_nll
+
+        ode_started = time.perf_counter()
+        ode_result = ode_nll(model, data, seed=seed, device=device, return_per_example=True, **ode)
+        result.update(ode_bound_vs_elbo(ode_result.pop("per_example_bpd"), elbo))
+        result.update(ode_result)
+        result["ode_wall_seconds"] = round(time.perf_counter() - ode_started, 3)
     result.update({"model": str(model_path), "ema": ema, "run_config": config.to_dict(),
                    "provenance": provenance(device),
                    "wall_seconds": round(time.perf_counter() - started, 3)})
@@ -211,7 +259,7 @@ def nll_main(args: argparse.Namespace) -> None:
               num_time_samples=args.num_time_samples, time_sampling=args.time_sampling,
               discrete_steps=args.discrete_steps, batch_size=args.batch_size,
               max_examples=args.max_examples, seed=args.seed, ema=not args.no_ema, out=args.out,
-              started=started)
+              started=started, ode=_ode_options(args))
 
 
 # ----- data -------------------------------------------------------------------------------
@@ -339,7 +387,7 @@ def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
     sampling = load_samples_meta(samples_path)
     result.update({"samples": str(samples_path), "reference_split": split,
                    "sampling": {key: sampling.get(key) for key in (
-                       "num_samples", "steps", "method", "seed", "ema", "wall_seconds")},
+                       "num_samples", "steps", "method", "nfe", "seed", "ema", "wall_seconds")},
                    "provenance": provenance(device),
                    "wall_seconds": round(time.perf_counter() - started, 3)})
     write_json_atomic(out, result)
@@ -365,7 +413,7 @@ def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sampling (as `vdm sample`)")
     group.add_argument("--num-samples", type=int, default=1000)
     group.add_argument("--sample-steps", type=int, default=100)
-    group.add_argument("--method", default="ancestral", choices=["ancestral", "ddim"])
+    group.add_argument("--method", default="ancestral", choices=SAMPLER_METHODS)
     group.add_argument("--sample-batch-size", type=int, default=1000)
     group.add_argument("--samples-out", required=True, type=Path, help="samples.npz")
     group.add_argument("--grid", type=Path, help="sample grid PNG")
@@ -375,7 +423,14 @@ def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--time-sampling", default="logsnr", choices=["logsnr", "t"])
     group.add_argument("--nll-batch-size", type=int, default=500)
     group.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
+    _ode_arguments(group)
     group.add_argument("--nll-out", required=True, type=Path, help="nll.json")
+    _model_fid_arguments(parser)
+    parser.add_argument("--fid-out", required=True, type=Path, help="fid.json")
+
+
+def _model_fid_arguments(parser: argparse.ArgumentParser) -> None:
+    """FID options of the commands that evaluate a model's samples (evaluate, sweep)."""
     group = parser.add_argument_group("FID (as `vdm fid`; dataset and root from the model)")
     group.add_argument("--reference-split", default="train", choices=["train", "test"])
     group.add_argument("--extractor", default="classifier",
@@ -385,7 +440,6 @@ def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--kid-subset-size", type=int, default=1000)
     group.add_argument("--no-prc", action="store_true", help="skip precision/recall")
     group.add_argument("--fid-batch-size", type=int, default=256)
-    group.add_argument("--fid-out", required=True, type=Path, help="fid.json")
 
 
 def evaluate_main(args: argparse.Namespace) -> None:
@@ -410,7 +464,7 @@ def evaluate_main(args: argparse.Namespace) -> None:
               num_time_samples=args.num_time_samples, time_sampling=args.time_sampling,
               discrete_steps=None, batch_size=args.nll_batch_size,
               max_examples=args.max_examples, seed=args.seed, ema=ema, out=args.nll_out,
-              started=started)
+              started=started, ode=_ode_options(args))
     write_fid(args.samples_out, dataset=config.dataset, root=config.data_root,
               split=args.reference_split, extractor=args.extractor, weights=args.weights,
               cache_root=args.cache_root, device=device, kid_subset_size=args.kid_subset_size,
@@ -418,21 +472,95 @@ def evaluate_main(args: argparse.Namespace) -> None:
               started=time.perf_counter())
 
 
+# ----- sweep: more sampler settings of one model, without retraining ----------------------
+def sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, type=Path, help="trained model.pt")
+    parser.add_argument("--settings", required=True, nargs="+",
+                        help="sampler settings <method>-<steps>, e.g. ddim-10 heun-12")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="sampling seed: the same initial noise for every setting")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-ema", action="store_true", help="use raw instead of EMA weights")
+    parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--sample-batch-size", type=int, default=1000)
+    parser.add_argument("--out-dir", required=True, type=Path,
+                        help="writes <out-dir>/<setting>/samples.npz and fid.json")
+    _model_fid_arguments(parser)
+
+
+def sweep_main(args: argparse.Namespace) -> None:
+    """Samples and FID/KID/precision/recall of one model for each sampler setting, in one process
+    (the model is loaded once). Every setting starts from the same seed, so differences between
+    settings are paired (common random numbers)."""
+    from vdm.fid import check_extractor_weights
+    from vdm.sampler import parse_setting_name
+    from vdm.trainer import load_trained_model
+
+    settings = [(name, *parse_setting_name(name)) for name in args.settings]  # before any work
+    _set_threads(args.threads)
+    device = resolve_device(args.device)
+    model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
+    check_extractor_weights(args.extractor, args.weights, config.dataset)
+    for name, method, steps in settings:
+        started = time.perf_counter()
+        samples = args.out_dir / name / "samples.npz"
+        write_samples(model, config, device, model_path=args.model, num_samples=args.num_samples,
+                      steps=steps, method=method, batch_size=args.sample_batch_size,
+                      seed=args.seed, ema=not args.no_ema, clip=True, out=samples, grid=None,
+                      started=started)
+        write_fid(samples, dataset=config.dataset, root=config.data_root,
+                  split=args.reference_split, extractor=args.extractor, weights=args.weights,
+                  cache_root=args.cache_root, device=device,
+                  kid_subset_size=args.kid_subset_size, prc=not args.no_prc,
+                  batch_size=args.fid_batch_size, out=args.out_dir / name / "fid.json",
+                  started=time.perf_counter())
+
+
 # ----- results ----------------------------------------------------------------------------
 def collect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", required=True, type=Path, help="train.json")
     parser.add_argument("--nll", required=True, type=Path, help="nll.json")
     parser.add_argument("--fid", type=Path, help="fid.json (optional)")
+    parser.add_argument("--sweep", nargs="*", type=Path, default=[],
+                        help="fid.json of further sampler settings (vdm sweep)")
     parser.add_argument("--out", required=True, type=Path, help="metrics.json")
 
 
-def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out: Path) -> None:
+#: what describes one evaluation setting of a model in ``metrics.json``'s ``evaluations``
+EVALUATION_KEYS = ("sampler", "sample_steps", "nfe", "guidance_kind", "guidance_weight", "primary")
+FID_KEYS = ("fid", "kid", "kid_std")
+
+
+def evaluation_record(fid: dict[str, Any], source: Path, primary: bool) -> dict[str, Any]:
+    """One entry of ``metrics.json``'s ``evaluations``: the sampler setting (from the samples'
+    meta copied into ``fid.json``), its FID/KID/precision/recall and the source file. Raises
+    ``ValueError`` naming the file when a metric is not finite."""
+    sampling = fid.get("sampling", {})
+    record = {"sampler": sampling.get("method"), "sample_steps": sampling.get("steps"),
+              "nfe": sampling.get("nfe"), "guidance_kind": sampling.get("guidance_kind", "none"),
+              "guidance_weight": sampling.get("guidance_weight", 0.0), "primary": primary,
+              **{key: fid[key] for key in FID_KEYS},
+              **{key: fid[key] for key in ("precision", "recall")
+                 if math.isfinite(fid.get(key, math.nan))},
+              "num_fid_samples": fid["num_samples"], "fid_file": str(source)}
+    for key in FID_KEYS:
+        if not math.isfinite(float(record[key])):
+            raise ValueError(f"{source}: {key} is {record[key]} (not finite); the model's "
+                             "samples are broken or their evaluation failed")
+    return record
+
+
+def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out: Path,
+                    sweep_jsons: list[Path] | tuple[Path, ...] = ()) -> None:
     """Merge one run's ``train.json``, ``nll.json`` and ``fid.json`` into ``metrics.json``.
 
     The file holds the numbers, the seed, the full resolved configuration (training run and
-    evaluation settings), provenance (git commit, Python/torch/torch-fidelity/snakemake
-    versions, device), wall times of each stage (seconds, in-process), the FID feature
-    extractor, what determinism is guaranteed, and the source files. Raises ``ValueError``
+    evaluation settings), ``evaluations``: one record per sampler setting (the primary one of
+    ``fid.json`` first, then those of ``sweep_jsons``; :func:`evaluation_record`), provenance
+    (git commit, Python/torch/torch-fidelity/snakemake versions, device), wall times of each
+    stage (seconds, in-process), the FID feature extractor, what determinism is guaranteed,
+    and the source files. Raises ``ValueError``
     naming the file and key when a metric is NaN/infinite (e.g. a diverged model), so that
     nothing non-finite reaches the tables and plots.
     """
@@ -445,6 +573,7 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
     metrics = {key: train[key] for key in (
         "dataset", "objective", "schedule", "seed", "steps", "train_seconds", "num_params",
         "final_loss", "logsnr_max", "logsnr_min")}
+    metrics["parameterization"] = train.get("parameterization", "eps")
     metrics.update({key: value for key, value in nll.items() if key.startswith("nll_")})
     metrics["nll_num_examples"] = nll["num_examples"]
     wall = {"train": train.get("wall_seconds"), "nll": nll.get("wall_seconds")}
@@ -457,9 +586,6 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
         metrics.update({key: fid[key] for key in ("fid", "kid", "kid_std", "feature_extractor")})
         metrics.update({key: fid[key] for key in ("precision", "recall")
                         if math.isfinite(fid.get(key, math.nan))})  # absent when not computed
-        for note in fid.get("notes", []):  # e.g. precision/recall requested but not finite
-            notes.append(f"{fid_json}: {note}")
-            print(f"vdm collect: warning: {notes[-1]}", file=sys.stderr)
         metrics["num_fid_samples"] = fid["num_samples"]
         sampling = fid.get("sampling", {})
         wall.update(sample=sampling.get("wall_seconds"), fid=fid.get("wall_seconds"))
@@ -469,6 +595,18 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
             "feature_extractor", "reference_split", "num_samples", "num_reference",
             "kid_subset_size", "reference_cache_name")}
         devices["fid"] = fid.get("provenance", {}).get("device")
+    evaluations = []
+    for path, primary in [*([(fid_json, True)] if fid_json else []),
+                          *((path, False) for path in sweep_jsons)]:
+        record = read_json(Path(path))
+        evaluations.append(evaluation_record(record, Path(path), primary))
+        for note in record.get("notes", []):  # e.g. precision/recall requested but not finite
+            notes.append(f"{path}: {note}")
+            print(f"vdm collect: warning: {notes[-1]}", file=sys.stderr)
+    if sweep_jsons:
+        wall["sweep"] = round(sum(
+            (read_json(Path(p)).get("sampling", {}).get("wall_seconds") or 0.0)
+            + (read_json(Path(p)).get("wall_seconds") or 0.0) for p in sweep_jsons), 3)
     for key in FINITE_METRICS:
         if key in metrics and not math.isfinite(float(metrics[key])):
             source = sources["fid" if key in ("fid", "kid", "kid_std") else
@@ -477,6 +615,7 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
                              f"{metrics['objective']}/{metrics['schedule']} seed "
                              f"{metrics['seed']}; the run diverged or its evaluation failed")
     metrics.update({
+        "evaluations": evaluations,
         "wall_seconds": wall, "devices": devices, "config": train["config"],
         "evaluation_config": evaluation, "provenance": train["provenance"],
         "determinism": train.get("determinism", determinism_note(devices["train"] or "cpu")),
@@ -487,7 +626,7 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
 
 
 def collect_main(args: argparse.Namespace) -> None:
-    collect_metrics(args.train, args.nll, args.fid, args.out)
+    collect_metrics(args.train, args.nll, args.fid, args.out, args.sweep)
 
 
 def aggregate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -505,18 +644,32 @@ def aggregate_main(args: argparse.Namespace) -> None:
     print("tables: " + ", ".join(str(p) for p in written.values()))
 
 
-def _run_key(path: Path) -> tuple[str, str, int]:
-    """(objective, schedule, seed) of a run file ``.../<objective>/<schedule>/seed<k>/file``."""
+def run_key(path: Path) -> tuple[str, str, str, int]:
+    """``(parameterization, objective, schedule, seed)`` of a run file
+    ``.../<parameterization>/<objective>/<schedule>/seed<k>/file`` (the layout of RUN_DIR)."""
     seed_dir = path.parent
-    return seed_dir.parent.parent.name, seed_dir.parent.name, int(seed_dir.name.removeprefix("seed"))
+    *_, parameterization, objective, schedule = seed_dir.parts[:-1]
+    return parameterization, objective, schedule, int(seed_dir.name.removeprefix("seed"))
+
+
+def labelled_run_keys(paths: list[Path]) -> dict[Path, tuple[str, str, int]]:
+    """``(row label, schedule, seed)`` of each run file: the label is the objective, or
+    ``parameterization / objective`` when the files span several parameterizations (as the
+    tables' :func:`vdm.tables.display_frame`)."""
+    keys = {path: run_key(path) for path in paths}
+    several = len({key[0] for key in keys.values()}) > 1
+    return {path: (f"{p} / {o}" if several else o, s, seed)
+            for path, (p, o, s, seed) in keys.items()}
 
 
 def plots_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary", required=True, type=Path, help="summary.csv")
     parser.add_argument("--logs", nargs="*", type=Path, default=[],
-                        help="train_log.csv files in <objective>/<schedule>/seed<k>/ folders")
+                        help="train_log.csv files in <parameterization>/<objective>/<schedule>/"
+                             "seed<k>/ folders")
     parser.add_argument("--grids", nargs="*", type=Path, default=[],
-                        help="samples.png files in <objective>/<schedule>/seed<k>/ folders")
+                        help="samples.png files in <parameterization>/<objective>/<schedule>/"
+                             "seed<k>/ folders")
     parser.add_argument("--out-dir", required=True, type=Path)
 
 
@@ -525,12 +678,12 @@ def plots_main(args: argparse.Namespace) -> None:
 
     if not args.summary.is_file():
         raise FileNotFoundError(f"summary table not found: {args.summary}")
-    logs = {_run_key(p): p for p in args.logs}
+    logs = {key: path for path, key in labelled_run_keys(args.logs).items()}
     grids: dict[tuple[str, str], Path] = {}  # cells in the order given (the config's)
-    for path in args.grids:
-        cell = _run_key(path)[:2]
-        if cell not in grids or _run_key(path)[2] < _run_key(grids[cell])[2]:
-            grids[cell] = path  # the lowest seed of each cell
+    lowest: dict[tuple[str, str], int] = {}
+    for path, (label, schedule, seed) in labelled_run_keys(args.grids).items():
+        if (label, schedule) not in grids or seed < lowest[label, schedule]:
+            grids[label, schedule], lowest[label, schedule] = path, seed  # lowest seed per cell
     written = draw_all(args.summary, logs, grids, args.out_dir)
     print("plots: " + ", ".join(str(p) for p in written))
 

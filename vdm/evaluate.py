@@ -33,8 +33,8 @@ def monte_carlo_se(diffusion_draws: torch.Tensor, reconstruction: torch.Tensor) 
 def evaluate_nll(model: DiffusionModel, data: ImageData, *, batch_size: int = 500,
                  num_time_samples: int = DEFAULT_NUM_TIME_SAMPLES, time_sampling: str = "logsnr",
                  discrete_steps: int | None = None, seed: int = 0,
-                 max_examples: int | None = None,
-                 device: torch.device | str = "cpu") -> dict[str, Any]:
+                 max_examples: int | None = None, device: torch.device | str = "cpu",
+                 return_per_example: bool = False) -> dict[str, Any]:
     """Upper bound on ``-log2 p(x)`` per dimension over ``data`` (bits/dim).
 
     Returns ``nll_bpd`` (mean of the per-example totals), ``nll_bpd_se`` (their standard deviation
@@ -45,7 +45,8 @@ def evaluate_nll(model: DiffusionModel, data: ImageData, *, batch_size: int = 50
     independent replicates ``m_k`` = test-set mean of draw ``k`` of the diffusion term,
     ``sqrt(var_k(m_k) / K)``, combined with the reconstruction term's one-draw noise bounded by
     its standard error over examples), and the mean of each term
-    (``nll_reconstruction_bpd``, ``nll_prior_bpd``, ``nll_diffusion_bpd``).
+    (``nll_reconstruction_bpd``, ``nll_prior_bpd``, ``nll_diffusion_bpd``). With
+    ``return_per_example`` also ``per_example_bpd``: the ``(n,)`` float64 tensor of totals.
     """
     n = len(data) if max_examples is None else min(max_examples, len(data))
     generator = torch.Generator(device).manual_seed(seed)
@@ -62,6 +63,7 @@ def evaluate_nll(model: DiffusionModel, data: ImageData, *, batch_size: int = 50
                 terms.setdefault(name, []).append(value.double().cpu())
     per_example = {name: torch.cat(values) for name, values in terms.items()}
     total = per_example["total"]
+    extra = {"per_example_bpd": total} if return_per_example else {}
     errors = {"nll_bpd_se": float(total.std(unbiased=True) / math.sqrt(n)) if n > 1 else None,
               "nll_bpd_mc_se": monte_carlo_se(per_example["diffusion_draws"],
                                               per_example["reconstruction"])}
@@ -77,4 +79,5 @@ def evaluate_nll(model: DiffusionModel, data: ImageData, *, batch_size: int = 50
         "num_time_samples": num_time_samples,
         "time_sampling": time_sampling if discrete_steps is None else f"discrete-{discrete_steps}",
         "seed": seed,
+        **extra,
     }

@@ -11,8 +11,17 @@ is
 which maps the model's marginal at ``t = 0`` to the one at ``t = 1``, taken to be ``N(0, I)``. By
 the instantaneous change of variables ``d log p(z_t)/dt = -div dz/dt``, so
 
-    log p_0(z_0) = log N(z_1; 0, I) + int_0^1 div(dz/dt) dt,
-    div(dz/dt) = 1/2 lambda' (D sigma^2 - sigma div_z eps_hat).
+    log p_0(z_0) = log N(z_1; 0, I) + int_0^1 div(dz/dt) dt.
+
+The ODE is integrated in ``lambda`` itself, from ``lambda_max = lambda(0)`` down to
+``lambda_min = lambda(1)``: with ``dt = dlambda / lambda'`` the schedule's slope cancels,
+
+    dz/dlambda = 1/2 (sigma^2 z - sigma eps_hat(z, lambda)),
+    log p_0(z_0) = log N(z_1; 0, I)
+                   + int_{lambda_max}^{lambda_min} 1/2 (D sigma^2 - sigma div_z eps_hat) dlambda,
+
+so, like the continuous-time ELBO, the result depends on the schedule only through its end points,
+and the adaptive solver does not have to follow the steep ends of ``lambda(t)``.
 
 ``div_z eps_hat`` is computed exactly (``D`` vector-Jacobian products; small ``D`` only) or by
 Hutchinson's estimator ``E_v[v^T (d eps_hat / dz) v]`` with Rademacher probes ``v`` held fixed along
@@ -35,7 +44,7 @@ import torch
 from torch import nn
 
 from vdm.likelihood import EpsFn
-from vdm.schedules import alpha_sigma, log_snr_and_slope
+from vdm.schedules import alpha_sigma, schedule_endpoints
 
 
 def _divergence_of_eps(eps_hat: torch.Tensor, z: torch.Tensor, probes: torch.Tensor | None
@@ -78,24 +87,24 @@ def log_prob(eps_fn: EpsFn, z: torch.Tensor, schedule: nn.Module, *,
         torch.randint(0, 2, (num_probes, *z.shape), generator=generator, device=z.device
                       ).to(z.dtype) * 2 - 1)
 
-    def dynamics(t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    log_snr_max, log_snr_min = (float(v.detach()) for v in schedule_endpoints(schedule))
+
+    def dynamics(log_snr: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.enable_grad():
             z_t = state[0].detach().requires_grad_(True)
-            log_snr, neg_slope = log_snr_and_slope(schedule, t.reshape(1).expand(batch))
-            log_snr, neg_slope = log_snr.detach(), neg_slope.detach()
-            alpha, sigma = alpha_sigma(log_snr)
-            eps_hat = eps_fn(z_t, log_snr).to(z_t.dtype)
+            log_snrs = log_snr.reshape(1).expand(batch).to(z_t.dtype)
+            alpha, sigma = alpha_sigma(log_snrs)
+            eps_hat = eps_fn(z_t, log_snrs).to(z_t.dtype)
             div_eps = _divergence_of_eps(eps_hat, z_t, probes)
-        shape = (-1, *[1] * (z_t.dim() - 1))
-        drift = -0.5 * neg_slope.view(shape) * (sigma.view(shape) ** 2 * z_t
-                                                 - sigma.view(shape) * eps_hat)
-        divergence = -0.5 * neg_slope * (dims * sigma**2 - sigma * div_eps)
+        sigma_ = sigma.view(-1, *[1] * (z_t.dim() - 1))
+        drift = 0.5 * (sigma_**2 * z_t - sigma_ * eps_hat)
+        divergence = 0.5 * (dims * sigma**2 - sigma * div_eps)
         return drift.detach(), divergence.detach()
 
-    times = torch.tensor([0.0, 1.0], dtype=z.dtype, device=z.device)
+    grid = torch.tensor([log_snr_max, log_snr_min], dtype=z.dtype, device=z.device)
     start = (z, torch.zeros(batch, dtype=z.dtype, device=z.device))
-    z_path, integral_path = odeint(dynamics, start, times, rtol=rtol, atol=atol, method="dopri5")
+    z_path, integral_path = odeint(dynamics, start, grid, rtol=rtol, atol=atol, method="dopri5")
     z_1, integral = z_path[-1], integral_path[-1]
     prior = -0.5 * (z_1.flatten(1).square().sum(1) + dims * math.log(2 * math.pi))
     return prior + integral
@@ -103,14 +112,16 @@ def log_prob(eps_fn: EpsFn, z: torch.Tensor, schedule: nn.Module, *,
 
 def ode_nll(model: Any, data: Any, *, max_examples: int | None = None, batch_size: int = 500,
             num_probes: int = 1, rtol: float = 1e-5, atol: float = 1e-5, seed: int = 0,
-            device: torch.device | str = "cpu") -> dict[str, Any]:
+            device: torch.device | str = "cpu", return_per_example: bool = False
+            ) -> dict[str, Any]:
     """Test-set bound on ``-log2 P(x)`` per dimension from :func:`log_prob` with uniform
     dequantization (module docstring), for a :class:`vdm.diffusion.DiffusionModel` ``model`` and
     :class:`vdm.data.ImageData` ``data``.
 
     Returns ``nll_ode_bpd`` (mean over the first ``max_examples`` images), ``nll_ode_bpd_se``
     (standard deviation over images / sqrt(n): it holds the spread over images and the noise
-    of the dequantization and of the Hutchinson probes), and the settings.
+    of the dequantization and of the Hutchinson probes), and the settings; with
+    ``return_per_example`` also ``per_example_bpd`` (``(n,)`` float64 tensor).
     """
     n = len(data) if max_examples is None else min(max_examples, len(data))
     generator = torch.Generator(device).manual_seed(seed)
@@ -136,4 +147,6 @@ def ode_nll(model: Any, data: Any, *, max_examples: int | None = None, batch_siz
               "nll_ode_seed": seed}
     if n > 1:
         result["nll_ode_bpd_se"] = float(bpd.std(unbiased=True) / math.sqrt(n))
+    if return_per_example:
+        result["per_example_bpd"] = bpd
     return result

@@ -22,7 +22,16 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from vdm.provenance import atomic_output
-from vdm.tables import cell_summary, fid_label, ordered_levels
+from vdm.tables import (
+    cell_summary,
+    display_frame,
+    fid_label,
+    ordered_levels,
+    primary_rows,
+    row_axis_name,
+    sampler_settings,
+    sampler_sweep_cells,
+)
 
 METRIC_FILES = {"fid": "fid", "nll_bpd": "nll"}
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -87,7 +96,7 @@ def _heatmap(df: pd.DataFrame, metric: str, path: Path) -> Path:
     i, j = np.unravel_index(np.nanargmin(means.to_numpy()), means.shape)
     ax.add_patch(Rectangle((j, i), 1, 1, fill=False, edgecolor="red", lw=2.5))
     ax.set_xlabel("noise schedule")
-    ax.set_ylabel("objective")
+    ax.set_ylabel(row_axis_name(df))
     ax.set_title(f"{metric_label(df, metric).split(',')[0]}: {CI_TEXT}\nred box = best cell",
                  fontsize=10)
     return _save(fig, path)
@@ -130,7 +139,7 @@ def _bars(df: pd.DataFrame, metric: str, path: Path) -> Path:
     ax.set_ylabel(metric_label(df, metric) + ("" if bottom == 0 else "\n(axis not from 0)"))
     ax.set_title(f"{metric_label(df, metric).split(',')[0]}: {CI_TEXT}; dots = seeds",
                  fontsize=10)
-    ax.legend(title="objective", fontsize=8)
+    ax.legend(title=row_axis_name(df), fontsize=8)
     return _save(fig, path)
 
 
@@ -161,7 +170,7 @@ def plot_tradeoff(df: pd.DataFrame, out_dir: PathLike) -> Path:
                     mec="black")
     handles = [Line2D([], [], ls="", marker="o", color=colours[o], label=o) for o in objs]
     handles += [Line2D([], [], ls="", marker=markers[s], color="grey", label=s) for s in scheds]
-    ax.legend(handles=handles, title="objective / schedule", fontsize=8, loc="best")
+    ax.legend(handles=handles, title=f"{row_axis_name(df)} / schedule", fontsize=8, loc="best")
     ax.set_xlabel(metric_label(df, "nll_bpd"))
     ax.set_ylabel(metric_label(df, "fid"))
     ax.set_title(f"FID vs NLL per cell ({CI_TEXT}); lower left is better", fontsize=10)
@@ -245,15 +254,102 @@ def plot_sample_montage(grid_pngs: Mapping[tuple, PathLike], out_dir: PathLike) 
             ax.set_title(sched, fontsize=10)
         if j == 0:
             ax.set_ylabel(obj, fontsize=10)
-    fig.suptitle("Samples: rows = objective, columns = noise schedule", fontsize=11)
+    fig.suptitle("Samples of the lowest seed of each cell: rows = objective (or "
+                 "parameterization / objective), columns = noise schedule", fontsize=10)
     return _save(fig, Path(out_dir) / "samples_montage.png")
+
+
+# --------------------------------------------------------------------------- sampler sweep
+def plot_fid_vs_nfe(df: pd.DataFrame, out_dir: PathLike) -> Path:
+    """``fid_vs_nfe.png``: FID against network evaluations per image (log x), one panel per cell
+    (rows = objective row, columns = schedule), one line per sampler with its 95% t-CI band over
+    seeds; every point is the same trained model sampled with another setting. ``df``: all rows
+    of ``summary.csv`` (display frame)."""
+    cells = sampler_sweep_cells(df)
+    objs, scheds = ordered_levels(cells["objective"]), ordered_levels(cells["schedule"])
+    nr, nc = max(len(objs), 1), max(len(scheds), 1)
+    fig, axes = _figure(nr, nc, size=(max(3.6 * nc + 1.2, 7.0), 2.8 * nr + 1.0), sharey=False)
+    if cells.empty:
+        _no_data(axes[0, 0], "no sampler settings")
+        return _save(fig, Path(out_dir) / "fid_vs_nfe.png")
+    samplers = ordered_levels(cells["sampler"])
+    colours = _palette(samplers)
+    for (i, obj), (j, sched) in ((a, b) for a in enumerate(objs) for b in enumerate(scheds)):
+        ax = axes[i, j]
+        in_cell = cells[(cells["objective"] == obj) & (cells["schedule"] == sched)]
+        for sampler in samplers:
+            line = in_cell[in_cell["sampler"] == sampler].sort_values("nfe")
+            if line.empty:
+                continue
+            ax.plot(line["nfe"], line["mean"], marker="o", ms=4, color=colours[sampler],
+                    label=sampler)
+            ci = line["ci"].fillna(0.0)
+            ax.fill_between(line["nfe"], line["mean"] - ci, line["mean"] + ci,
+                            color=colours[sampler], alpha=0.2, lw=0)
+        ax.set_xscale("log")
+        ax.set_title(f"{obj} · {sched}", fontsize=9)
+        if i == nr - 1:
+            ax.set_xlabel("network evaluations per image (NFE)")
+        if j == 0:
+            ax.set_ylabel(fid_label(df))
+    axes[0, -1].legend(title="sampler", fontsize=8)
+    fig.suptitle(f"FID vs sampling cost, same trained models; lower is better\n{CI_TEXT} as a band",
+                 fontsize=10)
+    return _save(fig, Path(out_dir) / "fid_vs_nfe.png")
+
+
+def plot_ode_vs_elbo(df: pd.DataFrame, out_dir: PathLike) -> Path:
+    """``nll_ode_vs_elbo.png``: per cell, the probability-flow ODE bound (y) against the ELBO
+    (x) on the same test images, bits/dim, 95% t-CI error bars over seeds; below the diagonal
+    the ODE bound is tighter. ``df``: primary rows (display frame)."""
+    objs, scheds = _levels(df)
+    paired = "nll_elbo_bpd_on_ode_examples" in df  # the ELBO on the ODE's images
+    elbo = "nll_elbo_bpd_on_ode_examples" if paired else "nll_bpd"
+    cells = cell_summary(df, elbo).merge(cell_summary(df, "nll_ode_bpd"),
+                                               on=["objective", "schedule"],
+                                               suffixes=("_elbo", "_ode"))
+    cells = cells.dropna(subset=["mean_elbo", "mean_ode"])
+    fig, axes = _figure(size=(7.0, 5.5))
+    ax = axes[0, 0]
+    if cells.empty:
+        _no_data(ax, "no ODE likelihoods")
+        return _save(fig, Path(out_dir) / "nll_ode_vs_elbo.png")
+    colours = _palette(objs)
+    markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(scheds)}
+    for c in cells.itertuples():
+        ax.errorbar(c.mean_elbo, c.mean_ode, xerr=c.ci_elbo, yerr=c.ci_ode,
+                    fmt=markers[c.schedule], ms=8, capsize=3, color=colours[c.objective],
+                    mec="black")
+    lo = float(min(cells["mean_elbo"].min(), cells["mean_ode"].min()))
+    hi = float(max(cells["mean_elbo"].max(), cells["mean_ode"].max()))
+    pad = 0.05 * (hi - lo) + 1e-3
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", ls="--", lw=1,
+            label="ODE = ELBO")
+    handles = [Line2D([], [], ls="", marker="o", color=colours[o], label=o) for o in objs]
+    handles += [Line2D([], [], ls="", marker=markers[s], color="grey", label=s) for s in scheds]
+    handles.append(Line2D([], [], ls="--", color="grey", label="ODE = ELBO"))
+    ax.legend(handles=handles, title=f"{row_axis_name(df)} / schedule", fontsize=7)
+    examples = sorted({int(n) for n in df.get("nll_ode_num_examples", pd.Series()).dropna()})
+    ax.set_xlabel("ELBO bound (bits/dim)" + (", same images" if paired else ", all test images"))
+    ax.set_ylabel("probability-flow ODE bound, uniform dequantization (bits/dim)")
+    ax.set_title(f"Likelihood bounds per cell ({CI_TEXT}); ODE on "
+                 f"{'/'.join(map(str, examples)) or '?'} test images; lower is better",
+                 fontsize=9)
+    return _save(fig, Path(out_dir) / "nll_ode_vs_elbo.png")
 
 
 # --------------------------------------------------------------------------- CLI layer
 def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], PathLike],
                grid_pngs: Mapping[tuple, PathLike], out_dir: PathLike) -> list[Path]:
     """CLI entry (``python -m vdm plots``): all figures from ``summary.csv``, the training logs
-    and the sample grids. Returns the written paths."""
-    df = pd.read_csv(summary_csv)
-    return [*plot_heatmaps(df, out_dir), *plot_bars(df, out_dir), plot_tradeoff(df, out_dir),
-            plot_loss_curves(log_csvs, out_dir), plot_sample_montage(grid_pngs, out_dir)]
+    and the sample grids; ``fid_vs_nfe.png`` when the runs have several sampler settings and
+    ``nll_ode_vs_elbo.png`` when they have ODE likelihoods. Returns the written paths."""
+    every = display_frame(pd.read_csv(summary_csv))
+    df = primary_rows(every)
+    written = [*plot_heatmaps(df, out_dir), *plot_bars(df, out_dir), plot_tradeoff(df, out_dir),
+               plot_loss_curves(log_csvs, out_dir), plot_sample_montage(grid_pngs, out_dir)]
+    if len(sampler_settings(every)) > 1:
+        written.append(plot_fid_vs_nfe(every, out_dir))
+    if "nll_ode_bpd" in df and df["nll_ode_bpd"].notna().any():
+        written.append(plot_ode_vs_elbo(df, out_dir))
+    return written

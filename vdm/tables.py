@@ -1,6 +1,10 @@
 """Result tables: per-run metrics → long CSV, objective × schedule pivots, significance tests.
 
-One row per run (``metrics.json``) is aggregated per cell (objective, schedule) over seeds as
+``summary.csv`` has one row per run and evaluation setting (sampler, steps, guidance; the
+``primary`` one is the config's first sampler setting). The pivots and significance tests use
+the primary rows; when the grid varies the network's parameterization, a pivot row is
+``parameterization / objective`` (:func:`display_frame`). The primary rows are aggregated per
+cell (objective, schedule) over seeds as
 ``mean ± t_{0.975,n−1}·s/√n`` (:func:`vdm.stats.mean_ci`) and compared with the DDPM baseline
 cell (``eps``, ``linear``) by a two-sided Welch t-test (:func:`vdm.stats.welch_t_test`).
 Objectives and schedules keep the order in which they first appear in the data (the config
@@ -21,21 +25,30 @@ from vdm import formatting
 from vdm.provenance import atomic_output, read_json
 from vdm.stats import mean_ci, welch_t_test
 
-KEY_COLUMNS = ["dataset", "objective", "schedule", "seed"]
-SUMMARY_COLUMNS = KEY_COLUMNS + [
+KEY_COLUMNS = ["dataset", "parameterization", "objective", "schedule", "seed"]
+#: the evaluation setting of a row (one model has a row per setting)
+EVALUATION_COLUMNS = ["sampler", "sample_steps", "nfe", "guidance_kind", "guidance_weight",
+                      "primary"]
+SUMMARY_COLUMNS = KEY_COLUMNS + EVALUATION_COLUMNS + [
     "steps", "train_seconds", "num_params", "final_loss", "logsnr_max", "logsnr_min",
-    "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd", "nll_prior_bpd", "nll_diffusion_bpd",
+    "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd", "nll_prior_bpd",
+    "nll_diffusion_bpd", "nll_ode_bpd", "nll_ode_bpd_se", "nll_ode_num_examples",
+    "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd", "nll_ode_minus_elbo_bpd_se",
     "fid", "kid", "kid_std", "precision", "recall", "feature_extractor", "num_fid_samples",
     "git_commit", "metrics_file",
 ]
-TEXT_COLUMNS = {"dataset", "objective", "schedule", "feature_extractor", "git_commit",
-                "metrics_file"}
+TEXT_COLUMNS = {"dataset", "parameterization", "objective", "schedule", "sampler",
+                "guidance_kind", "feature_extractor", "git_commit", "metrics_file"}
 #: columns that stay out of the table when no run has them (e.g. precision/recall not computed)
-OPTIONAL_COLUMNS = ("precision", "recall")
+OPTIONAL_COLUMNS = ("precision", "recall", "nll_ode_bpd", "nll_ode_bpd_se", "nll_ode_num_examples",
+                    "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd",
+                    "nll_ode_minus_elbo_bpd_se")
 #: metrics that must be finite numbers whenever present (checked by ``collect`` and again when
 #: tabulating): NaN never reaches a table or plot
 FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd",
-                  "nll_prior_bpd", "nll_diffusion_bpd", "fid", "kid", "kid_std")
+                  "nll_prior_bpd", "nll_diffusion_bpd", "nll_ode_bpd", "nll_ode_bpd_se",
+                  "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd",
+                  "nll_ode_minus_elbo_bpd_se", "fid", "kid", "kid_std")
 BASELINE = ("eps", "linear")
 
 
@@ -48,8 +61,11 @@ class MetricSpec:
     decimals: int
 
 
-METRICS = {"fid": MetricSpec("FID", "", 2), "nll_bpd": MetricSpec("NLL", "bits/dim", 3)}
+METRICS = {"fid": MetricSpec("FID", "", 2), "nll_bpd": MetricSpec("NLL", "bits/dim", 3),
+           "nll_ode_bpd": MetricSpec("ODE NLL", "bits/dim", 3)}
 PIVOT_METRICS = ("fid", "nll_bpd")
+#: pivots written only when some run has the metric
+OPTIONAL_PIVOT_METRICS = ("nll_ode_bpd",)
 
 
 def metric_spec(metric: str) -> MetricSpec:
@@ -63,32 +79,75 @@ def _standard_columns(df: pd.DataFrame) -> list[str]:
 
 
 def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per ``metrics.json``: its scalar fields plus ``git_commit`` and ``metrics_file``
-    (the row's source, whose ``config``/``provenance`` hold everything else).
+    """One row per ``metrics.json`` and evaluation setting (its ``evaluations``; a record without
+    them gives one primary row): the run's scalar fields, the setting's sampler, steps, NFE,
+    guidance and FID/KID/precision/recall, plus ``git_commit`` and ``metrics_file`` (the row's
+    source, whose ``config``/``provenance`` hold everything else).
 
     Missing standard fields (e.g. ``fid`` when FID was not computed) become NaN columns;
-    precision/recall are left out when no run has them. Raises ``ValueError`` naming the file
-    when a present metric of :data:`FINITE_METRICS` is NaN or infinite.
+    optional ones (precision/recall, the ODE likelihood) are left out when no run has them.
+    Raises ``ValueError`` naming the file when a present metric of :data:`FINITE_METRICS` is
+    NaN or infinite.
     """
     rows = []
     for path in paths:
         record = read_json(path)
-        row = {k: v for k, v in record.items() if not isinstance(v, (dict, list))}
-        for key in FINITE_METRICS:
-            if key in row and not np.isfinite(float(row[key])):
-                raise ValueError(f"{path}: {key} is {row[key]} (not finite); fix or rerun that "
-                                 "run before tabulating")
-        row["git_commit"] = record.get("provenance", {}).get("git", {}).get("commit", "unknown")
-        row["metrics_file"] = str(path)
-        rows.append(row)
+        run = {k: v for k, v in record.items() if not isinstance(v, (dict, list))}
+        run.setdefault("parameterization", "eps")
+        run["git_commit"] = record.get("provenance", {}).get("git", {}).get("commit", "unknown")
+        run["metrics_file"] = str(path)
+        for evaluation in record.get("evaluations") or [{"primary": True}]:
+            row = {**run, **{k: v for k, v in evaluation.items() if k != "fid_file"}}
+            if evaluation.get("primary") is False:  # other settings: no primary-only fields
+                for key in ("precision", "recall"):
+                    row[key] = evaluation.get(key, np.nan)
+            for key in FINITE_METRICS:
+                if key in row and not np.isfinite(float(row[key])):
+                    raise ValueError(f"{path}: {key} is {row[key]} (not finite); fix or rerun "
+                                     "that run before tabulating")
+            rows.append(row)
     df = pd.DataFrame(rows)
     extras = [c for c in df.columns if c not in SUMMARY_COLUMNS]
     columns = _standard_columns(df)
     df = df.reindex(columns=columns + extras)
     for col in columns:
-        if col not in TEXT_COLUMNS:
+        if col == "primary":
+            df[col] = df[col].fillna(True).astype(bool)
+        elif col not in TEXT_COLUMNS:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
+
+
+def primary_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each run's primary evaluation setting (all rows when there is no ``primary``
+    column or flag, e.g. a hand-made frame)."""
+    if "primary" not in df:
+        return df
+    flag = df["primary"]  # a missing flag (no evaluation settings recorded) counts as primary
+    return df[flag.isna() | flag.astype(str).str.lower().isin(["true", "1", "1.0"])]
+
+
+#: grid axes that, when the grid varies them, prefix the objective in a pivot row
+ROW_PREFIXES = ("parameterization",)
+
+
+def display_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``objective`` replaced by ``parameterization / objective`` when the frame
+    holds more than one parameterization (the pivot rows are then the model variants); the
+    frame is returned unchanged otherwise, so single-parameterization grids read as before."""
+    varying = [c for c in ROW_PREFIXES if c in df and df[c].nunique(dropna=True) > 1]
+    if not varying:
+        return df
+    label = df[varying[0]].astype(str)
+    for column in varying[1:]:
+        label = label + " / " + df[column].astype(str)
+    return df.assign(objective=label + " / " + df["objective"].astype(str))
+
+
+def row_axis_name(df: pd.DataFrame) -> str:
+    """The name of a pivot's row axis for ``df`` (see :func:`display_frame`)."""
+    varying = [c for c in ROW_PREFIXES if c in df and df[c].nunique(dropna=True) > 1]
+    return " / ".join([*varying, "objective"])
 
 
 def ordered_levels(values: pd.Series, order: Sequence[str] | None = None) -> list[str]:
@@ -107,12 +166,14 @@ def summary_long(df: pd.DataFrame, objective_order: Sequence[str] | None = None,
     out = df.reindex(columns=standard + [c for c in df.columns if c not in standard])
     ranks = {
         "dataset": ordered_levels(out["dataset"]),
+        "parameterization": ordered_levels(out["parameterization"]),
         "objective": ordered_levels(out["objective"], objective_order),
         "schedule": ordered_levels(out["schedule"], schedule_order),
     }
     keys = pd.DataFrame({c: out[c].map({v: i for i, v in enumerate(levels)})
                          for c, levels in ranks.items()})
     keys["seed"] = out["seed"]
+    keys["evaluation"] = ~out.index.isin(primary_rows(out).index)  # primary row first
     order = keys.sort_values(list(keys.columns), kind="stable", na_position="last").index
     return out.loc[order].reset_index(drop=True)
 
@@ -213,7 +274,7 @@ def pivot_cells(df: pd.DataFrame, metric: str, latex: bool = False,
         table.index = [i if i == formatting.lambda_label(True) else formatting.latex_escape(i)
                        for i in table.index]
         table.columns = [formatting.latex_escape(c) for c in table.columns]
-    return table.rename_axis("objective").reset_index()
+    return table.rename_axis(row_axis_name(df)).reset_index()
 
 
 def pivot_table_markdown(df: pd.DataFrame, metric: str, **order: Sequence[str]) -> str:
@@ -277,6 +338,63 @@ def significance_table_latex(df: pd.DataFrame, metric: str, label: str | None = 
                               label_cols=2)
 
 
+# --------------------------------------------------------------------------- sampler sweep
+def sampler_settings(df: pd.DataFrame) -> list[tuple[str, int]]:
+    """Distinct unguided ``(sampler, steps)`` settings of ``df`` in order of appearance."""
+    if "sampler" not in df:
+        return []
+    plain = df[df.get("guidance_kind", pd.Series("none", index=df.index)).fillna("none") == "none"]
+    plain = plain.dropna(subset=["sampler", "sample_steps"])
+    return list(dict.fromkeys(zip(plain["sampler"], plain["sample_steps"].astype(int),
+                                  strict=True)))
+
+
+def sampler_sweep_cells(df: pd.DataFrame, metric: str = "fid", confidence: float = 0.95
+                        ) -> pd.DataFrame:
+    """Per cell (objective row, schedule) and unguided sampler setting: ``nfe``, mean and t-CI
+    half-width of ``metric`` over seeds and ``n``; the primary setting is marked. Rows in cell
+    order, then sampler, then steps."""
+    settings = sampler_settings(df)
+    unguided = df[df.get("guidance_kind", pd.Series("none", index=df.index)).fillna("none")
+                  == "none"]
+    rows = []
+    for cell in cell_summary(unguided, metric).itertuples():
+        in_cell = unguided[(unguided["objective"] == cell.objective)
+                           & (unguided["schedule"] == cell.schedule)]
+        for sampler in dict.fromkeys(s for s, _ in settings):
+            for steps in sorted(k for s, k in settings if s == sampler):
+                sub = in_cell[(in_cell["sampler"] == sampler) & (in_cell["sample_steps"] == steps)]
+                if sub.empty:
+                    continue
+                mean, ci = mean_ci(_values(sub, metric).to_numpy(), confidence)
+                rows.append({"objective": cell.objective, "schedule": cell.schedule,
+                             "sampler": sampler, "steps": steps, "nfe": int(sub["nfe"].iloc[0]),
+                             "mean": mean, "ci": ci, "n": int(_values(sub, metric).notna().sum()),
+                             "primary": bool(len(primary_rows(sub)) == len(sub))})
+    return pd.DataFrame(rows, columns=["objective", "schedule", "sampler", "steps", "nfe", "mean",
+                                       "ci", "n", "primary"])
+
+
+def sampler_sweep_markdown(df: pd.DataFrame, metric: str = "fid") -> str:
+    """Caption + Markdown table of :func:`sampler_sweep_cells`: one row per cell and sampler, one
+    column per step count (``mean ± CI (NFE)``)."""
+    cells = sampler_sweep_cells(df, metric)
+    decimals = metric_spec(metric).decimals
+    cells = cells.assign(text=[
+        f"{formatting.fmt_mean_ci(c.mean, c.ci, decimals)} ({c.nfe})" + (" ᵖ" if c.primary else "")
+        for c in cells.itertuples()])
+    table = cells.pivot_table(index=["objective", "schedule", "sampler"], columns="steps",
+                              values="text", aggfunc="first", sort=False)
+    table = table.reindex(columns=sorted(table.columns)).fillna(formatting.MISSING)
+    table.columns = [f"{steps} steps" for steps in table.columns]
+    table = table.reset_index().rename(columns={"objective": row_axis_name(df)})
+    caption = (f"{_metric_sentence(df, metric)} By sampler and number of steps, without "
+               f"retraining: mean ± 95% CI over seeds (Student t), network evaluations per "
+               f"image (NFE) in brackets; ᵖ = the primary setting used in the other tables. "
+               f"Every setting starts from the same noise (the run's seed).")
+    return formatting.markdown_block(caption, formatting.markdown_table(table))
+
+
 # --------------------------------------------------------------------------- files
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-") or "all"
@@ -288,10 +406,12 @@ def _dataset_groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def write_tables(df: pd.DataFrame, out_dir: str | Path, **order: Sequence[str]) -> dict[str, Path]:
-    """Write ``summary.csv``, ``summary.md``, ``summary.tex`` and ``significance.csv``.
+    """Write ``summary.csv``, ``summary.md``, ``summary.tex``, ``significance.csv`` and, when the
+    runs were evaluated with more than one sampler setting, ``sampler_sweep.csv``.
 
-    The Markdown/LaTeX files hold, per dataset, the FID and NLL pivots and their significance
-    tables vs the baseline. ``summary.tex`` is a sequence of ``table`` floats for ``\\input``;
+    The Markdown/LaTeX files hold, per dataset, the FID and NLL pivots (and the ODE NLL when
+    computed) of the primary rows, their significance tables vs the baseline, and the sampler
+    sweep (Markdown). ``summary.tex`` is a sequence of ``table`` floats for ``\\input``;
     it needs ``\\usepackage{booktabs}`` only. Returns ``{file name: path}``.
     """
     out = Path(out_dir)
@@ -300,12 +420,18 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, **order: Sequence[str]) 
     md = ["# vdm-bench results\n"]
     tex = ["% vdm-bench results, generated by vdm.tables.write_tables.",
            "% Requires \\usepackage{booktabs}.\n"]
-    sig_frames = []
-    for ds, sub in _dataset_groups(long):
+    sig_frames, sweep_frames = [], []
+    for ds, every in _dataset_groups(display_frame(long)):
+        sub = primary_rows(every)
         md.append(f"## Dataset `{ds}`\n")
-        for metric in PIVOT_METRICS:
+        metrics = [*PIVOT_METRICS, *(m for m in OPTIONAL_PIVOT_METRICS if _values(sub, m).notna().any())]
+        for metric in metrics:
             md.append(pivot_table_markdown(sub, metric, **order))
             tex.append(pivot_table_latex(sub, metric, f"tab:{_slug(ds)}-{metric}", **order))
+        if len(sampler_settings(every)) > 1:
+            md.append("### Samplers and steps\n")
+            md.append(sampler_sweep_markdown(every))
+            sweep_frames.append(sampler_sweep_cells(every).assign(dataset=ds))
         md.append(f"### Significance vs baseline (`{BASELINE[0]}`, `{BASELINE[1]}`)\n")
         for metric in PIVOT_METRICS:
             sig_frames.append(significance_table(sub, metric, **order).assign(dataset=ds))
@@ -315,8 +441,13 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, **order: Sequence[str]) 
     sig_all = pd.concat(sig_frames, ignore_index=True) if sig_frames else pd.DataFrame()
     if not sig_all.empty:
         sig_all = sig_all[["dataset"] + [c for c in sig_all.columns if c != "dataset"]]
-    paths = {name: out / name for name in
-             ("summary.csv", "summary.md", "summary.tex", "significance.csv")}
+    names = ["summary.csv", "summary.md", "summary.tex", "significance.csv"]
+    if sweep_frames:
+        names.append("sampler_sweep.csv")
+    paths = {name: out / name for name in names}
+    if sweep_frames:
+        with atomic_output(paths["sampler_sweep.csv"]) as tmp:
+            pd.concat(sweep_frames, ignore_index=True).to_csv(tmp, index=False)
     with atomic_output(paths["summary.csv"]) as tmp:
         long.to_csv(tmp, index=False)
     with atomic_output(paths["summary.md"]) as tmp:

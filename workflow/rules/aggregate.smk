@@ -8,6 +8,8 @@ rule aggregate:
         tex=f"{RESULTS}/tables/summary.tex",
         significance=report(f"{RESULTS}/tables/significance.csv", category="Tables",
                             caption="../report/significance.rst"),
+        sweep=[report(f"{RESULTS}/tables/sampler_sweep.csv", category="Tables",
+                      caption="../report/sampler_sweep.rst")] if SWEEP_SETTINGS else [],
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output.csv),
     localrule: True

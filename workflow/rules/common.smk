@@ -5,6 +5,7 @@ import shlex
 
 from vdm.config import run_config_from_dict, workflow_cell
 from vdm.data import dataset_info
+from vdm.sampler import setting_name
 
 ENV = "../envs/vdm.yaml"
 # Jobs (local, cluster, conda envs) import vdm from this checkout.
@@ -13,12 +14,17 @@ shell.prefix(f"export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:
 DATASET = config["dataset"]
 RESULTS = "results"
 DATA_JSON = f"{RESULTS}/{DATASET}/data.json"
-RUN_DIR = f"{RESULTS}/{DATASET}/runs/{{objective}}/{{schedule}}/seed{{seed}}"
+CONDITIONING = "uncond"
+RUN_DIR = (f"{RESULTS}/{DATASET}/runs/{{conditioning}}/{{parameterization}}/{{objective}}/"
+           f"{{schedule}}/seed{{seed}}")
+RUN_NAME = "{conditioning}-{parameterization}-{objective}-{schedule}-seed{seed}"  # log files
 FID_DIR = f"{RESULTS}/{DATASET}/fid"
 EXTRACTOR = config["fid"]["feature_extractor"]
 LOGS = f"{RESULTS}/logs/{DATASET}"
 
 wildcard_constraints:
+    conditioning=CONDITIONING,
+    parameterization="|".join(config["parameterizations"]),
     objective="|".join(config["objectives"]),
     schedule="|".join(config["schedules"]),
     seed=r"\d+",
@@ -31,14 +37,38 @@ def run_config(wildcards):
 
     Only settings of this cell enter it, so adding objectives, schedules or seeds to the grid
     never changes the params of finished cells (Snakemake would rerun them otherwise)."""
-    cell = workflow_cell(config, wildcards.objective, wildcards.schedule, wildcards.seed)
+    cell = workflow_cell(config, wildcards.objective, wildcards.schedule, wildcards.seed,
+                         wildcards.parameterization)
     run_config_from_dict(cell)
     return json.dumps(cell, sort_keys=True)
 
 
 def cells(pattern):
-    return expand(pattern, objective=config["objectives"], schedule=config["schedules"],
+    return expand(pattern, conditioning=CONDITIONING, parameterization=config["parameterizations"],
+                  objective=config["objectives"], schedule=config["schedules"],
                   seed=config["seeds"])
+
+
+# Sampler settings: every method x steps; the first of each list is the primary setting (the
+# evaluate job), the others are evaluated by one sweep job per model, without retraining.
+PRIMARY_METHOD, PRIMARY_STEPS = config["sample"]["methods"][0], config["sample"]["steps"][0]
+SWEEP_SETTINGS = [setting_name(m, k) for m in config["sample"]["methods"]
+                  for k in config["sample"]["steps"] if (m, k) != (PRIMARY_METHOD, PRIMARY_STEPS)]
+
+
+def sweep_fids(wildcards):
+    """The fid.json of each further sampler setting of one model (none without a sweep)."""
+    return expand(f"{RUN_DIR}/sweep/{{setting}}/fid.json", setting=SWEEP_SETTINGS, **wildcards)
+
+
+def ode_args():
+    """The `--ode ...` options of the NLL evaluation (empty unless nll.ode.enabled)."""
+    ode = config["nll"]["ode"]
+    if not ode["enabled"]:
+        return ""
+    limit = f" --ode-max-examples {ode['max_examples']}" if ode["max_examples"] else ""
+    return (f"--ode --ode-num-probes {ode['num_probes']} --ode-rtol {ode['rtol']} "
+            f"--ode-atol {ode['atol']} --ode-batch-size {ode['batch_size']}{limit}")
 
 
 def rule_resources(name, runtime, mem_mb, **defaults):
@@ -61,8 +91,11 @@ def extractor_weights_arg():
 
 
 METRICS = cells(f"{RUN_DIR}/metrics.json")
-TABLES = expand(f"{RESULTS}/tables/{{name}}",
-                name=["summary.csv", "summary.md", "summary.tex", "significance.csv"])
+TABLE_NAMES = ["summary.csv", "summary.md", "summary.tex", "significance.csv"]
+TABLE_NAMES += ["sampler_sweep.csv"] if SWEEP_SETTINGS else []
+TABLES = expand(f"{RESULTS}/tables/{{name}}", name=TABLE_NAMES)
 PLOT_NAMES = ["fid_heatmap", "nll_heatmap", "fid_bars", "nll_bars", "fid_vs_nll",
               "loss_curves", "samples_montage"]
+PLOT_NAMES += ["fid_vs_nfe"] if SWEEP_SETTINGS else []
+PLOT_NAMES += ["nll_ode_vs_elbo"] if config["nll"]["ode"]["enabled"] else []
 PLOTS = expand(f"{RESULTS}/plots/{{name}}.png", name=PLOT_NAMES)

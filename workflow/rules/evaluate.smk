@@ -11,15 +11,19 @@ if config["evaluation"]["fused"]:
         output:
             samples=f"{RUN_DIR}/samples.npz",
             grid=report(f"{RUN_DIR}/samples.png", category="Samples",
-                        subcategory="{objective} / {schedule}",
-                        labels={"objective": "{objective}", "schedule": "{schedule}",
+                        subcategory="{parameterization} / {objective} / {schedule}",
+                        labels={"parameterization": "{parameterization}",
+                                "objective": "{objective}", "schedule": "{schedule}",
                                 "seed": "{seed}"},
                         caption="../report/samples.rst"),
             nll=f"{RUN_DIR}/nll.json",
             fid=f"{RUN_DIR}/fid.json",
         params:
             s=config["sample"],
+            method=PRIMARY_METHOD,
+            steps=PRIMARY_STEPS,
             n=config["nll"],
+            ode=ode_args(),
             f=config["fid"],
             max_examples=(f"--max-examples {config['nll']['max_examples']}"
                           if config["nll"].get("max_examples") else ""),
@@ -34,15 +38,16 @@ if config["evaluation"]["fused"]:
         resources:
             **rule_resources("evaluate", runtime=90, mem_mb=8000),
         log:
-            f"{LOGS}/evaluate/{{objective}}-{{schedule}}-seed{{seed}}.log",
+            f"{LOGS}/evaluate/{RUN_NAME}.log",
         shell:
             "python -m vdm evaluate --model {input.model} --seed {wildcards.seed} "
             "--device {params.device} --threads {threads} "
-            "--num-samples {params.s[num_samples]} --sample-steps {params.s[steps]} "
-            "--method {params.s[method]} --sample-batch-size {params.s[batch_size]} "
+            "--num-samples {params.s[num_samples]} --sample-steps {params.steps} "
+            "--method {params.method} --sample-batch-size {params.s[batch_size]} "
             "--samples-out {output.samples} --grid {output.grid} "
             "--split {params.n[split]} --num-time-samples {params.n[num_time_samples]} "
-            "--nll-batch-size {params.n[batch_size]} {params.max_examples} --nll-out {output.nll} "
+            "--nll-batch-size {params.n[batch_size]} {params.max_examples} {params.ode} "
+            "--nll-out {output.nll} "
             "--reference-split {params.f[reference_split]} --extractor {params.extractor} "
             "{params.weights} --cache-root {params.cache} "
             "--kid-subset-size {params.f[kid_subset_size]} {params.prc} "
@@ -56,12 +61,15 @@ else:
         output:
             samples=f"{RUN_DIR}/samples.npz",
             grid=report(f"{RUN_DIR}/samples.png", category="Samples",
-                        subcategory="{objective} / {schedule}",
-                        labels={"objective": "{objective}", "schedule": "{schedule}",
+                        subcategory="{parameterization} / {objective} / {schedule}",
+                        labels={"parameterization": "{parameterization}",
+                                "objective": "{objective}", "schedule": "{schedule}",
                                 "seed": "{seed}"},
                         caption="../report/samples.rst"),
         params:
             s=config["sample"],
+            method=PRIMARY_METHOD,
+            steps=PRIMARY_STEPS,
             device=config["device"],
         threads: 1
         conda:
@@ -69,10 +77,10 @@ else:
         resources:
             **rule_resources("sample", runtime=30, mem_mb=4000),
         log:
-            f"{LOGS}/sample/{{objective}}-{{schedule}}-seed{{seed}}.log",
+            f"{LOGS}/sample/{RUN_NAME}.log",
         shell:
             "python -m vdm sample --model {input.model} --num-samples {params.s[num_samples]} "
-            "--steps {params.s[steps]} --method {params.s[method]} --batch-size {params.s[batch_size]} "
+            "--steps {params.steps} --method {params.method} --batch-size {params.s[batch_size]} "
             "--seed {wildcards.seed} --device {params.device} --threads {threads} "
             "--out {output.samples} --grid {output.grid} > {log} 2>&1"
 
@@ -84,6 +92,7 @@ else:
             f"{RUN_DIR}/nll.json",
         params:
             n=config["nll"],
+            ode=ode_args(),
             max_examples=(f"--max-examples {config['nll']['max_examples']}"
                           if config["nll"].get("max_examples") else ""),
             device=config["device"],
@@ -93,11 +102,11 @@ else:
         resources:
             **rule_resources("nll", runtime=30, mem_mb=4000),
         log:
-            f"{LOGS}/nll/{{objective}}-{{schedule}}-seed{{seed}}.log",
+            f"{LOGS}/nll/{RUN_NAME}.log",
         shell:
             "python -m vdm nll --model {input.model} --split {params.n[split]} "
             "--num-time-samples {params.n[num_time_samples]} --batch-size {params.n[batch_size]} "
-            "{params.max_examples} --seed {wildcards.seed} --device {params.device} "
+            "{params.max_examples} {params.ode} --seed {wildcards.seed} --device {params.device} "
             "--threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -123,7 +132,7 @@ else:
         resources:
             **rule_resources("fid", runtime=60, mem_mb=8000),
         log:
-            f"{LOGS}/fid/{{objective}}-{{schedule}}-seed{{seed}}.log",
+            f"{LOGS}/fid/{RUN_NAME}.log",
         shell:
             "python -m vdm fid --dataset {params.dataset} --root {params.root:q} "
             "--split {params.f[reference_split]} --extractor {params.extractor} {params.weights} "
@@ -133,18 +142,58 @@ else:
             "--out {output} > {log} 2>&1"
 
 
+if SWEEP_SETTINGS:
+
+    rule sweep:
+        input:
+            model=f"{RUN_DIR}/model.pt",
+            reference=f"{FID_DIR}/{EXTRACTOR}/reference.json",
+            weights=classifier_weights(),
+        output:
+            samples=expand(f"{RUN_DIR}/sweep/{{setting}}/samples.npz", setting=SWEEP_SETTINGS,
+                           allow_missing=True),
+            fids=expand(f"{RUN_DIR}/sweep/{{setting}}/fid.json", setting=SWEEP_SETTINGS,
+                        allow_missing=True),
+        params:
+            settings=" ".join(SWEEP_SETTINGS),
+            s=config["sample"],
+            f=config["fid"],
+            prc="" if config["fid"]["prc"] else "--no-prc",
+            weights=extractor_weights_arg(),
+            cache=f"{FID_DIR}/{EXTRACTOR}/cache",
+            extractor=EXTRACTOR,
+            device=config["device"],
+            out_dir=lambda wildcards, output: os.path.dirname(os.path.dirname(output.fids[0])),
+        threads: 1
+        conda:
+            ENV
+        resources:
+            **rule_resources("evaluate", runtime=90, mem_mb=8000),
+        log:
+            f"{LOGS}/sweep/{RUN_NAME}.log",
+        shell:
+            "python -m vdm sweep --model {input.model} --settings {params.settings} "
+            "--seed {wildcards.seed} --device {params.device} --threads {threads} "
+            "--num-samples {params.s[num_samples]} --sample-batch-size {params.s[batch_size]} "
+            "--out-dir {params.out_dir} --reference-split {params.f[reference_split]} "
+            "--extractor {params.extractor} {params.weights} --cache-root {params.cache} "
+            "--kid-subset-size {params.f[kid_subset_size]} {params.prc} "
+            "--fid-batch-size {params.f[batch_size]} > {log} 2>&1"
+
+
 rule collect:
     input:
         train=f"{RUN_DIR}/train.json",
         nll=f"{RUN_DIR}/nll.json",
         fid=f"{RUN_DIR}/fid.json",
+        sweep=sweep_fids,
     output:
         f"{RUN_DIR}/metrics.json",
     localrule: True
     log:
-        f"{LOGS}/collect/{{objective}}-{{schedule}}-seed{{seed}}.log",
+        f"{LOGS}/collect/{RUN_NAME}.log",
     run:
         # in-process (no interpreter start-up): same as `python -m vdm collect`
         from vdm.commands import collect_metrics
 
-        collect_metrics(input.train, input.nll, input.fid, output[0])
+        collect_metrics(input.train, input.nll, input.fid, output[0], input.sweep)

@@ -5,8 +5,9 @@ rule train:
         model=f"{RUN_DIR}/model.pt",
         info=f"{RUN_DIR}/train.json",
         log_csv=report(f"{RUN_DIR}/train_log.csv", category="Training logs",
-                       subcategory="{objective} / {schedule}",
-                       labels={"objective": "{objective}", "schedule": "{schedule}",
+                       subcategory="{parameterization} / {objective} / {schedule}",
+                       labels={"parameterization": "{parameterization}",
+                               "objective": "{objective}", "schedule": "{schedule}",
                                "seed": "{seed}"},
                        caption="../report/train_log.rst"),
     params:
@@ -21,7 +22,7 @@ rule train:
         **rule_resources("train", runtime=60, mem_mb=4000,
                          cpus_per_task=config["train"]["threads"]),
     log:
-        f"{LOGS}/train/{{objective}}-{{schedule}}-seed{{seed}}.log",
+        f"{LOGS}/train/{RUN_NAME}.log",
     shell:
         "python -m vdm train --config-json {params.run_config:q} --out {params.out_dir} "
         "> {log} 2>&1"
