@@ -189,12 +189,12 @@ def check_labels(labels: torch.Tensor, num_classes: int, *, allow_null: bool = F
     CPU tensors and skipped for others (entry points such as :func:`vdm.guidance.sample_guided`
     check their labels on the CPU before moving them), and skipped while ``torch.compile`` traces.
     """
-    if not torch.is_tensor(labels) or labels.dtype not in (torch.int64, torch.int32) \
-            or labels.dim() != 1 or (batch is not None and labels.shape[0] != batch):
+    well_formed = (torch.is_tensor(labels) and labels.dtype in (torch.int64, torch.int32)
+                   and labels.dim() == 1 and (batch is None or labels.shape[0] == batch))
+    if not well_formed:
         got = (f"{labels.dtype} {tuple(labels.shape)}" if torch.is_tensor(labels)
                else type(labels).__name__)
-        raise ValueError(f"{name} must be an int64 tensor of shape ({batch if batch is not None else 'B'},), "
-                         f"got {got}")
+        raise ValueError(f"{name} must be an int64 tensor of shape ({batch or 'B'},), got {got}")
     if labels.device.type != "cpu" or torch.compiler.is_compiling() or labels.numel() == 0:
         return
     top = num_classes if allow_null else num_classes - 1
