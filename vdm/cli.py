@@ -4,7 +4,8 @@ Commands: ``prepare-data``, ``train`` (one model), ``sample`` (images + grid PNG
 ``nll`` (test-set bits/dim),
 ``classifier`` / ``fid-reference`` / ``fid`` (FID, KID, precision/recall with torch-fidelity),
 ``evaluate`` (sample + nll + fid in one process),
-``collect`` (one run's metrics.json), ``aggregate`` (tables), ``plots``.
+``collect`` (one run's metrics.json), ``aggregate`` (tables), ``plots``,
+``noisy-classifier`` (the noise-conditional classifier of classifier guidance).
 Every command checks its inputs before any expensive work and fails with one line naming the
 offending key or file.
 """
@@ -40,6 +41,9 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
     "aggregate": (commands.aggregate_arguments, commands.aggregate_main,
                   "summary tables (CSV, Markdown, LaTeX) over all runs"),
     "plots": (commands.plots_arguments, commands.plots_main, "comparison plots over all runs"),
+    "noisy-classifier": (commands.noisy_classifier_arguments, commands.noisy_classifier_main,
+                         "train the noise-conditional classifier p(y | z, lambda) for classifier "
+                         "guidance"),
 }
 
 

@@ -52,6 +52,27 @@ class TrainConfig:
 
 
 @dataclass
+class ConditioningConfig:
+    """Class-conditional training (Ho & Salimans 2022, classifier-free guidance).
+
+    ``enabled``: the network gets a class embedding (:class:`vdm.network.UNet` ``num_classes``)
+    and is trained on the minibatch's labels; disabled (default) leaves the model, its
+    initialisation and its training bitwise as without conditioning. ``label_dropout``: the
+    probability ``p_uncond`` with which a training label is replaced by the learned null ("no
+    class") token, so one network learns both ``eps_hat(z, c)`` and ``eps_hat(z, null)``
+    (0.1 as in Ho & Salimans 2022); must lie in ``[0, 1)``.
+    """
+
+    enabled: bool = False
+    label_dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ValueError(f"config key 'conditioning.label_dropout': must be in [0, 1), got "
+                             f"{self.label_dropout!r}")
+
+
+@dataclass
 class RunConfig:
     """Everything that determines one trained model."""
 
@@ -68,6 +89,7 @@ class RunConfig:
     objective_kwargs: dict[str, float] = field(default_factory=dict)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

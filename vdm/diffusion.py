@@ -25,6 +25,13 @@ Learned schedule (VDM Sec. 3.5). Three gradients are taken from one forward pass
 So the learned schedule means the same thing (VDM's) for every objective; the objective's loss
 trains the network only. All three gradients come from one forward pass: the epsilon-error is
 shared.
+
+Class-conditional models (``num_classes`` set, Ho & Salimans 2022): ``eps_hat(z, lambda, y)``
+with ``y`` a class or the null token ``num_classes``; training with label dropout replaces each
+label by the null token with probability ``p_uncond`` (:func:`drop_labels`), so the same network
+also learns the unconditional ``eps_hat(z, lambda, null)`` that classifier-free guidance needs.
+The loss is the same weighting of the eps-error, now an upper bound on ``-log p(x | y)`` for the
+ELBO weighting. Unconditional models draw exactly the random numbers they drew before.
 """
 
 from __future__ import annotations
@@ -56,6 +63,18 @@ class DiffusionModel(nn.Module):
     def learned_schedule(self) -> bool:
         return isinstance(self.schedule, LearnedSchedule)
 
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes ``K`` of a class-conditional network (label ``K`` = the null
+        token); None for an unconditional one."""
+        return getattr(self.network, "num_classes", None)
+
+    def null_labels(self, batch: int, device: torch.device | str) -> torch.Tensor:
+        """``(batch,)`` int64 labels all equal to the null token (conditional models only)."""
+        if self.num_classes is None:
+            raise ValueError("an unconditional model has no null label")
+        return torch.full((batch,), self.num_classes, dtype=torch.int64, device=device)
+
     def eps_hat(self, output: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor,
                 sigma: torch.Tensor) -> torch.Tensor:
         """``eps_hat`` from the network ``output`` (bf16 outputs are cast up to float32 first)."""
@@ -64,14 +83,34 @@ class DiffusionModel(nn.Module):
         output = output.to(torch.promote_types(output.dtype, torch.float32))
         return eps_from_output(output, z, alpha, sigma, self.parameterization)
 
-    def eps(self, z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
-        """``eps_hat(z, lambda)`` whatever the parameterization; ``log_snr`` has shape ``(B,)``."""
-        alpha, sigma = (a.view(-1, *[1] * (z.dim() - 1)) for a in alpha_sigma(log_snr))
-        return self.eps_hat(self.network(z, log_snr), z, alpha, sigma)
+    def _network(self, z: torch.Tensor, log_snr: torch.Tensor,
+                 labels: torch.Tensor | None) -> torch.Tensor:
+        """The network output; ``labels`` are passed only when given, so networks without a
+        ``labels`` argument (analytic denoisers in tests) keep working unconditionally."""
+        if labels is None:
+            return self.network(z, log_snr)
+        if self.num_classes is None:
+            raise ValueError("labels given to an unconditional model (train it with "
+                             "conditioning.enabled: true to condition on classes)")
+        return self.network(z, log_snr, labels)
 
-    def losses(self, x: torch.Tensor, generator: torch.Generator | None = None
+    def eps(self, z: torch.Tensor, log_snr: torch.Tensor,
+            labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``eps_hat(z, lambda[, y])`` whatever the parameterization; ``log_snr`` has shape
+        ``(B,)``; ``labels`` int64 ``(B,)`` in ``0..num_classes`` (``num_classes`` = null) for a
+        conditional model, None = the null token (unconditional ``eps_hat``)."""
+        alpha, sigma = (a.view(-1, *[1] * (z.dim() - 1)) for a in alpha_sigma(log_snr))
+        return self.eps_hat(self._network(z, log_snr, labels), z, alpha, sigma)
+
+    def losses(self, x: torch.Tensor, generator: torch.Generator | None = None,
+               labels: torch.Tensor | None = None, label_dropout: float = 0.0
                ) -> dict[str, torch.Tensor]:
         """Per-example quantities for a batch ``x`` in ``[-1, 1]``, all per data dimension.
+
+        ``labels`` (conditional models): the classes of ``x``, int64 ``(B,)``; each is replaced by
+        the null token with probability ``label_dropout`` (:func:`drop_labels`, drawn from
+        ``generator`` after the time steps and the noise). Nothing extra is drawn when ``labels``
+        is None or ``label_dropout`` is 0, so unconditional training is unchanged.
 
         ``loss``: the objective's loss ``c * ||eps_hat - eps||^2 / D``, shape ``(B,)``, with
         gradients to the network only. For a learned schedule also ``sq_error`` (``(B,)``, graph to
@@ -85,7 +124,11 @@ class DiffusionModel(nn.Module):
         eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         alpha, sigma = (a.view(-1, 1, 1, 1) for a in alpha_sigma(log_snr_leaf))
         z = alpha * x + sigma * eps
-        eps_hat = self.eps_hat(self.network(z, log_snr_leaf), z, alpha, sigma)
+        if labels is not None and label_dropout > 0:
+            if self.num_classes is None:
+                raise ValueError("labels given to an unconditional model")
+            labels = drop_labels(labels, label_dropout, self.num_classes, generator)
+        eps_hat = self.eps_hat(self._network(z, log_snr_leaf, labels), z, alpha, sigma)
         eps_hat = eps_hat.to(torch.promote_types(eps_hat.dtype, torch.float32))  # bf16 -> fp32
         sq_error = (eps_hat - eps).square().flatten(1).sum(1) / dims
         multiplier = self.objective.multiplier(log_snr.detach(), neg_slope.detach())
@@ -126,12 +169,26 @@ class DiffusionModel(nn.Module):
         elbo_diffusion.square().mean().backward(inputs=self.schedule.shape_parameters())
 
 
+def drop_labels(labels: torch.Tensor, probability: float, null_label: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Label dropout: each label independently becomes ``null_label`` with ``probability``.
+
+    Draws ``B`` uniforms ``u`` from ``generator`` (on ``labels.device``) and replaces where
+    ``u < probability``; returns a new tensor. ``probability`` must be in ``[0, 1]``.
+    """
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"label dropout probability must be in [0, 1], got {probability!r}")
+    u = torch.rand(labels.shape, generator=generator, device=labels.device)
+    return torch.where(u < probability, torch.full_like(labels, null_label), labels)
+
+
 def build_model(image_shape: tuple[int, int, int], num_levels: int, objective: str,
                 schedule: str, model_kwargs: dict, logsnr_min: float, logsnr_max: float,
-                objective_kwargs: dict | None = None, parameterization: str = "eps"
-                ) -> DiffusionModel:
-    """A :class:`DiffusionModel` from config values."""
-    network = UNet(image_shape, **model_kwargs)
+                objective_kwargs: dict | None = None, parameterization: str = "eps",
+                num_classes: int | None = None) -> DiffusionModel:
+    """A :class:`DiffusionModel` from config values; ``num_classes`` makes it class-conditional
+    (None: unconditional, exactly as without the argument)."""
+    network = UNet(image_shape, **model_kwargs, num_classes=num_classes)
     sched = get_schedule(schedule, logsnr_min=logsnr_min, logsnr_max=logsnr_max)
     return DiffusionModel(network, sched, get_objective(objective, **(objective_kwargs or {})),
                           num_levels, parameterization)

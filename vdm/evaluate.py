@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from vdm.data import ImageData
 from vdm.diffusion import DiffusionModel
 from vdm.likelihood import DEFAULT_NUM_TIME_SAMPLES, elbo_bpd
+from vdm.network import check_labels
 
 
 def monte_carlo_se(diffusion_draws: torch.Tensor, reconstruction: torch.Tensor) -> float | None:
@@ -34,8 +36,16 @@ def evaluate_nll(model: DiffusionModel, data: ImageData, *, batch_size: int = 50
                  num_time_samples: int = DEFAULT_NUM_TIME_SAMPLES, time_sampling: str = "logsnr",
                  discrete_steps: int | None = None, seed: int = 0,
                  max_examples: int | None = None, device: torch.device | str = "cpu",
-                 return_per_example: bool = False) -> dict[str, Any]:
+                 conditional: bool = False, return_per_example: bool = False) -> dict[str, Any]:
     """Upper bound on ``-log2 p(x)`` per dimension over ``data`` (bits/dim).
+
+    ``conditional`` (class-conditional models only): the bound on ``-log2 p(x | y)`` with ``y``
+    each example's true label, i.e. the diffusion term uses ``eps_hat(z, lambda, y)``; the
+    reconstruction and prior terms do not involve the network and are unchanged, and the same
+    ``seed`` draws the same noise levels and noise, so the two bounds differ only through ``y``.
+    Without it a conditional model is evaluated unconditionally, with the null token
+    (``-log2 p(x)`` of its unconditional mode). Conditional models' results carry
+    ``conditional`` (bool); an unconditional model's result is as it always was.
 
     Returns ``nll_bpd`` (mean of the per-example totals), ``nll_bpd_se`` (their standard deviation
     over examples divided by ``sqrt(n)``: it covers both the spread over test images and the
@@ -48,7 +58,12 @@ def evaluate_nll(model: DiffusionModel, data: ImageData, *, batch_size: int = 50
     (``nll_reconstruction_bpd``, ``nll_prior_bpd``, ``nll_diffusion_bpd``). With
     ``return_per_example`` also ``per_example_bpd``: the ``(n,)`` float64 tensor of totals.
     """
+    if conditional and model.num_classes is None:
+        raise ValueError("conditional=True (-log p(x | y)) needs a class-conditional model; this "
+                         "one was trained without conditioning")
     n = len(data) if max_examples is None else min(max_examples, len(data))
+    if conditional:
+        check_labels(data.labels[:n], model.num_classes, name=f"{data.name} {data.split} labels")
     generator = torch.Generator(device).manual_seed(seed)
     terms: dict[str, list[torch.Tensor]] = {}
     model.eval()
@@ -56,7 +71,11 @@ def evaluate_nll(model: DiffusionModel, data: ImageData, *, batch_size: int = 50
         for start in range(0, n, batch_size):
             index = torch.arange(start, min(start + batch_size, n))
             x = data.model_inputs(index).to(device)
-            out = elbo_bpd(model.eps, x, model.schedule, data.num_levels,
+            eps_fn = model.eps
+            if conditional:
+                labels = data.labels[index].to(device)
+                eps_fn = functools.partial(model.eps, labels=labels)
+            out = elbo_bpd(eps_fn, x, model.schedule, data.num_levels,
                            num_time_samples=num_time_samples, time_sampling=time_sampling,
                            discrete_steps=discrete_steps, generator=generator)
             for name, value in out.items():
@@ -79,5 +98,6 @@ def evaluate_nll(model: DiffusionModel, data: ImageData, *, batch_size: int = 50
         "num_time_samples": num_time_samples,
         "time_sampling": time_sampling if discrete_steps is None else f"discrete-{discrete_steps}",
         "seed": seed,
+        **({"conditional": conditional} if model.num_classes is not None else {}),
         **extra,
     }

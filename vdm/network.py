@@ -7,6 +7,15 @@ The output layer is zero-initialised, so training starts from ``eps_hat = 0``.
 
 With ``channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_resolutions=(16,)``
 on 3x32x32 this is the DDPM CIFAR-10 network (about 35.7M parameters).
+
+Class conditioning (``num_classes=K``, Ho & Salimans 2022): a learned embedding of the label
+``y in {0, ..., K}`` is added to the noise-level embedding, index ``K`` being the learned null
+("no class") token, so one network gives ``eps_hat(z, lambda, y)`` and ``eps_hat(z, lambda,
+null)``. The embedding has PyTorch's default N(0, 1) initialisation (a zero initialisation learned
+the conditioning about 4x slower on digits: after 200 steps the samples' class accuracy was at
+chance, against 0.85) and is created after every other layer, so the other layers draw the same
+random numbers, and an unconditional network (``num_classes=None``, the default) has exactly the
+parameters, initialisation and outputs it had before conditioning existed.
 """
 
 from __future__ import annotations
@@ -77,7 +86,8 @@ class UNet(nn.Module):
 
     def __init__(self, image_shape: Sequence[int], channels: int = 32,
                  channel_mults: Sequence[int] = (1, 2), num_res_blocks: int = 1,
-                 attention_resolutions: Sequence[int] = (), dropout: float = 0.0) -> None:
+                 attention_resolutions: Sequence[int] = (), dropout: float = 0.0,
+                 num_classes: int | None = None) -> None:
         super().__init__()
         c_img, height, width = image_shape
         factor = 2 ** (len(channel_mults) - 1)
@@ -115,6 +125,12 @@ class UNet(nn.Module):
         self.head = nn.Sequential(_norm(c), nn.SiLU(), nn.Conv2d(c, c_img, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
+        # conditional only, and last: the layers above draw the same random numbers either way
+        self.num_classes = None if num_classes is None else int(num_classes)
+        if self.num_classes is not None:
+            if self.num_classes < 1:
+                raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+            self.class_embed = nn.Embedding(self.num_classes + 1, emb_dim)  # N(0, 1) init
 
     @staticmethod
     def _block(c_in: int, c_out: int, emb_dim: int, dropout: float, res: int,
@@ -132,10 +148,23 @@ class UNet(nn.Module):
             return layer[1](layer[0](h, emb))
         return layer(h)
 
-    def forward(self, z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
-        """``z``: ``(B, C, H, W)``; ``log_snr``: ``(B,)``. Returns ``eps_hat`` shaped like ``z``."""
+    def forward(self, z: torch.Tensor, log_snr: torch.Tensor,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``z``: ``(B, C, H, W)``; ``log_snr``: ``(B,)``; ``labels``: int64 ``(B,)`` in
+        ``0..num_classes`` (``num_classes`` = the null token), conditional networks only; None on a
+        conditional network means all-null. Returns ``eps_hat`` shaped like ``z``."""
         features = log_snr_features(log_snr, self.feature_dim).to(self.stem.weight.dtype)
-        emb = self.embed(features).to(z.dtype)
+        emb = self.embed(features)
+        if self.num_classes is not None:
+            if labels is None:
+                labels = torch.full((z.shape[0],), self.num_classes, dtype=torch.int64,
+                                    device=z.device)
+            check_labels(labels, self.num_classes, allow_null=True, batch=z.shape[0])
+            emb = emb + self.class_embed(labels).to(emb.dtype)
+        elif labels is not None:
+            raise ValueError("labels given to an unconditional network (built without "
+                             "num_classes; enable conditioning to train a class-conditional one)")
+        emb = emb.to(z.dtype)
         h = self.stem(z)
         hs = [h]
         for layer in self.down:
@@ -148,6 +177,32 @@ class UNet(nn.Module):
                 h = torch.cat([h, hs.pop()], dim=1)
             h = self._run_layer(layer, h, emb)
         return self.head(h)
+
+
+def check_labels(labels: torch.Tensor, num_classes: int, *, allow_null: bool = False,
+                 batch: int | None = None, name: str = "labels") -> None:
+    """One-line ``ValueError`` naming ``name`` unless ``labels`` is an integer ``(B,)`` tensor of
+    classes ``0..num_classes-1`` (``0..num_classes`` with ``allow_null``: index ``num_classes`` is
+    the null token) with ``B = batch`` when given.
+
+    The range check reads the values, a host synchronisation on an accelerator: it is done for
+    CPU tensors and skipped for others (entry points such as :func:`vdm.guidance.sample_guided`
+    check their labels on the CPU before moving them), and skipped while ``torch.compile`` traces.
+    """
+    well_formed = (torch.is_tensor(labels) and labels.dtype in (torch.int64, torch.int32)
+                   and labels.dim() == 1 and (batch is None or labels.shape[0] == batch))
+    if not well_formed:
+        got = (f"{labels.dtype} {tuple(labels.shape)}" if torch.is_tensor(labels)
+               else type(labels).__name__)
+        raise ValueError(f"{name} must be an int64 tensor of shape ({batch or 'B'},), got {got}")
+    if labels.device.type != "cpu" or torch.compiler.is_compiling() or labels.numel() == 0:
+        return
+    top = num_classes if allow_null else num_classes - 1
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high > top:
+        bad = low if low < 0 else high
+        raise ValueError(f"{name}: class {bad} is outside the dataset's classes 0..{num_classes - 1}"
+                         + (f" (or {num_classes}, the null token)" if allow_null else ""))
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -35,7 +35,7 @@ from vdm.checkpoint import CheckpointError, capture_rng_states, load_checkpoint,
 from vdm.config import RunConfig, TrainConfig
 from vdm.data import ImageData, load_dataset
 from vdm.diffusion import DiffusionModel, build_model
-from vdm.network import count_parameters
+from vdm.network import check_labels, count_parameters
 from vdm.provenance import (
     atomic_output,
     determinism_note,
@@ -148,7 +148,8 @@ class Trainer:
         self.model = build_model(self.data.shape, self.data.num_levels, config.objective,
                                  config.schedule, config.model.__dict__, config.logsnr_min,
                                  config.logsnr_max, config.objective_kwargs,
-                                 config.parameterization).to(self.device)
+                                 config.parameterization, model_num_classes(config)
+                                 ).to(self.device)
         self.ema = EMA(self.model, config.train.ema_decay)
         self.optimizer = make_optimizer(self.model, config.train)
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -159,6 +160,10 @@ class Trainer:
         self.resumed_from: list[int] = []
         self._epoch, self._permutation = -1, torch.empty(0, dtype=torch.int64)
         self.x_train = self.data.model_inputs().to(self.device)
+        self.y_train: torch.Tensor | None = None
+        if config.conditioning.enabled:
+            check_labels(self.data.labels, self.model.num_classes, name="training labels")
+            self.y_train = self.data.labels.to(self.device)
         if config.train.compile:
             self.model.network.compile()
 
@@ -170,13 +175,27 @@ class Trainer:
             self._permutation = epoch_permutation(epoch, len(self.data), self.config.seed)
         return self._permutation
 
-    def batch(self) -> torch.Tensor:
-        """Model inputs of minibatch ``self.step``: slice ``position`` of the permutation of epoch
-        ``step // (N // B)`` (:func:`epoch_and_position`, :func:`epoch_permutation`)."""
+    def batch_index(self) -> torch.Tensor:
+        """Indices (on the device) of minibatch ``self.step``: slice ``position`` of the
+        permutation of epoch ``step // (N // B)`` (:func:`epoch_and_position`,
+        :func:`epoch_permutation`)."""
         batch_size = self.config.train.batch_size
         epoch, position = epoch_and_position(self.step, len(self.data), batch_size)
         index = self.permutation(epoch)[position * batch_size:(position + 1) * batch_size]
-        return self.x_train[index.to(self.device)]
+        return index.to(self.device)
+
+    def batch(self) -> torch.Tensor:
+        """Model inputs of minibatch ``self.step`` (:meth:`batch_index`)."""
+        return self.x_train[self.batch_index()]
+
+    def conditioning(self) -> dict[str, Any]:
+        """Extra arguments of :meth:`DiffusionModel.losses` for minibatch ``self.step``: its labels
+        (same indices as :meth:`batch`) and the label dropout for a conditional run; ``{}`` for an
+        unconditional one."""
+        if self.y_train is None:
+            return {}
+        return {"labels": self.y_train[self.batch_index()],
+                "label_dropout": self.config.conditioning.label_dropout}
 
     # ----- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -251,7 +270,7 @@ class Trainer:
         self.model.train()
         x = self.batch()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            losses = self.model.losses(x, generator=self.noise)
+            losses = self.model.losses(x, generator=self.noise, **self.conditioning())
         loss = float(losses["loss"].detach().mean())
         if not math.isfinite(loss):
             c = self.config
@@ -350,6 +369,13 @@ class Trainer:
         return summary
 
 
+def model_num_classes(config: RunConfig) -> int | None:
+    """Classes of the dataset for a conditional run (``conditioning.enabled``), else None."""
+    from vdm.data import dataset_info
+
+    return dataset_info(config.dataset)["num_classes"] if config.conditioning.enabled else None
+
+
 def load_trained_model(path: str | Path, device: torch.device | str = "cpu",
                        use_ema: bool = True) -> tuple[DiffusionModel, RunConfig]:
     """Load ``model.pt`` (safely, see :func:`vdm.checkpoint.load_checkpoint`): the EMA weights
@@ -370,7 +396,8 @@ def load_trained_model(path: str | Path, device: torch.device | str = "cpu",
         info = dataset_info(config.dataset)
         model = build_model(tuple(info["shape"]), info["num_levels"], config.objective,
                             config.schedule, config.model.__dict__, config.logsnr_min,
-                            config.logsnr_max, config.objective_kwargs, config.parameterization)
+                            config.logsnr_max, config.objective_kwargs, config.parameterization,
+                            model_num_classes(config))
         model.load_state_dict(state["ema"] if use_ema else state["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
