@@ -11,7 +11,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from vdm.config import coerce_command_line_values, describe_schema_error
+from vdm.config import check_workflow_config, coerce_command_line_values, describe_schema_error
 
 min_version("9.0")
 
@@ -24,8 +24,11 @@ with open(workflow.source_path(SCHEMA)) as schema_file:  # --config values arriv
     coerce_command_line_values(config, yaml.safe_load(schema_file))
 try:  # unknown keys, names and wrong types stop here, before any job, naming the key
     validate(config, SCHEMA)
+    check_workflow_config(config)
 except WorkflowError as error:  # one line, no traceback
     sys.exit(f"Invalid config: {describe_schema_error(error) or error}")
+except ValueError as error:
+    sys.exit(f"Invalid config: {error.args[0]}")
 
 
 report: "workflow/report/workflow.rst"

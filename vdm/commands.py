@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -130,46 +131,78 @@ def sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=100, help="sampling steps N")
     parser.add_argument("--method", default="ancestral", choices=SAMPLER_METHODS)
+    _guidance_arguments(parser)
     parser.add_argument("--no-clip", action="store_true", help="do not clip x_hat to [-1, 1]")
     parser.add_argument("--out", required=True, type=Path, help="samples.npz (uint8 images)")
     parser.add_argument("--grid", type=Path, help="sample grid PNG")
 
 
-def write_samples(model, config, device, *, model_path: Path, num_samples: int, steps: int,
-                  method: str, batch_size: int, seed: int, ema: bool, clip: bool, out: Path,
-                  grid: Path | None, started: float) -> None:
-    """Draw samples from a loaded model; write ``samples.npz`` (uint8 images + meta JSON with
-    ``wall_seconds`` since ``started``) and optionally the grid PNG, atomically."""
+def _guidance_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--guidance", default="none", choices=["none", "cfg", "classifier"],
+                        help="cfg: eps~ = (1 + w) eps(z, c) - w eps(z, null) (Ho & Salimans); "
+                             "classifier: eps~ = eps(z, c) - w sigma grad log p(y | z) "
+                             "(Dhariwal & Nichol)")
+    parser.add_argument("--guidance-weight", type=float, default=0.0, help="w >= 0")
+    parser.add_argument("--noisy-classifier", type=Path,
+                        help="noise-conditional classifier (vdm noisy-classifier) for classifier "
+                             "guidance")
+
+
+def write_samples(model, config, device, *, model_path: Path, setting, num_samples: int,
+                  batch_size: int, seed: int, ema: bool, clip: bool, out: Path,
+                  grid: Path | None, started: float, noisy_classifier: Path | None = None) -> None:
+    """Draw samples of a loaded model with an :class:`vdm.guidance.EvaluationSetting` (sampler,
+    steps, guidance); a conditional model's samples are class-balanced (image ``i`` of class
+    ``i mod K``). Writes ``samples.npz`` (uint8 ``images``, int64 ``labels`` when there are
+    classes, and a meta JSON with the setting and ``wall_seconds`` since ``started``) and
+    optionally the grid PNG, atomically."""
     from vdm.data import dataset_info
-    from vdm.sampler import network_evaluations, sample, save_grid
+    from vdm.guidance import sample_guided
+    from vdm.sampler import save_grid
 
     info = dataset_info(config.dataset)
-    images = sample(model.eps, model.schedule, tuple(info["shape"]), num_samples,
-                    info["num_levels"], steps=steps, method=method, batch_size=batch_size,
-                    seed=seed, device=device, clip=clip)
-    meta = {"model": str(model_path), "num_samples": num_samples, "steps": steps,
-            "method": method, "nfe": network_evaluations(method, steps), "seed": seed,
-            "ema": ema, "run_config": config.to_dict(),
-            "provenance": provenance(device),
+    classifier = None
+    if setting.guidance.kind == "classifier":
+        from vdm.noisy_classifier import load_noisy_classifier
+
+        if noisy_classifier is None:
+            raise ValueError("classifier guidance needs --noisy-classifier (vdm noisy-classifier)")
+        classifier = load_noisy_classifier(noisy_classifier, config.dataset, device)
+    classes = model.num_classes is not None or setting.guidance.kind != "none"
+    images, labels = sample_guided(
+        model, setting.guidance, num_samples=num_samples,
+        num_classes=info["num_classes"] if classes else None, image_shape=tuple(info["shape"]),
+        num_levels=info["num_levels"], steps=setting.steps, method=setting.method,
+        batch_size=batch_size, seed=seed, device=device, clip=clip, classifier=classifier)
+    meta = {"model": str(model_path), "num_samples": num_samples, "setting": setting.name,
+            "steps": setting.steps, "method": setting.method, "nfe": setting.nfe,
+            "guidance_kind": setting.guidance.kind, "guidance_weight": setting.guidance.weight,
+            "conditional": model.num_classes is not None, "seed": seed, "ema": ema,
+            "noisy_classifier": None if classifier is None else str(noisy_classifier),
+            "run_config": config.to_dict(), "provenance": provenance(device),
             "wall_seconds": round(time.perf_counter() - started, 3)}
+    arrays = {"images": images.numpy()} | ({} if labels is None else {"labels": labels.numpy()})
     with atomic_output(out) as tmp:
-        np.savez_compressed(tmp, images=images.numpy(), meta=json.dumps(meta, default=str))
+        np.savez_compressed(tmp, **arrays, meta=json.dumps(meta, default=str))
     if grid:
         save_grid(images, grid)
-    print(f"{len(images)} samples -> {out}")
+    print(f"{len(images)} samples ({setting.name}) -> {out}")
 
 
 def sample_main(args: argparse.Namespace) -> None:
+    from vdm.guidance import EvaluationSetting, Guidance
     from vdm.trainer import load_trained_model
 
     started = time.perf_counter()
+    setting = EvaluationSetting(args.method, args.steps, Guidance(args.guidance,
+                                                                  args.guidance_weight))
     _set_threads(args.threads)
     device = resolve_device(args.device)
     model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
-    write_samples(model, config, device, model_path=args.model, num_samples=args.num_samples,
-                  steps=args.steps, method=args.method, batch_size=args.batch_size,
-                  seed=args.seed, ema=not args.no_ema, clip=not args.no_clip, out=args.out,
-                  grid=args.grid, started=started)
+    write_samples(model, config, device, model_path=args.model, setting=setting,
+                  num_samples=args.num_samples, batch_size=args.batch_size, seed=args.seed,
+                  ema=not args.no_ema, clip=not args.no_clip, out=args.out, grid=args.grid,
+                  started=started, noisy_classifier=args.noisy_classifier)
 
 
 # ----- nll --------------------------------------------------------------------------------
@@ -232,6 +265,13 @@ def write_nll(model, config, device, *, model_path: Path, split: str, num_time_s
                           time_sampling=time_sampling, discrete_steps=discrete_steps, seed=seed,
                           max_examples=max_examples, device=device, return_per_example=True)
     elbo = result.pop("per_example_bpd")
+    if model.num_classes is not None:  # also -log p(x | y) with the true label, same seed
+        conditional = evaluate_nll(model, data, batch_size=batch_size,
+                                   num_time_samples=num_time_samples, time_sampling=time_sampling,
+                                   discrete_steps=discrete_steps, seed=seed,
+                                   max_examples=max_examples, device=device, conditional=True)
+        result.update({f"nll_cond_{key.removeprefix('nll_')}": conditional[key]
+                       for key in ("nll_bpd", "nll_bpd_se") if key in conditional})
     if ode is not None:
         from vdm.ode import ode_nll
 
@@ -366,28 +406,52 @@ def fid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", required=True, type=Path, help="samples.npz")
     parser.add_argument("--kid-subset-size", type=int, default=1000)
     parser.add_argument("--no-prc", action="store_true", help="skip precision/recall")
+    parser.add_argument("--dataset-classifier", type=Path,
+                        help="dataset classifier (vdm classifier) for the class accuracy of "
+                             "labelled (conditional) samples")
     parser.add_argument("--out", required=True, type=Path, help="fid.json")
 
 
 def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
               extractor: str, weights: Path | None, cache_root: Path, device,
               kid_subset_size: int, prc: bool, batch_size: int, out: Path,
-              started: float) -> None:
+              started: float, dataset_classifier: Path | None = None) -> None:
     """FID/KID/precision-recall of ``samples.npz`` against ``split`` of ``dataset`` -> fid.json
-    (with the sampling settings and wall time copied from the samples' meta)."""
+    (with the sampling settings and wall time copied from the samples' meta). Samples with
+    class labels (conditional models) also get their ``class_accuracy`` under the
+    ``dataset_classifier`` (with that classifier's own ``classifier_test_accuracy``) and the
+    per-class FID (``per_class_fid``, or ``per_class_fid_skipped`` with the reason)."""
     from vdm.data import load_dataset
-    from vdm.fid import compute_metrics, load_samples, load_samples_meta
+    from vdm.fid import compute_metrics, load_sample_labels, load_samples, load_samples_meta
 
     samples = load_samples(samples_path)
-    reference = load_dataset(dataset, split, root).pixels_uint8()
+    reference_data = load_dataset(dataset, split, root)
+    reference = reference_data.pixels_uint8()
     result = compute_metrics(
         samples, reference, dataset=dataset, split=split, extractor=extractor,
         weights_path=weights, cache_root=cache_root, device=str(device),
         kid_subset_size=kid_subset_size, prc=prc, batch_size=batch_size)
+    labels = load_sample_labels(samples_path)
+    if labels is not None:
+        from vdm.conditional_metrics import class_accuracy, classifier_test_accuracy, per_class_fid
+
+        if dataset_classifier is None:
+            raise ValueError(f"{samples_path} has class labels: class accuracy needs "
+                             "--dataset-classifier (vdm classifier)")
+        result["class_accuracy"] = class_accuracy(samples, labels, dataset_classifier,
+                                                  dataset=dataset, device=device)
+        result["classifier_test_accuracy"] = classifier_test_accuracy(dataset_classifier)
+        per_class, reason = per_class_fid(
+            samples, labels, reference, reference_data.labels, dataset=dataset, split=split,
+            extractor=extractor, weights_path=weights, cache_root=cache_root, device=str(device),
+            batch_size=batch_size)
+        result.update({"per_class_fid": {str(k): v for k, v in per_class.items()}}
+                      if per_class else {"per_class_fid_skipped": reason})
     sampling = load_samples_meta(samples_path)
     result.update({"samples": str(samples_path), "reference_split": split,
                    "sampling": {key: sampling.get(key) for key in (
-                       "num_samples", "steps", "method", "nfe", "seed", "ema", "wall_seconds")},
+                       "num_samples", "setting", "steps", "method", "nfe", "guidance_kind",
+                       "guidance_weight", "conditional", "seed", "ema", "wall_seconds")},
                    "provenance": provenance(device),
                    "wall_seconds": round(time.perf_counter() - started, 3)})
     write_json_atomic(out, result)
@@ -400,7 +464,8 @@ def fid_main(args: argparse.Namespace) -> None:
     write_fid(args.samples, dataset=args.dataset, root=args.root, split=args.split,
               extractor=args.extractor, weights=args.weights, cache_root=args.cache_root,
               device=resolve_device(args.device), kid_subset_size=args.kid_subset_size,
-              prc=not args.no_prc, batch_size=args.batch_size, out=args.out, started=started)
+              prc=not args.no_prc, batch_size=args.batch_size, out=args.out, started=started,
+              dataset_classifier=args.dataset_classifier)
 
 
 # ----- evaluate: sample + nll + fid in one process ----------------------------------------
@@ -440,6 +505,9 @@ def _model_fid_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--kid-subset-size", type=int, default=1000)
     group.add_argument("--no-prc", action="store_true", help="skip precision/recall")
     group.add_argument("--fid-batch-size", type=int, default=256)
+    group.add_argument("--dataset-classifier", type=Path,
+                       help="dataset classifier (vdm classifier) for the class accuracy of "
+                            "conditional samples")
 
 
 def evaluate_main(args: argparse.Namespace) -> None:
@@ -447,6 +515,7 @@ def evaluate_main(args: argparse.Namespace) -> None:
     the model and the data are loaded once. Writes the same files, with the same numbers, as
     the three separate commands."""
     from vdm.fid import check_extractor_weights
+    from vdm.guidance import EvaluationSetting
     from vdm.trainer import load_trained_model
 
     started = time.perf_counter()
@@ -454,11 +523,12 @@ def evaluate_main(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
     check_extractor_weights(args.extractor, args.weights, config.dataset)  # before sampling
+    _check_dataset_classifier(model, args.dataset_classifier, config.dataset)
     ema = not args.no_ema
-    write_samples(model, config, device, model_path=args.model, num_samples=args.num_samples,
-                  steps=args.sample_steps, method=args.method, batch_size=args.sample_batch_size,
-                  seed=args.seed, ema=ema, clip=True, out=args.samples_out, grid=args.grid,
-                  started=started)
+    write_samples(model, config, device, model_path=args.model,
+                  setting=EvaluationSetting(args.method, args.sample_steps),
+                  num_samples=args.num_samples, batch_size=args.sample_batch_size, seed=args.seed,
+                  ema=ema, clip=True, out=args.samples_out, grid=args.grid, started=started)
     started = time.perf_counter()
     write_nll(model, config, device, model_path=args.model, split=args.split,
               num_time_samples=args.num_time_samples, time_sampling=args.time_sampling,
@@ -469,14 +539,28 @@ def evaluate_main(args: argparse.Namespace) -> None:
               split=args.reference_split, extractor=args.extractor, weights=args.weights,
               cache_root=args.cache_root, device=device, kid_subset_size=args.kid_subset_size,
               prc=not args.no_prc, batch_size=args.fid_batch_size, out=args.fid_out,
-              started=time.perf_counter())
+              started=time.perf_counter(), dataset_classifier=args.dataset_classifier)
+
+
+def _check_dataset_classifier(model, path: Path | None, dataset: str) -> None:
+    """Before any sampling: a conditional model's samples need the dataset classifier for their
+    class accuracy (one-line error naming the option or the file)."""
+    if model.num_classes is None:
+        return
+    if path is None:
+        raise ValueError("a class-conditional model: its class accuracy needs "
+                         "--dataset-classifier (vdm classifier)")
+    from vdm.fid import check_extractor_weights
+
+    check_extractor_weights("classifier", path, dataset)
 
 
 # ----- sweep: more sampler settings of one model, without retraining ----------------------
 def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, type=Path, help="trained model.pt")
     parser.add_argument("--settings", required=True, nargs="+",
-                        help="sampler settings <method>-<steps>, e.g. ddim-10 heun-12")
+                        help="evaluation settings <method>-<steps>[-<guidance>-<weight>], e.g. "
+                             "ddim-10 heun-12 ancestral-25-cfg-2 ddim-25-classifier-1")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     parser.add_argument("--seed", type=int, default=0,
                         help="sampling seed: the same initial noise for every setting")
@@ -486,35 +570,45 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-batch-size", type=int, default=1000)
     parser.add_argument("--out-dir", required=True, type=Path,
                         help="writes <out-dir>/<setting>/samples.npz and fid.json")
+    parser.add_argument("--noisy-classifier", type=Path,
+                        help="noise-conditional classifier for classifier-guided settings")
     _model_fid_arguments(parser)
 
 
 def sweep_main(args: argparse.Namespace) -> None:
-    """Samples and FID/KID/precision/recall of one model for each sampler setting, in one process
-    (the model is loaded once). Every setting starts from the same seed, so differences between
-    settings are paired (common random numbers)."""
+    """Samples and FID/KID/precision/recall (and the class accuracy of conditional samples) of
+    one model for each evaluation setting, in one process (the model is loaded once). Every
+    setting starts from the same seed, so differences between settings are paired (common random
+    numbers); guided settings are checked against the model before any sampling."""
     from vdm.fid import check_extractor_weights
-    from vdm.sampler import parse_setting_name
+    from vdm.guidance import check_guidance, parse_setting
     from vdm.trainer import load_trained_model
 
-    settings = [(name, *parse_setting_name(name)) for name in args.settings]  # before any work
+    settings = [parse_setting(name) for name in args.settings]  # before any work
     _set_threads(args.threads)
     device = resolve_device(args.device)
     model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
     check_extractor_weights(args.extractor, args.weights, config.dataset)
-    for name, method, steps in settings:
+    _check_dataset_classifier(model, args.dataset_classifier, config.dataset)
+    for setting in settings:
+        if setting.guidance.kind == "classifier" and args.noisy_classifier is None:
+            raise ValueError(f"setting {setting.name}: classifier guidance needs "
+                             "--noisy-classifier")
+        if setting.guidance.kind == "cfg":
+            check_guidance(setting.guidance, model)
+    for setting in settings:
         started = time.perf_counter()
-        samples = args.out_dir / name / "samples.npz"
-        write_samples(model, config, device, model_path=args.model, num_samples=args.num_samples,
-                      steps=steps, method=method, batch_size=args.sample_batch_size,
+        samples = args.out_dir / setting.name / "samples.npz"
+        write_samples(model, config, device, model_path=args.model, setting=setting,
+                      num_samples=args.num_samples, batch_size=args.sample_batch_size,
                       seed=args.seed, ema=not args.no_ema, clip=True, out=samples, grid=None,
-                      started=started)
+                      started=started, noisy_classifier=args.noisy_classifier)
         write_fid(samples, dataset=config.dataset, root=config.data_root,
                   split=args.reference_split, extractor=args.extractor, weights=args.weights,
                   cache_root=args.cache_root, device=device,
                   kid_subset_size=args.kid_subset_size, prc=not args.no_prc,
-                  batch_size=args.fid_batch_size, out=args.out_dir / name / "fid.json",
-                  started=time.perf_counter())
+                  batch_size=args.fid_batch_size, out=args.out_dir / setting.name / "fid.json",
+                  started=time.perf_counter(), dataset_classifier=args.dataset_classifier)
 
 
 # ----- results ----------------------------------------------------------------------------
@@ -543,7 +637,11 @@ def evaluation_record(fid: dict[str, Any], source: Path, primary: bool) -> dict[
               **{key: fid[key] for key in FID_KEYS},
               **{key: fid[key] for key in ("precision", "recall")
                  if math.isfinite(fid.get(key, math.nan))},
+              **{key: fid[key] for key in ("class_accuracy", "classifier_test_accuracy")
+                 if fid.get(key) is not None},
               "num_fid_samples": fid["num_samples"], "fid_file": str(source)}
+    if fid.get("per_class_fid"):
+        record["per_class_fid_mean"] = float(np.mean(list(fid["per_class_fid"].values())))
     for key in FID_KEYS:
         if not math.isfinite(float(record[key])):
             raise ValueError(f"{source}: {key} is {record[key]} (not finite); the model's "
@@ -574,6 +672,8 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
         "dataset", "objective", "schedule", "seed", "steps", "train_seconds", "num_params",
         "final_loss", "logsnr_max", "logsnr_min")}
     metrics["parameterization"] = train.get("parameterization", "eps")
+    metrics["conditioning"] = ("class" if train.get("config", {}).get("conditioning", {})
+                               .get("enabled") else "uncond")
     metrics.update({key: value for key, value in nll.items() if key.startswith("nll_")})
     metrics["nll_num_examples"] = nll["num_examples"]
     wall = {"train": train.get("wall_seconds"), "nll": nll.get("wall_seconds")}
@@ -644,22 +744,33 @@ def aggregate_main(args: argparse.Namespace) -> None:
     print("tables: " + ", ".join(str(p) for p in written.values()))
 
 
-def run_key(path: Path) -> tuple[str, str, str, int]:
-    """``(parameterization, objective, schedule, seed)`` of a run file
-    ``.../<parameterization>/<objective>/<schedule>/seed<k>/file`` (the layout of RUN_DIR)."""
-    seed_dir = path.parent
-    *_, parameterization, objective, schedule = seed_dir.parts[:-1]
-    return parameterization, objective, schedule, int(seed_dir.name.removeprefix("seed"))
+def run_key(path: Path) -> tuple[str, str, str, str, int]:
+    """``(conditioning, parameterization, objective, schedule, seed)`` of a file in a run
+    directory ``.../<conditioning>/<parameterization>/<objective>/<schedule>/seed<k>/`` (the
+    layout of RUN_DIR), directly or below it (``sweep/<setting>/samples.npz``)."""
+    seed_dir = next(p for p in path.parents if re.fullmatch(r"seed\d+", p.name))
+    *_, conditioning, parameterization, objective, schedule = seed_dir.parts[:-1]
+    return conditioning, parameterization, objective, schedule, int(seed_dir.name[4:])
 
 
 def labelled_run_keys(paths: list[Path]) -> dict[Path, tuple[str, str, int]]:
-    """``(row label, schedule, seed)`` of each run file: the label is the objective, or
-    ``parameterization / objective`` when the files span several parameterizations (as the
+    """``(row label, schedule, seed)`` of each run file: the label is the objective, prefixed by
+    the conditioning and/or the parameterization when the files span several of them (as the
     tables' :func:`vdm.tables.display_frame`)."""
     keys = {path: run_key(path) for path in paths}
-    several = len({key[0] for key in keys.values()}) > 1
-    return {path: (f"{p} / {o}" if several else o, s, seed)
-            for path, (p, o, s, seed) in keys.items()}
+    varying = [i for i in (0, 1) if len({key[i] for key in keys.values()}) > 1]
+    return {path: (" / ".join([*(key[i] for i in varying), key[2]]), key[3], key[4])
+            for path, key in keys.items()}
+
+
+def setting_of(samples: Path) -> str:
+    """The evaluation setting of a ``samples.npz``: the folder name below ``sweep/``, or the
+    setting recorded in the primary samples' meta."""
+    if samples.parent.parent.name == "sweep":
+        return samples.parent.name
+    from vdm.fid import load_samples_meta
+
+    return load_samples_meta(samples).get("setting") or "primary"
 
 
 def plots_arguments(parser: argparse.ArgumentParser) -> None:
@@ -670,6 +781,9 @@ def plots_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grids", nargs="*", type=Path, default=[],
                         help="samples.png files in <parameterization>/<objective>/<schedule>/"
                              "seed<k>/ folders")
+    parser.add_argument("--samples", nargs="*", type=Path, default=[],
+                        help="samples.npz of guided settings (primary and sweep/<setting>/), for "
+                             "the guidance sample figure; the lowest seed of each cell is used")
     parser.add_argument("--out-dir", required=True, type=Path)
 
 
@@ -684,7 +798,13 @@ def plots_main(args: argparse.Namespace) -> None:
     for path, (label, schedule, seed) in labelled_run_keys(args.grids).items():
         if (label, schedule) not in grids or seed < lowest[label, schedule]:
             grids[label, schedule], lowest[label, schedule] = path, seed  # lowest seed per cell
-    written = draw_all(args.summary, logs, grids, args.out_dir)
+    guided: dict[tuple[str, str, str], Path] = {}
+    lowest_guided: dict[tuple[str, str, str], int] = {}
+    for path, (label, schedule, seed) in labelled_run_keys(args.samples).items():
+        key = (label, schedule, setting_of(path))
+        if key not in guided or seed < lowest_guided[key]:
+            guided[key], lowest_guided[key] = path, seed
+    written = draw_all(args.summary, logs, grids, args.out_dir, guided)
     print("plots: " + ", ".join(str(p) for p in written))
 
 

@@ -170,7 +170,23 @@ def validate_workflow_config(data: dict[str, Any], schema: str | Path = WORKFLOW
         validate(data, str(schema))
     except WorkflowError as error:
         raise ValueError(describe_schema_error(error) or str(error).splitlines()[0]) from None
+    check_workflow_config(data)
     return data
+
+
+def check_workflow_config(config: dict[str, Any]) -> None:
+    """Checks across keys that the schema cannot express; one-line ``ValueError`` naming the
+    key. Guidance needs class-conditional models, and weights > 0 need a guidance kind."""
+    conditional = config.get("conditioning", {}).get("enabled", False)
+    guidance = config.get("guidance", {})
+    kinds, weights = guidance.get("kinds", []), guidance.get("weights", [0.0])
+    if kinds and not conditional:
+        raise ValueError(f"invalid config key 'guidance.kinds': {kinds} needs class-conditional "
+                         "models (conditioning.enabled: true); an unconditional model has no "
+                         "class to guide toward")
+    if any(w > 0 for w in weights) and not kinds:
+        raise ValueError(f"invalid config key 'guidance.weights': {weights} has weights > 0 but "
+                         "guidance.kinds is empty (choose cfg and/or classifier)")
 
 
 def workflow_cell(config: dict[str, Any], objective: str, schedule: str, seed: int,
@@ -188,6 +204,9 @@ def workflow_cell(config: dict[str, Any], objective: str, schedule: str, seed: i
         "logsnr_max": config["logsnr_max"],
         "objective_kwargs": config["objective_kwargs"].get(objective, {}),
         "model": config["model"], "train": config["train"],
+        # only a conditional grid's label dropout enters the cell: unconditional cells stay put
+        "conditioning": (dict(config["conditioning"]) if config.get("conditioning", {}).get(
+            "enabled") else {"enabled": False}),
     }
 
 

@@ -157,6 +157,18 @@ def load_samples_meta(path: str | os.PathLike) -> dict[str, Any]:
         return json.loads(str(npz["meta"])) if "meta" in npz else {}
 
 
+def load_sample_labels(path: str | os.PathLike) -> torch.Tensor | None:
+    """The int64 class ``labels`` stored next to the images in ``samples.npz`` (conditional
+    samples), or None when there are none."""
+    with np.load(path) as npz:
+        if "labels" not in npz:
+            return None
+        labels = torch.from_numpy(np.asarray(npz["labels"], dtype=np.int64))
+        if "images" in npz and labels.shape != npz["images"].shape[:1]:
+            raise ValueError(f"{path}: {labels.numel()} labels for {len(npz['images'])} images")
+        return labels
+
+
 DOWNLOADED_INCEPTION = "tf2015-download"
 """Weights tag when torch-fidelity downloads the standard Inception weights itself."""
 

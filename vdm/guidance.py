@@ -24,6 +24,7 @@ Samples are drawn class-balanced (:func:`sample_labels`): image ``i`` gets class
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +68,61 @@ class Guidance:
     def name(self) -> str:
         """File-name tag: ``none``, ``cfg-2``, ``classifier-0.5`` (weight in ``%g`` format)."""
         return "none" if self.kind == "none" else f"{self.kind}-{self.weight:g}"
+
+
+@dataclass(frozen=True)
+class EvaluationSetting:
+    """How one set of samples of a model is drawn: sampler ``method``, ``steps`` and ``guidance``.
+
+    Its :attr:`name` is the folder name of its files: ``ancestral-25`` (no guidance),
+    ``ddim-10-cfg-2``, ``heun-12-classifier-0.5``; :func:`parse_setting` reads it back.
+    """
+
+    method: str
+    steps: int
+    guidance: Guidance = Guidance()
+
+    def __post_init__(self) -> None:
+        network_evaluations(self.method, self.steps)  # checks the sampler and the steps
+
+    @property
+    def name(self) -> str:
+        tail = "" if self.guidance.kind == "none" else f"-{self.guidance.name}"
+        return f"{self.method}-{self.steps}{tail}"
+
+    @property
+    def nfe(self) -> int:
+        """Diffusion-network evaluations per image (:func:`guided_nfe`)."""
+        return guided_nfe(self.guidance, self.method, self.steps)
+
+
+_SETTING = re.compile(r"^(?P<method>[a-z0-9]+)-(?P<steps>\d+)"
+                      r"(?:-(?P<kind>[a-z]+)-(?P<weight>[0-9.eE+-]+))?$")
+
+
+def parse_setting(name: str) -> EvaluationSetting:
+    """The :class:`EvaluationSetting` of a name ``<method>-<steps>[-<kind>-<weight>]``; a one-line
+    ``ValueError`` naming it otherwise."""
+    match = _SETTING.match(name)
+    if match is None:
+        raise ValueError(f"evaluation setting {name!r} is not <method>-<steps>[-<guidance kind>-"
+                         "<weight>], e.g. ddim-25 or ancestral-25-cfg-2")
+    kind = match["kind"] or "none"
+    try:
+        weight = float(match["weight"]) if match["weight"] else 0.0
+    except ValueError:
+        raise ValueError(f"evaluation setting {name!r}: weight {match['weight']!r} is not a number"
+                         ) from None
+    return EvaluationSetting(match["method"], int(match["steps"]), Guidance(kind, weight))
+
+
+def evaluation_settings(methods: list[str], steps: list[int], kinds: list[str] = (),
+                        weights: list[float] = (0.0,)) -> list[EvaluationSetting]:
+    """Every sampler setting (``methods`` x ``steps``) with every guidance setting: no guidance
+    and each of ``kinds`` with each weight > 0 (weight 0 of any kind is the same sampler as no
+    guidance, see the module docstring). The first is the primary setting."""
+    guidances = [Guidance()] + [Guidance(kind, float(w)) for kind in kinds for w in weights if w > 0]
+    return [EvaluationSetting(m, k, g) for m in methods for k in steps for g in guidances]
 
 
 def check_guidance(guidance: Guidance, model: DiffusionModel,

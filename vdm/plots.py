@@ -26,6 +26,8 @@ from vdm.tables import (
     cell_summary,
     display_frame,
     fid_label,
+    guidance_cells,
+    guidance_kinds,
     ordered_levels,
     primary_rows,
     row_axis_name,
@@ -338,12 +340,144 @@ def plot_ode_vs_elbo(df: pd.DataFrame, out_dir: PathLike) -> Path:
     return _save(fig, Path(out_dir) / "nll_ode_vs_elbo.png")
 
 
+# --------------------------------------------------------------------------- guidance
+GUIDANCE_NAMES = {"cfg": "classifier-free guidance", "classifier": "classifier guidance"}
+
+
+def _guidance_curves(df: pd.DataFrame, metric: str, ylabel: str, path: Path,
+                     reference: float | None = None, reference_label: str = "") -> Path:
+    """One panel per guidance kind: ``metric`` against the guidance weight w, one line per cell
+    with its 95% t-CI band over seeds (w = 0: the plain conditional sampler)."""
+    cells = guidance_cells(df)
+    kinds = ordered_levels(cells["guidance_kind"]) if not cells.empty else []
+    fig, axes = _figure(1, max(len(kinds), 1), size=(5.2 * max(len(kinds), 1) + 1.0, 4.4),
+                        sharey=True)
+    if cells.empty or f"{metric}_mean" not in cells:
+        _no_data(axes[0, 0], "no guidance settings")
+        return _save(fig, path)
+    labels = [f"{o} · {s}" for o, s in zip(cells["objective"], cells["schedule"], strict=True)]
+    cells = cells.assign(cell=labels)
+    colours = _palette(ordered_levels(cells["cell"]))
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        for cell, line in cells[cells["guidance_kind"] == kind].groupby("cell", sort=False):
+            line = line.sort_values("guidance_weight")
+            mean, ci = line[f"{metric}_mean"], line[f"{metric}_ci"].fillna(0.0)
+            ax.plot(line["guidance_weight"], mean, marker="o", ms=4, color=colours[cell],
+                    label=cell)
+            ax.fill_between(line["guidance_weight"], mean - ci, mean + ci, color=colours[cell],
+                            alpha=0.15, lw=0)
+        if reference is not None:
+            ax.axhline(reference, color="grey", ls="--", lw=1, label=reference_label)
+        ax.set_title(GUIDANCE_NAMES.get(kind, kind), fontsize=10)
+        ax.set_xlabel("guidance weight w")
+    axes[0, 0].set_ylabel(ylabel)
+    axes[0, -1].legend(title=f"{row_axis_name(df)} · schedule", fontsize=7)
+    fig.suptitle(f"{ylabel.split(',')[0]} vs guidance weight ({CI_TEXT} as a band)", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_guidance(df: pd.DataFrame, out_dir: PathLike) -> list[Path]:
+    """``fid_vs_guidance.png``, ``accuracy_vs_guidance.png`` (with the dataset classifier's own
+    test accuracy as a dashed line) and ``precision_recall_guidance.png`` (the precision-recall
+    trade-off traced by w: one line per cell, weights annotated). ``df``: all rows (display
+    frame)."""
+    out = Path(out_dir)
+    test_accuracy = df.get("classifier_test_accuracy", pd.Series(dtype=float)).dropna()
+    written = [
+        _guidance_curves(df, "fid", metric_label(df, "fid"), out / "fid_vs_guidance.png"),
+        _guidance_curves(df, "class_accuracy", "class accuracy of the samples, higher = more "
+                         "on-class", out / "accuracy_vs_guidance.png",
+                         float(test_accuracy.iloc[0]) if len(test_accuracy) else None,
+                         "classifier's own test accuracy")]
+    cells = guidance_cells(df)
+    kinds = ordered_levels(cells["guidance_kind"]) if not cells.empty else []
+    fig, axes = _figure(1, max(len(kinds), 1), size=(5.2 * max(len(kinds), 1) + 1.0, 4.6),
+                        sharey=True)
+    if cells.empty or "precision_mean" not in cells:
+        _no_data(axes[0, 0], "no precision/recall with guidance")
+    else:
+        cells = cells.assign(cell=[f"{o} · {s}" for o, s in zip(cells["objective"],
+                                                                cells["schedule"], strict=True)])
+        colours = _palette(ordered_levels(cells["cell"]))
+        for ax, kind in zip(axes[0], kinds, strict=True):
+            for cell, line in cells[cells["guidance_kind"] == kind].groupby("cell", sort=False):
+                line = line.sort_values("guidance_weight")
+                ax.plot(line["recall_mean"], line["precision_mean"], marker="o", ms=4,
+                        color=colours[cell], label=cell)
+                for row in line.itertuples():
+                    ax.annotate(f"{row.guidance_weight:g}", (row.recall_mean, row.precision_mean),
+                                fontsize=6, xytext=(2, 2), textcoords="offset points")
+            ax.set_title(GUIDANCE_NAMES.get(kind, kind), fontsize=10)
+            ax.set_xlabel("recall (diversity), higher is better")
+        axes[0, 0].set_ylabel("precision (fidelity), higher is better")
+        axes[0, -1].legend(title=f"{row_axis_name(df)} · schedule", fontsize=7)
+        fig.suptitle("Precision-recall traced by the guidance weight w (numbers: w; mean over "
+                     "seeds)", fontsize=10)
+    written.append(_save(fig, out / "precision_recall_guidance.png"))
+    return written
+
+
+def plot_guidance_samples(df: pd.DataFrame, samples: Mapping[tuple[str, str, str], PathLike],
+                          out_dir: PathLike, per_class: int = 8) -> Path:
+    """``guidance_samples.png``: for each guidance kind, the samples of one cell at w = 0 and at
+    its best-FID weight, one row per class. The cell is the one with the lowest mean FID at
+    w = 0; the images are those of its lowest seed. ``samples`` maps (objective row,
+    schedule, setting name) to that seed's ``samples.npz`` (with ``labels``)."""
+    cells = guidance_cells(df)
+    path = Path(out_dir) / "guidance_samples.png"
+    if cells.empty:
+        fig, axes = _figure()
+        _no_data(axes[0, 0], "no guidance settings")
+        return _save(fig, path)
+    start = cells[cells["guidance_weight"] == 0].sort_values("fid_mean").iloc[0]
+    cell = (start["objective"], start["schedule"])
+    panels = []
+    for kind in ordered_levels(cells["guidance_kind"]):
+        curve = cells[(cells["guidance_kind"] == kind) & (cells["objective"] == cell[0])
+                      & (cells["schedule"] == cell[1])]
+        best = curve.sort_values("fid_mean").iloc[0]
+        for weight in dict.fromkeys([0.0, float(best["guidance_weight"])]):
+            panels.append((kind, weight, weight == float(best["guidance_weight"])))
+    primary = primary_rows(df)
+    method, steps = primary["sampler"].iloc[0], int(primary["sample_steps"].iloc[0])
+    fig, axes = _figure(1, len(panels), size=(2.6 * len(panels) + 0.8, 3.4))
+    for ax, (kind, weight, is_best) in zip(axes[0], panels, strict=True):
+        setting = f"{method}-{steps}" + ("" if weight == 0 else f"-{kind}-{weight:g}")
+        source = samples.get((*cell, setting))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if source is None:
+            ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
+            continue
+        with np.load(source) as npz:
+            images, labels = npz["images"], npz["labels"]
+        rows = []
+        for c in sorted(set(labels.tolist())):
+            chosen = images[labels == c][:per_class]
+            rows.append(np.concatenate(list(chosen), axis=-1))  # (C, H, per_class * W)
+        grid = np.concatenate(rows, axis=-2)  # (C, classes * H, per_class * W)
+        ax.imshow(grid[0] if grid.shape[0] == 1 else grid.transpose(1, 2, 0),
+                  cmap="gray" if grid.shape[0] == 1 else None, vmin=0, vmax=255,
+                  interpolation="nearest")
+        label = "w = 0 (no guidance)" if weight == 0 else f"w = {weight:g}"
+        best_text = ", best FID" if is_best else ""
+        ax.set_title(f"{GUIDANCE_NAMES.get(kind, kind) if weight else ''}\n{label}{best_text}",
+                     fontsize=8)
+    axes[0, 0].set_ylabel("one row per class (0 at the top)", fontsize=8)
+    fig.suptitle(f"Guided samples of {cell[0]} · {cell[1]} (lowest seed)", fontsize=10)
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------- CLI layer
 def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], PathLike],
-               grid_pngs: Mapping[tuple, PathLike], out_dir: PathLike) -> list[Path]:
+               grid_pngs: Mapping[tuple, PathLike], out_dir: PathLike,
+               guided_samples: Mapping[tuple[str, str, str], PathLike] | None = None
+               ) -> list[Path]:
     """CLI entry (``python -m vdm plots``): all figures from ``summary.csv``, the training logs
-    and the sample grids; ``fid_vs_nfe.png`` when the runs have several sampler settings and
-    ``nll_ode_vs_elbo.png`` when they have ODE likelihoods. Returns the written paths."""
+    and the sample grids; ``fid_vs_nfe.png`` when the runs have several sampler settings,
+    ``nll_ode_vs_elbo.png`` when they have ODE likelihoods, and the guidance figures
+    (:func:`plot_guidance`, :func:`plot_guidance_samples` from ``guided_samples``) when they
+    were evaluated with guidance. Returns the written paths."""
     every = display_frame(pd.read_csv(summary_csv))
     df = primary_rows(every)
     written = [*plot_heatmaps(df, out_dir), *plot_bars(df, out_dir), plot_tradeoff(df, out_dir),
@@ -352,4 +486,7 @@ def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], Pa
         written.append(plot_fid_vs_nfe(every, out_dir))
     if "nll_ode_bpd" in df and df["nll_ode_bpd"].notna().any():
         written.append(plot_ode_vs_elbo(df, out_dir))
+    if guidance_kinds(every):
+        written += plot_guidance(every, out_dir)
+        written.append(plot_guidance_samples(every, guided_samples or {}, out_dir))
     return written

@@ -42,21 +42,6 @@ from vdm.schedules import alpha_sigma
 SAMPLERS = ("ancestral", "ddim", "heun", "dpmpp2m")
 
 
-def setting_name(method: str, steps: int) -> str:
-    """File-name form of a sampler setting, e.g. ``heun-12`` (see :func:`parse_setting_name`)."""
-    network_evaluations(method, steps)
-    return f"{method}-{steps}"
-
-
-def parse_setting_name(name: str) -> tuple[str, int]:
-    """``(method, steps)`` of a :func:`setting_name`; one-line ``ValueError`` otherwise."""
-    method, _, steps = name.rpartition("-")
-    if not steps.isdigit() or int(steps) < 1 or method not in SAMPLERS:
-        raise ValueError(f"sampler setting {name!r} is not <method>-<steps> with a method in "
-                         f"{SAMPLERS} and steps >= 1")
-    return method, int(steps)
-
-
 def network_evaluations(method: str, steps: int) -> int:
     """Network evaluations (NFE) per image of ``method`` with ``steps`` steps, the final
     denoising included: ``2 N + 1`` for Heun, ``N + 1`` for the others."""

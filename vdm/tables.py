@@ -25,7 +25,7 @@ from vdm import formatting
 from vdm.provenance import atomic_output, read_json
 from vdm.stats import mean_ci, welch_t_test
 
-KEY_COLUMNS = ["dataset", "parameterization", "objective", "schedule", "seed"]
+KEY_COLUMNS = ["dataset", "conditioning", "parameterization", "objective", "schedule", "seed"]
 #: the evaluation setting of a row (one model has a row per setting)
 EVALUATION_COLUMNS = ["sampler", "sample_steps", "nfe", "guidance_kind", "guidance_weight",
                       "primary"]
@@ -34,21 +34,25 @@ SUMMARY_COLUMNS = KEY_COLUMNS + EVALUATION_COLUMNS + [
     "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd", "nll_prior_bpd",
     "nll_diffusion_bpd", "nll_ode_bpd", "nll_ode_bpd_se", "nll_ode_num_examples",
     "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd", "nll_ode_minus_elbo_bpd_se",
-    "fid", "kid", "kid_std", "precision", "recall", "feature_extractor", "num_fid_samples",
+    "nll_cond_bpd", "nll_cond_bpd_se",
+    "fid", "kid", "kid_std", "precision", "recall", "class_accuracy", "classifier_test_accuracy",
+    "per_class_fid_mean", "feature_extractor", "num_fid_samples",
     "git_commit", "metrics_file",
 ]
-TEXT_COLUMNS = {"dataset", "parameterization", "objective", "schedule", "sampler",
+TEXT_COLUMNS = {"dataset", "conditioning", "parameterization", "objective", "schedule", "sampler",
                 "guidance_kind", "feature_extractor", "git_commit", "metrics_file"}
 #: columns that stay out of the table when no run has them (e.g. precision/recall not computed)
 OPTIONAL_COLUMNS = ("precision", "recall", "nll_ode_bpd", "nll_ode_bpd_se", "nll_ode_num_examples",
                     "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd",
-                    "nll_ode_minus_elbo_bpd_se")
+                    "nll_ode_minus_elbo_bpd_se", "nll_cond_bpd", "nll_cond_bpd_se",
+                    "class_accuracy", "classifier_test_accuracy", "per_class_fid_mean")
 #: metrics that must be finite numbers whenever present (checked by ``collect`` and again when
 #: tabulating): NaN never reaches a table or plot
 FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd",
                   "nll_prior_bpd", "nll_diffusion_bpd", "nll_ode_bpd", "nll_ode_bpd_se",
                   "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd",
-                  "nll_ode_minus_elbo_bpd_se", "fid", "kid", "kid_std")
+                  "nll_ode_minus_elbo_bpd_se", "nll_cond_bpd", "nll_cond_bpd_se", "fid", "kid",
+                  "kid_std", "class_accuracy", "per_class_fid_mean")
 BASELINE = ("eps", "linear")
 
 
@@ -62,10 +66,15 @@ class MetricSpec:
 
 
 METRICS = {"fid": MetricSpec("FID", "", 2), "nll_bpd": MetricSpec("NLL", "bits/dim", 3),
-           "nll_ode_bpd": MetricSpec("ODE NLL", "bits/dim", 3)}
+           "nll_ode_bpd": MetricSpec("ODE NLL", "bits/dim", 3),
+           "nll_cond_bpd": MetricSpec("conditional NLL -log p(x|y)", "bits/dim", 3),
+           "class_accuracy": MetricSpec("class accuracy", "", 3),
+           "precision": MetricSpec("precision", "", 3), "recall": MetricSpec("recall", "", 3)}
 PIVOT_METRICS = ("fid", "nll_bpd")
 #: pivots written only when some run has the metric
-OPTIONAL_PIVOT_METRICS = ("nll_ode_bpd",)
+OPTIONAL_PIVOT_METRICS = ("nll_ode_bpd", "nll_cond_bpd")
+#: what the guidance tables show per guidance kind and weight
+GUIDANCE_METRICS = ("fid", "class_accuracy", "precision", "recall")
 
 
 def metric_spec(metric: str) -> MetricSpec:
@@ -94,6 +103,7 @@ def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
         record = read_json(path)
         run = {k: v for k, v in record.items() if not isinstance(v, (dict, list))}
         run.setdefault("parameterization", "eps")
+        run.setdefault("conditioning", "uncond")
         run["git_commit"] = record.get("provenance", {}).get("git", {}).get("commit", "unknown")
         run["metrics_file"] = str(path)
         for evaluation in record.get("evaluations") or [{"primary": True}]:
@@ -128,7 +138,7 @@ def primary_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 #: grid axes that, when the grid varies them, prefix the objective in a pivot row
-ROW_PREFIXES = ("parameterization",)
+ROW_PREFIXES = ("conditioning", "parameterization")
 
 
 def display_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -166,6 +176,7 @@ def summary_long(df: pd.DataFrame, objective_order: Sequence[str] | None = None,
     out = df.reindex(columns=standard + [c for c in df.columns if c not in standard])
     ranks = {
         "dataset": ordered_levels(out["dataset"]),
+        "conditioning": ordered_levels(out["conditioning"]),
         "parameterization": ordered_levels(out["parameterization"]),
         "objective": ordered_levels(out["objective"], objective_order),
         "schedule": ordered_levels(out["schedule"], schedule_order),
@@ -242,6 +253,16 @@ def _metric_sentence(df: pd.DataFrame, metric: str) -> str:
         return formatting.fid_sentence(feature_extractors(df), samples)
     if metric == "nll_bpd":
         return formatting.NLL_SENTENCE
+    if metric == "nll_ode_bpd":
+        return ("Test NLL bound from the probability-flow ODE in bits/dim (uniform dequantization "
+                "over the K levels, Hutchinson trace, adaptive dopri5); lower is better.")
+    if metric == "nll_cond_bpd":
+        return ("Conditional test NLL bound -log p(x | y) in bits/dim (ELBO with each image's "
+                "true label; the NLL table above is the model's unconditional mode, null "
+                "label); lower is better.")
+    if metric == "class_accuracy":
+        return ("Class accuracy of class-balanced samples under the dataset classifier (the "
+                "one the classifier FID uses); higher is better.")
     spec = metric_spec(metric)
     return f"{spec.name}{f' [{spec.unit}]' if spec.unit else ''}."
 
@@ -395,6 +416,80 @@ def sampler_sweep_markdown(df: pd.DataFrame, metric: str = "fid") -> str:
     return formatting.markdown_block(caption, formatting.markdown_table(table))
 
 
+# --------------------------------------------------------------------------- guidance
+def guidance_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the primary sampler (method and steps of the primary setting) at every guidance
+    setting; guidance weight 0 (no guidance) belongs to every guidance kind's curve."""
+    if "guidance_kind" not in df or "sampler" not in df:
+        return df.iloc[0:0]
+    primary = primary_rows(df).dropna(subset=["sampler"])
+    if primary.empty:
+        return df.iloc[0:0]
+    method, steps = primary["sampler"].iloc[0], primary["sample_steps"].iloc[0]
+    return df[(df["sampler"] == method) & (df["sample_steps"] == steps)]
+
+
+def guidance_kinds(df: pd.DataFrame) -> list[str]:
+    """The guidance kinds evaluated in ``df`` (besides ``none``)."""
+    rows = guidance_rows(df)
+    return [k for k in ordered_levels(rows["guidance_kind"]) if k != "none"] if len(rows) else []
+
+
+def guidance_cells(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per cell (objective row, schedule), guidance kind and weight (weight 0 = no guidance,
+    repeated under each kind): mean and t-CI half-width over seeds of each of
+    :data:`GUIDANCE_METRICS` present, ``n``, and the primary sampler's NFE."""
+    rows = guidance_rows(df)
+    out = []
+    for kind in guidance_kinds(df):
+        curve = rows[rows["guidance_kind"].isin(["none", kind])]
+        for cell in cell_summary(curve, "fid").itertuples():
+            in_cell = curve[(curve["objective"] == cell.objective)
+                            & (curve["schedule"] == cell.schedule)]
+            for weight in sorted(in_cell["guidance_weight"].astype(float).unique()):
+                sub = in_cell[in_cell["guidance_weight"].astype(float) == weight]
+                record = {"objective": cell.objective, "schedule": cell.schedule,
+                          "guidance_kind": kind, "guidance_weight": weight,
+                          "nfe": int(sub["nfe"].iloc[0]), "n": len(sub)}
+                for metric in GUIDANCE_METRICS:
+                    if metric in sub and sub[metric].notna().any():
+                        record[f"{metric}_mean"], record[f"{metric}_ci"] = mean_ci(
+                            _values(sub, metric).to_numpy(), confidence)
+                out.append(record)
+    return pd.DataFrame(out)
+
+
+def guidance_markdown(df: pd.DataFrame) -> str:
+    """Per guidance kind and metric, a table with one row per cell and one column per guidance
+    weight (``mean ± 95% CI`` over seeds), with captions naming the convention."""
+    cells = guidance_cells(df)
+    if cells.empty:
+        return ""
+    blocks = []
+    conventions = {
+        "cfg": "classifier-free guidance, eps~ = (1 + w) eps(z, c) - w eps(z, null) "
+               "(Ho & Salimans 2022)",
+        "classifier": "classifier guidance, eps~ = eps(z, c) - w sigma grad_z log p(y | z) "
+                      "with a noise-conditional classifier (Dhariwal & Nichol 2021)"}
+    for kind in ordered_levels(cells["guidance_kind"]):
+        of_kind = cells[cells["guidance_kind"] == kind]
+        for metric in GUIDANCE_METRICS:
+            if f"{metric}_mean" not in of_kind or of_kind[f"{metric}_mean"].isna().all():
+                continue
+            decimals = metric_spec(metric).decimals
+            text = of_kind.assign(text=[formatting.fmt_mean_ci(m, c, decimals) for m, c in zip(
+                of_kind[f"{metric}_mean"], of_kind[f"{metric}_ci"], strict=True)])
+            table = text.pivot_table(index=["objective", "schedule"], columns="guidance_weight",
+                                     values="text", aggfunc="first", sort=False)
+            table.columns = [f"w = {w:g}" for w in table.columns]
+            table = table.reset_index().rename(columns={"objective": row_axis_name(df)})
+            caption = (f"{_metric_sentence(df, metric)} By guidance weight w, {conventions[kind]}; "
+                       "w = 0 is the plain conditional sampler; mean ± 95% CI over seeds "
+                       "(Student t); every weight starts from the same noise (paired).")
+            blocks.append(formatting.markdown_block(caption, formatting.markdown_table(table)))
+    return "\n".join(blocks)
+
+
 # --------------------------------------------------------------------------- files
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-") or "all"
@@ -407,7 +502,8 @@ def _dataset_groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 def write_tables(df: pd.DataFrame, out_dir: str | Path, **order: Sequence[str]) -> dict[str, Path]:
     """Write ``summary.csv``, ``summary.md``, ``summary.tex``, ``significance.csv`` and, when the
-    runs were evaluated with more than one sampler setting, ``sampler_sweep.csv``.
+    runs were evaluated with more than one sampler setting, ``sampler_sweep.csv``, and with
+    guidance, ``guidance.csv``.
 
     The Markdown/LaTeX files hold, per dataset, the FID and NLL pivots (and the ODE NLL when
     computed) of the primary rows, their significance tables vs the baseline, and the sampler
@@ -420,7 +516,7 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, **order: Sequence[str]) 
     md = ["# vdm-bench results\n"]
     tex = ["% vdm-bench results, generated by vdm.tables.write_tables.",
            "% Requires \\usepackage{booktabs}.\n"]
-    sig_frames, sweep_frames = [], []
+    sig_frames, sweep_frames, guidance_frames = [], [], []
     for ds, every in _dataset_groups(display_frame(long)):
         sub = primary_rows(every)
         md.append(f"## Dataset `{ds}`\n")
@@ -432,6 +528,10 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, **order: Sequence[str]) 
             md.append("### Samplers and steps\n")
             md.append(sampler_sweep_markdown(every))
             sweep_frames.append(sampler_sweep_cells(every).assign(dataset=ds))
+        if guidance_kinds(every):
+            md.append("### Guidance\n")
+            md.append(guidance_markdown(every))
+            guidance_frames.append(guidance_cells(every).assign(dataset=ds))
         md.append(f"### Significance vs baseline (`{BASELINE[0]}`, `{BASELINE[1]}`)\n")
         for metric in PIVOT_METRICS:
             sig_frames.append(significance_table(sub, metric, **order).assign(dataset=ds))
@@ -442,12 +542,13 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, **order: Sequence[str]) 
     if not sig_all.empty:
         sig_all = sig_all[["dataset"] + [c for c in sig_all.columns if c != "dataset"]]
     names = ["summary.csv", "summary.md", "summary.tex", "significance.csv"]
-    if sweep_frames:
-        names.append("sampler_sweep.csv")
+    extra = {"sampler_sweep.csv": sweep_frames, "guidance.csv": guidance_frames}
+    names += [name for name, frames in extra.items() if frames]
     paths = {name: out / name for name in names}
-    if sweep_frames:
-        with atomic_output(paths["sampler_sweep.csv"]) as tmp:
-            pd.concat(sweep_frames, ignore_index=True).to_csv(tmp, index=False)
+    for name, frames in extra.items():
+        if frames:
+            with atomic_output(paths[name]) as tmp:
+                pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
     with atomic_output(paths["summary.csv"]) as tmp:
         long.to_csv(tmp, index=False)
     with atomic_output(paths["summary.md"]) as tmp:

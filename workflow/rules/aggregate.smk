@@ -9,7 +9,11 @@ rule aggregate:
         significance=report(f"{RESULTS}/tables/significance.csv", category="Tables",
                             caption="../report/significance.rst"),
         sweep=[report(f"{RESULTS}/tables/sampler_sweep.csv", category="Tables",
-                      caption="../report/sampler_sweep.rst")] if SWEEP_SETTINGS else [],
+                      caption="../report/sampler_sweep.rst")]
+        if "sampler_sweep.csv" in TABLE_NAMES else [],
+        guidance=[report(f"{RESULTS}/tables/guidance.csv", category="Tables",
+                         caption="../report/guidance.rst")]
+        if "guidance.csv" in TABLE_NAMES else [],
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output.csv),
     localrule: True
@@ -26,6 +30,7 @@ rule plots:
         summary=f"{RESULTS}/tables/summary.csv",
         logs=cells(f"{RUN_DIR}/train_log.csv"),
         grids=cells(f"{RUN_DIR}/samples.png"),
+        guided=guided_samples(),
     output:
         [report(f"{RESULTS}/plots/{name}.png", category="Plots",
                 caption=f"../report/{name}.rst") for name in PLOT_NAMES],
@@ -38,4 +43,4 @@ rule plots:
         f"{LOGS}/plots.log",
     shell:
         "python -m vdm plots --summary {input.summary} --logs {input.logs} "
-        "--grids {input.grids} --out-dir {params.out_dir} > {log} 2>&1"
+        "--grids {input.grids} --samples {input.guided} --out-dir {params.out_dir} > {log} 2>&1"

@@ -5,7 +5,7 @@ import shlex
 
 from vdm.config import run_config_from_dict, workflow_cell
 from vdm.data import dataset_info
-from vdm.sampler import setting_name
+from vdm.guidance import evaluation_settings
 
 ENV = "../envs/vdm.yaml"
 # Jobs (local, cluster, conda envs) import vdm from this checkout.
@@ -14,7 +14,8 @@ shell.prefix(f"export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:
 DATASET = config["dataset"]
 RESULTS = "results"
 DATA_JSON = f"{RESULTS}/{DATASET}/data.json"
-CONDITIONING = "uncond"
+CONDITIONAL = config["conditioning"]["enabled"]
+CONDITIONING = "class" if CONDITIONAL else "uncond"
 RUN_DIR = (f"{RESULTS}/{DATASET}/runs/{{conditioning}}/{{parameterization}}/{{objective}}/"
            f"{{schedule}}/seed{{seed}}")
 RUN_NAME = "{conditioning}-{parameterization}-{objective}-{schedule}-seed{seed}"  # log files
@@ -49,11 +50,17 @@ def cells(pattern):
                   seed=config["seeds"])
 
 
-# Sampler settings: every method x steps; the first of each list is the primary setting (the
-# evaluate job), the others are evaluated by one sweep job per model, without retraining.
-PRIMARY_METHOD, PRIMARY_STEPS = config["sample"]["methods"][0], config["sample"]["steps"][0]
-SWEEP_SETTINGS = [setting_name(m, k) for m in config["sample"]["methods"]
-                  for k in config["sample"]["steps"] if (m, k) != (PRIMARY_METHOD, PRIMARY_STEPS)]
+# Evaluation settings: every sampler method x steps x guidance setting; the first is the primary
+# setting (the evaluate job), the others are evaluated by one sweep job per model, without
+# retraining.
+SETTINGS = evaluation_settings(config["sample"]["methods"], config["sample"]["steps"],
+                               config["guidance"]["kinds"], config["guidance"]["weights"])
+PRIMARY_METHOD, PRIMARY_STEPS = SETTINGS[0].method, SETTINGS[0].steps
+SWEEP_SETTINGS = [setting.name for setting in SETTINGS[1:]]
+GUIDED_SETTINGS = [s.name for s in SETTINGS if s.guidance.kind != "none" or (
+    s.method, s.steps) == (PRIMARY_METHOD, PRIMARY_STEPS)] if config["guidance"]["kinds"] else []
+NOISY_CLASSIFIER = (f"{RESULTS}/{DATASET}/guidance/noisy-classifier-lambda{config['logsnr_min']:g}"
+                    f"_{config['logsnr_max']:g}.pt")
 
 
 def sweep_fids(wildcards):
@@ -80,7 +87,32 @@ def rule_resources(name, runtime, mem_mb, **defaults):
 
 
 def classifier_weights():
-    return f"{FID_DIR}/classifier.pt" if EXTRACTOR == "classifier" else []
+    """The dataset classifier: the FID extractor, and the judge of conditional samples' class."""
+    return f"{FID_DIR}/classifier.pt" if EXTRACTOR == "classifier" or CONDITIONAL else []
+
+
+def dataset_classifier_arg():
+    return f"--dataset-classifier {FID_DIR}/classifier.pt" if CONDITIONAL else ""
+
+
+def noisy_classifier_input():
+    return NOISY_CLASSIFIER if "classifier" in config["guidance"]["kinds"] else []
+
+
+def noisy_classifier_arg():
+    return f"--noisy-classifier {NOISY_CLASSIFIER}" if noisy_classifier_input() else ""
+
+
+def guided_samples():
+    """samples.npz of the lowest seed of every cell at every guided setting (guidance figure)."""
+    lowest = min(config["seeds"])
+    files = []
+    for name in GUIDED_SETTINGS:
+        primary = name == SETTINGS[0].name
+        pattern = f"{RUN_DIR}/samples.npz" if primary else f"{RUN_DIR}/sweep/{name}/samples.npz"
+        files += [f for f in cells(pattern) if f.endswith(f"seed{lowest}/samples.npz")
+                  or f"seed{lowest}/sweep/" in f]
+    return files
 
 
 def extractor_weights_arg():
@@ -92,10 +124,14 @@ def extractor_weights_arg():
 
 METRICS = cells(f"{RUN_DIR}/metrics.json")
 TABLE_NAMES = ["summary.csv", "summary.md", "summary.tex", "significance.csv"]
-TABLE_NAMES += ["sampler_sweep.csv"] if SWEEP_SETTINGS else []
+TABLE_NAMES += ["sampler_sweep.csv"] if len(config["sample"]["methods"]) * len(
+    config["sample"]["steps"]) > 1 else []
+TABLE_NAMES += ["guidance.csv"] if config["guidance"]["kinds"] else []
 TABLES = expand(f"{RESULTS}/tables/{{name}}", name=TABLE_NAMES)
 PLOT_NAMES = ["fid_heatmap", "nll_heatmap", "fid_bars", "nll_bars", "fid_vs_nll",
               "loss_curves", "samples_montage"]
-PLOT_NAMES += ["fid_vs_nfe"] if SWEEP_SETTINGS else []
+PLOT_NAMES += ["fid_vs_nfe"] if "sampler_sweep.csv" in TABLE_NAMES else []
+PLOT_NAMES += ["fid_vs_guidance", "accuracy_vs_guidance", "precision_recall_guidance",
+               "guidance_samples"] if config["guidance"]["kinds"] else []
 PLOT_NAMES += ["nll_ode_vs_elbo"] if config["nll"]["ode"]["enabled"] else []
 PLOTS = expand(f"{RESULTS}/plots/{{name}}.png", name=PLOT_NAMES)

@@ -31,6 +31,7 @@ if config["evaluation"]["fused"]:
             weights=extractor_weights_arg(),
             cache=f"{FID_DIR}/{EXTRACTOR}/cache",
             extractor=EXTRACTOR,
+            judge=dataset_classifier_arg(),
             device=config["device"],
         threads: 1
         conda:
@@ -50,7 +51,7 @@ if config["evaluation"]["fused"]:
             "--nll-out {output.nll} "
             "--reference-split {params.f[reference_split]} --extractor {params.extractor} "
             "{params.weights} --cache-root {params.cache} "
-            "--kid-subset-size {params.f[kid_subset_size]} {params.prc} "
+            "--kid-subset-size {params.f[kid_subset_size]} {params.prc} {params.judge} "
             "--fid-batch-size {params.f[batch_size]} --fid-out {output.fid} > {log} 2>&1"
 
 else:
@@ -126,6 +127,7 @@ else:
             root=config["data_root"],
             device=config["device"],
             extractor=EXTRACTOR,
+            judge=dataset_classifier_arg(),
         threads: 1
         conda:
             ENV
@@ -139,7 +141,7 @@ else:
             "--cache-root {params.cache} --samples {input.samples} "
             "--kid-subset-size {params.f[kid_subset_size]} {params.prc} "
             "--batch-size {params.f[batch_size]} --device {params.device} --threads {threads} "
-            "--out {output} > {log} 2>&1"
+            "{params.judge} --out {output} > {log} 2>&1"
 
 
 if SWEEP_SETTINGS:
@@ -149,6 +151,7 @@ if SWEEP_SETTINGS:
             model=f"{RUN_DIR}/model.pt",
             reference=f"{FID_DIR}/{EXTRACTOR}/reference.json",
             weights=classifier_weights(),
+            noisy_classifier=noisy_classifier_input(),
         output:
             samples=expand(f"{RUN_DIR}/sweep/{{setting}}/samples.npz", setting=SWEEP_SETTINGS,
                            allow_missing=True),
@@ -162,6 +165,8 @@ if SWEEP_SETTINGS:
             weights=extractor_weights_arg(),
             cache=f"{FID_DIR}/{EXTRACTOR}/cache",
             extractor=EXTRACTOR,
+            judge=dataset_classifier_arg(),
+            noisy=noisy_classifier_arg(),
             device=config["device"],
             out_dir=lambda wildcards, output: os.path.dirname(os.path.dirname(output.fids[0])),
         threads: 1
@@ -177,8 +182,8 @@ if SWEEP_SETTINGS:
             "--num-samples {params.s[num_samples]} --sample-batch-size {params.s[batch_size]} "
             "--out-dir {params.out_dir} --reference-split {params.f[reference_split]} "
             "--extractor {params.extractor} {params.weights} --cache-root {params.cache} "
-            "--kid-subset-size {params.f[kid_subset_size]} {params.prc} "
-            "--fid-batch-size {params.f[batch_size]} > {log} 2>&1"
+            "--kid-subset-size {params.f[kid_subset_size]} {params.prc} {params.judge} "
+            "{params.noisy} --fid-batch-size {params.f[batch_size]} > {log} 2>&1"
 
 
 rule collect:

@@ -49,3 +49,31 @@ rule fid_reference:
         "--split {params.f[reference_split]} --extractor {params.extractor} {params.weights} "
         "--cache-root {params.cache} --batch-size {params.f[batch_size]} "
         "--device {params.device} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule noisy_classifier:
+    input:
+        DATA_JSON,
+    output:
+        weights=NOISY_CLASSIFIER,
+        info=NOISY_CLASSIFIER.removesuffix(".pt") + ".json",
+    params:
+        c=config["guidance"]["classifier"],
+        dataset=DATASET,
+        root=config["data_root"],
+        device=config["device"],
+        logsnr_min=config["logsnr_min"],
+        logsnr_max=config["logsnr_max"],
+    threads: 1
+    conda:
+        ENV
+    resources:
+        **rule_resources("fid", runtime=30, mem_mb=4000),
+    log:
+        f"{LOGS}/noisy_classifier.log",
+    shell:
+        "python -m vdm noisy-classifier --dataset {params.dataset} --root {params.root:q} "
+        "--logsnr-min {params.logsnr_min} --logsnr-max {params.logsnr_max} "
+        "--steps {params.c[steps]} --batch-size {params.c[batch_size]} --lr {params.c[lr]} "
+        "--channels {params.c[channels]} --seed {params.c[seed]} --device {params.device} "
+        "--threads {threads} --out {output.weights} > {log} 2>&1"
