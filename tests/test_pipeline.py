@@ -83,6 +83,80 @@ def test_run_files_record_provenance(finished: Path) -> None:
     assert {"git", "packages", "python"} <= set(metrics["provenance"])
 
 
+@pytest.fixture(scope="module")
+def finished_axes(tmp_path_factory) -> Path:
+    """The tiny grid with every further axis: config/test.yaml + config/test_axes.yaml."""
+    work = copy_workflow(tmp_path_factory.mktemp("axes"))
+    result = snakemake(work, "--cores", "2", "--configfile", "config/test.yaml",
+                       "config/test_axes.yaml", check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return work
+
+
+AXES_SETTINGS = {"ancestral-8", "ancestral-8-cfg-2", "ancestral-8-classifier-2", "heun-8",
+                 "heun-8-cfg-2", "heun-8-classifier-2"}
+
+
+@pytest.mark.slow
+def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_axes: Path) -> None:
+    summary = pd.read_csv(finished_axes / "results/tables/summary.csv")
+    models = summary.drop_duplicates(["parameterization", "seed"])
+    assert len(models) == 4 and set(summary["parameterization"]) == {"eps", "x0"}
+    assert (summary["conditioning"] == "class").all()
+    names = {f"{r.sampler}-{r.sample_steps}" + ("" if r.guidance_kind == "none" else
+                                              f"-{r.guidance_kind}-{r.guidance_weight:g}")
+             for r in summary.itertuples()}
+    assert names == AXES_SETTINGS and len(summary) == 4 * len(AXES_SETTINGS)
+    assert summary["primary"].sum() == 4
+    assert set(summary.loc[summary["primary"], "sampler"]) == {"ancestral"}
+    heun = summary[summary["sampler"] == "heun"]
+    assert set(heun["nfe"]) == {17, 34}  # 2 N + 1, doubled by classifier-free guidance
+    assert summary["class_accuracy"].between(0, 1).all() and summary["fid"].gt(0).all()
+    for column in ("nll_ode_bpd", "nll_ode_minus_elbo_bpd", "nll_cond_bpd"):
+        assert summary[column].notna().all(), column
+    sweep = pd.read_csv(finished_axes / "results/tables/sampler_sweep.csv")
+    assert set(sweep["sampler"]) == {"ancestral", "heun"} and len(sweep) == 4
+    guidance = pd.read_csv(finished_axes / "results/tables/guidance.csv")
+    assert set(guidance["guidance_kind"]) == {"cfg", "classifier"}
+    assert set(guidance["guidance_weight"]) == {0.0, 2.0}
+    markdown = (finished_axes / "results/tables/summary.md").read_text()
+    for text in ("| parameterization / objective |", "### Samplers and steps", "### Guidance",
+                 "ODE", "-log p(x | y)"):
+        assert text in markdown, text
+    for name in ("fid_vs_nfe", "nll_ode_vs_elbo", "fid_vs_guidance", "accuracy_vs_guidance",
+                 "precision_recall_guidance", "guidance_samples"):
+        png = finished_axes / f"results/plots/{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+@pytest.mark.slow
+def test_axes_report_has_every_new_table_and_plot(finished_axes: Path) -> None:
+    result = snakemake(finished_axes, "--configfile", "config/test.yaml", "config/test_axes.yaml",
+                       "--report", "results/report.html", check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (finished_axes / "results/report.html").read_text(errors="replace")
+    for name in ("sampler_sweep.csv", "guidance.csv", "fid_vs_nfe.png", "nll_ode_vs_elbo.png",
+                 "fid_vs_guidance.png", "accuracy_vs_guidance.png",
+                 "precision_recall_guidance.png", "guidance_samples.png"):
+        assert name in html, name
+
+
+@pytest.mark.slow
+def test_changing_sampler_or_guidance_settings_retrains_nothing(finished_axes: Path) -> None:
+    """The sampler and guidance axes reuse the trained models: adding settings plans only
+    evaluation jobs (sweep, collect, tables), never training."""
+    result = snakemake(finished_axes, "--cores", "2", "--configfile", "config/test.yaml",
+                       "config/test_axes.yaml", "--config",
+                       "sample={'num_samples':100,'methods':['ancestral','heun','ddim'],"
+                       "'steps':[8,4],'batch_size':100}",
+                       "guidance={'kinds':['cfg','classifier'],'weights':[0,1,2],"
+                       "'classifier':{'steps':200}}", "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    planned = {line.split()[0] for line in result.stdout.splitlines()
+               if line and line.split()[0] in ("train", "noisy_classifier", "sweep", "evaluate")}
+    assert planned == {"sweep"}, result.stdout[-3000:]
+
+
 @pytest.mark.slow
 def test_adding_a_seed_reruns_only_the_new_cells(finished: Path) -> None:
     models = sorted(finished.glob("results/digits/runs/*/*/*/*/seed*/model.pt"))

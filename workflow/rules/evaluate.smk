@@ -19,7 +19,8 @@ if config["evaluation"]["fused"]:
             nll=f"{RUN_DIR}/nll.json",
             fid=f"{RUN_DIR}/fid.json",
         params:
-            s=config["sample"],
+            num_samples=config["sample"]["num_samples"],
+            batch_size=config["sample"]["batch_size"],
             method=PRIMARY_METHOD,
             steps=PRIMARY_STEPS,
             n=config["nll"],
@@ -43,8 +44,8 @@ if config["evaluation"]["fused"]:
         shell:
             "python -m vdm evaluate --model {input.model} --seed {wildcards.seed} "
             "--device {params.device} --threads {threads} "
-            "--num-samples {params.s[num_samples]} --sample-steps {params.steps} "
-            "--method {params.method} --sample-batch-size {params.s[batch_size]} "
+            "--num-samples {params.num_samples} --sample-steps {params.steps} "
+            "--method {params.method} --sample-batch-size {params.batch_size} "
             "--samples-out {output.samples} --grid {output.grid} "
             "--split {params.n[split]} --num-time-samples {params.n[num_time_samples]} "
             "--nll-batch-size {params.n[batch_size]} {params.max_examples} {params.ode} "
@@ -68,7 +69,8 @@ else:
                                 "seed": "{seed}"},
                         caption="../report/samples.rst"),
         params:
-            s=config["sample"],
+            num_samples=config["sample"]["num_samples"],
+            batch_size=config["sample"]["batch_size"],
             method=PRIMARY_METHOD,
             steps=PRIMARY_STEPS,
             device=config["device"],
@@ -80,8 +82,8 @@ else:
         log:
             f"{LOGS}/sample/{RUN_NAME}.log",
         shell:
-            "python -m vdm sample --model {input.model} --num-samples {params.s[num_samples]} "
-            "--steps {params.steps} --method {params.method} --batch-size {params.s[batch_size]} "
+            "python -m vdm sample --model {input.model} --num-samples {params.num_samples} "
+            "--steps {params.steps} --method {params.method} --batch-size {params.batch_size} "
             "--seed {wildcards.seed} --device {params.device} --threads {threads} "
             "--out {output.samples} --grid {output.grid} > {log} 2>&1"
 
