@@ -73,3 +73,16 @@ def test_defaults_agree_between_config_schema_and_library() -> None:
             assert defaults[key] == value, f"schema default of {section}.{key}"
             if key != "threads":  # the library leaves torch's thread count alone by default
                 assert library[section][key] == value, f"vdm.config default of {section}.{key}"
+
+
+def test_grid_name_is_default_only_for_the_embedded_default() -> None:
+    from vdm.config import grid_name, load_config_file, validate_workflow_config
+
+    default = validate_workflow_config(load_config_file("config/config.yaml"))
+    assert grid_name(default, default) == "default"
+    assert grid_name({**default, "resources": {"train": {"runtime": 9}}}, default) == "default"
+    changed = {**default, "seeds": [0]}
+    name = grid_name(changed, default)
+    assert name.startswith("grid-") and len(name) == len("grid-") + 8
+    assert grid_name(dict(reversed(list(changed.items()))), default) == name  # key order
+    assert grid_name({**changed, "name": "mine"}, default) == "mine"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def finished(workdir: Path) -> Path:
 
 @pytest.mark.slow
 def test_summary_table(finished: Path) -> None:
-    summary = pd.read_csv(finished / "results/tables/summary.csv")
+    summary = pd.read_csv(finished / "results/test/tables/summary.csv")
     assert len(summary) == TINY_CELLS
     for column in ("objective", "schedule", "seed", "fid", "kid", "nll_bpd", "nll_bpd_se",
                    "train_seconds", "steps", "feature_extractor"):
@@ -61,13 +62,13 @@ def test_summary_table(finished: Path) -> None:
 
 @pytest.mark.slow
 def test_formatted_tables_and_plots(finished: Path) -> None:
-    markdown = (finished / "results/tables/summary.md").read_text()
+    markdown = (finished / "results/test/tables/summary.md").read_text()
     assert "±" in markdown and "**" in markdown and "classifier-digits" in markdown
-    assert "\\textbf" in (finished / "results/tables/summary.tex").read_text()
-    significance = pd.read_csv(finished / "results/tables/significance.csv")
+    assert "\\textbf" in (finished / "results/test/tables/summary.tex").read_text()
+    significance = pd.read_csv(finished / "results/test/tables/significance.csv")
     assert {"p", "diff"} <= set(significance.columns)
     for name in PLOT_NAMES:
-        png = finished / f"results/plots/{name}.png"
+        png = finished / f"results/test/plots/{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
@@ -99,7 +100,7 @@ AXES_SETTINGS = {"ancestral-8", "ancestral-8-cfg-2", "ancestral-8-classifier-2",
 
 @pytest.mark.slow
 def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_axes: Path) -> None:
-    summary = pd.read_csv(finished_axes / "results/tables/summary.csv")
+    summary = pd.read_csv(finished_axes / "results/test-axes/tables/summary.csv")
     models = summary.drop_duplicates(["parameterization", "seed"])
     assert len(models) == 4 and set(summary["parameterization"]) == {"eps", "x0"}
     assert (summary["conditioning"] == "class").all()
@@ -114,27 +115,27 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     assert summary["class_accuracy"].between(0, 1).all() and summary["fid"].gt(0).all()
     for column in ("nll_ode_bpd", "nll_ode_minus_elbo_bpd", "nll_cond_bpd"):
         assert summary[column].notna().all(), column
-    sweep = pd.read_csv(finished_axes / "results/tables/sampler_sweep.csv")
+    sweep = pd.read_csv(finished_axes / "results/test-axes/tables/sampler_sweep.csv")
     assert set(sweep["sampler"]) == {"ancestral", "heun"} and len(sweep) == 4
-    guidance = pd.read_csv(finished_axes / "results/tables/guidance.csv")
+    guidance = pd.read_csv(finished_axes / "results/test-axes/tables/guidance.csv")
     assert set(guidance["guidance_kind"]) == {"cfg", "classifier"}
     assert set(guidance["guidance_weight"]) == {0.0, 2.0}
-    markdown = (finished_axes / "results/tables/summary.md").read_text()
+    markdown = (finished_axes / "results/test-axes/tables/summary.md").read_text()
     for text in ("| parameterization / objective |", "### Samplers and steps", "### Guidance",
                  "ODE", "-log p(x | y)"):
         assert text in markdown, text
     for name in ("fid_vs_nfe", "nll_ode_vs_elbo", "fid_vs_guidance", "accuracy_vs_guidance",
                  "precision_recall_guidance", "guidance_samples"):
-        png = finished_axes / f"results/plots/{name}.png"
+        png = finished_axes / f"results/test-axes/plots/{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
 @pytest.mark.slow
 def test_axes_report_has_every_new_table_and_plot(finished_axes: Path) -> None:
     result = snakemake(finished_axes, "--configfile", "config/test.yaml", "config/test_axes.yaml",
-                       "--report", "results/report.html", check=False)
+                       "--report", "results/test-axes/report.html", check=False)
     assert result.returncode == 0, result.stderr[-3000:]
-    html = (finished_axes / "results/report.html").read_text(errors="replace")
+    html = (finished_axes / "results/test-axes/report.html").read_text(errors="replace")
     for name in ("sampler_sweep.csv", "guidance.csv", "fid_vs_nfe.png", "nll_ode_vs_elbo.png",
                  "fid_vs_guidance.png", "accuracy_vs_guidance.png",
                  "precision_recall_guidance.png", "guidance_samples.png"):
@@ -171,14 +172,36 @@ def test_adding_a_seed_reruns_only_the_new_cells(finished: Path) -> None:
 @pytest.mark.slow
 def test_html_report(finished: Path) -> None:
     result = snakemake(finished, "--configfile", "config/test.yaml", "--report",
-                       "results/report.html", check=False)
+                       "results/test/report.html", check=False)
     assert result.returncode == 0, result.stderr[-3000:]
-    html = (finished / "results/report.html").read_text(errors="replace")
+    html = (finished / "results/test/report.html").read_text(errors="replace")
     for name in [*(f"{plot}.png" for plot in PLOT_NAMES), "summary.csv", "significance.csv"]:
         assert name in html, name  # every plot and table of the report, by name
     for run in finished.glob("results/digits/runs/*/*/*/*/seed*"):  # each run's samples and log
         cell = "/".join(run.relative_to(finished).parts)
         assert f"{cell}/samples.png" in html and f"{cell}/train_log.csv" in html, cell
+
+
+def _planned_outputs(work: Path, *args: str) -> set[str]:
+    """The files a dry run of ``snakemake *args`` would write."""
+    result = snakemake(work, "-n", "--cores", "1", *args)
+    return {path for line in re.findall(r"output: (.*)", result.stdout) for path in line.split(", ")}
+
+
+def test_grids_of_other_settings_never_overwrite_each_other(workdir: Path) -> None:
+    """The default grid writes results/default/; the README's example of a changed grid writes
+    results/grid-<hash>/ (its own tables, plots and report) and shares the trained runs."""
+    default = _planned_outputs(workdir)
+    assert "results/default/tables/summary.csv" in default
+    example = _planned_outputs(workdir, "--config", "objectives=[eps,v]", "seeds=[0]")
+    tables = {p for p in example if "/tables/" in p}
+    assert tables and not tables & default
+    names = {p.split("/")[1] for p in tables}
+    assert len(names) == 1 and names.pop().startswith("grid-")
+    shared = "results/digits/runs/uncond/eps/eps/linear/seed0/model.pt"
+    assert shared in default and shared in example  # the same run serves both grids
+    again = _planned_outputs(workdir, "--config", "seeds=[0]", "objectives=[eps,v]")
+    assert {p for p in again if "/tables/" in p} == tables  # a stable name
 
 
 def test_lint_is_clean(workdir: Path) -> None:
@@ -261,12 +284,12 @@ def test_sigkilled_grid_resumes_to_identical_numbers(finished: Path, tmp_path: P
     half_evaluated = [p.parent for p in work.glob(f"{runs}/samples.npz")
                       if not (p.parent / "fid.json").exists()]
     assert interrupted if moment == "training" else half_evaluated
-    assert not (work / "results/tables/summary.csv").exists()
+    assert not (work / "results/test/tables/summary.csv").exists()
     snakemake(work, "--unlock")
     result = snakemake(work, "--cores", "2", "--configfile", "config/test.yaml", check=False)
     assert result.returncode == 0, result.stderr[-4000:]
     for run in interrupted:  # resumed from the checkpoint that survived the kill
         assert json.loads((run / "train.json").read_text())["resumed_from"] == [10], run
-    before = pd.read_csv(finished / "results/tables/summary.csv")[DETERMINISTIC_COLUMNS]
-    after = pd.read_csv(work / "results/tables/summary.csv")[DETERMINISTIC_COLUMNS]
+    before = pd.read_csv(finished / "results/test/tables/summary.csv")[DETERMINISTIC_COLUMNS]
+    after = pd.read_csv(work / "results/test/tables/summary.csv")[DETERMINISTIC_COLUMNS]
     pd.testing.assert_frame_equal(before, after, check_exact=True)

@@ -134,6 +134,6 @@ def test_tiny_grid_through_slurm(cluster: slurm_cluster.Cluster, tmp_path: Path)
     assert Counter(p.relative_to(work / ".snakemake/slurm_logs").parts[0] for p in slurm_logs) \
         == Counter({f"rule_{name}": n for name, n in SUBMITTED.items()})
 
-    summary = pd.read_csv(work / "results/tables/summary.csv")
+    summary = pd.read_csv(work / "results/test/tables/summary.csv")
     assert len(summary) == TINY_CELLS
     assert summary["fid"].notna().all() and (summary["nll_bpd"] < math.log2(17)).all()

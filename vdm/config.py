@@ -7,6 +7,7 @@ and wrongly typed values fail immediately with a one-line error naming the key.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import types
@@ -172,6 +173,21 @@ def validate_workflow_config(data: dict[str, Any], schema: str | Path = WORKFLOW
         raise ValueError(describe_schema_error(error) or str(error).splitlines()[0]) from None
     check_workflow_config(data)
     return data
+
+
+def grid_name(config: dict[str, Any], default: dict[str, Any]) -> str:
+    """The name under which a grid's tables, plots and report are written (``results/<name>/``):
+    ``config['name']`` when set; ``default`` when the validated ``config`` equals the validated
+    embedded ``default`` config; otherwise ``grid-<first 8 hex of sha256>`` of the config's
+    canonical JSON (resources excluded: they do not change results). Stable across runs."""
+    if config.get("name"):
+        return str(config["name"])
+    def relevant(c: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in c.items() if k not in ("name", "resources")}
+    if relevant(config) == relevant(default):
+        return "default"
+    text = json.dumps(relevant(config), sort_keys=True, default=str)
+    return f"grid-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 def check_workflow_config(config: dict[str, Any]) -> None:

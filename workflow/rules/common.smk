@@ -3,7 +3,7 @@ import json
 import os
 import shlex
 
-from vdm.config import run_config_from_dict, workflow_cell
+from vdm.config import grid_name, load_config_file, run_config_from_dict, workflow_cell
 from vdm.data import dataset_info
 from vdm.guidance import evaluation_settings
 
@@ -13,6 +13,10 @@ shell.prefix(f"export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:
 
 DATASET = config["dataset"]
 RESULTS = "results"
+# This grid's tables, plots and report: results/<name>/ (runs are shared between grids).
+_DEFAULT = load_config_file(workflow.source_path("../../config/config.yaml"))
+validate(_DEFAULT, workflow.source_path("../../config/schema.yaml"))
+GRID = f"{RESULTS}/{grid_name(config, _DEFAULT)}"
 DATA_JSON = f"{RESULTS}/{DATASET}/data.json"
 CONDITIONAL = config["conditioning"]["enabled"]
 CONDITIONING = "class" if CONDITIONAL else "uncond"
@@ -127,11 +131,11 @@ TABLE_NAMES = ["summary.csv", "summary.md", "summary.tex", "significance.csv"]
 TABLE_NAMES += ["sampler_sweep.csv"] if len(config["sample"]["methods"]) * len(
     config["sample"]["steps"]) > 1 else []
 TABLE_NAMES += ["guidance.csv"] if config["guidance"]["kinds"] else []
-TABLES = expand(f"{RESULTS}/tables/{{name}}", name=TABLE_NAMES)
+TABLES = expand(f"{GRID}/tables/{{name}}", name=TABLE_NAMES)
 PLOT_NAMES = ["fid_heatmap", "nll_heatmap", "fid_bars", "nll_bars", "fid_vs_nll",
               "loss_curves", "samples_montage"]
 PLOT_NAMES += ["fid_vs_nfe"] if "sampler_sweep.csv" in TABLE_NAMES else []
 PLOT_NAMES += ["fid_vs_guidance", "accuracy_vs_guidance", "precision_recall_guidance",
                "guidance_samples"] if config["guidance"]["kinds"] else []
 PLOT_NAMES += ["nll_ode_vs_elbo"] if config["nll"]["ode"]["enabled"] else []
-PLOTS = expand(f"{RESULTS}/plots/{{name}}.png", name=PLOT_NAMES)
+PLOTS = expand(f"{GRID}/plots/{{name}}.png", name=PLOT_NAMES)
