@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import gaussian_optimal_eps_fn
@@ -71,6 +72,11 @@ def test_save_grid(tmp_path) -> None:
     picture = Image.open(path)
     assert picture.size == ((4 * 9 + 1) * 2, (3 * 9 + 1) * 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]  # no temporary left
+    titled = Image.open(save_grid(images[:, :1], tmp_path / "titled.png", columns=4, scale=2,
+                                  title="eps/elbo/cosine seed 0, ancestral-25"))
+    assert titled.size == ((4 * 9 + 1) * 2, (3 * 9 + 1) * 2 + 14)
+    band = torch.as_tensor(np.asarray(titled))[:14]
+    assert (band < 128).any() and (band == 255).any()  # dark text on a white band
 
 
 def _gaussian_flow_endpoint(z_1: torch.Tensor, log_snrs: torch.Tensor, s: float) -> torch.Tensor:

@@ -88,8 +88,8 @@ def test_load_metrics_flattens_scalars(tmp_path: Path) -> None:
 def test_summary_long_order_and_columns(df: pd.DataFrame) -> None:
     shuffled = df.sample(frac=1.0, random_state=0)
     long = tables.summary_long(shuffled, objective_order=OBJECTIVES, schedule_order=SCHEDULES)
-    assert list(long.columns[:5]) == ["dataset", "parameterization", "objective", "schedule",
-                                      "seed"]
+    assert list(long.columns[:6]) == ["dataset", "conditioning", "parameterization", "objective",
+                                      "schedule", "seed"]
     expected = [(o, s, k) for o in OBJECTIVES for s in SCHEDULES for k in range(3)]
     assert list(zip(long["objective"], long["schedule"], long["seed"], strict=True)) == expected
 

@@ -185,7 +185,8 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
     with atomic_output(out) as tmp:
         np.savez_compressed(tmp, **arrays, meta=json.dumps(meta, default=str))
     if grid:
-        save_grid(images, grid)
+        save_grid(images, grid, title=f"{config.parameterization}/{config.objective}/"
+                                      f"{config.schedule} seed {config.seed}, {setting.name}")
     print(f"{len(images)} samples ({setting.name}) -> {out}")
 
 
@@ -804,7 +805,7 @@ def plots_main(args: argparse.Namespace) -> None:
         key = (label, schedule, setting_of(path))
         if key not in guided or seed < lowest_guided[key]:
             guided[key], lowest_guided[key] = path, seed
-    written = draw_all(args.summary, logs, grids, args.out_dir, guided)
+    written = draw_all(args.summary, logs, grids, args.out_dir, guided, lowest)
     print("plots: " + ", ".join(str(p) for p in written))
 
 

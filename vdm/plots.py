@@ -8,6 +8,8 @@ error bar is drawn. Missing values (e.g. FID not computed) are left blank, never
 
 from __future__ import annotations
 
+import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -52,6 +54,12 @@ def _save(fig: Figure, path: Path) -> Path:
     with atomic_output(path) as tmp:  # a PNG is never seen half-written
         fig.savefig(tmp, dpi=120)
     return path
+
+
+def _suptitle(fig: Figure, text: str, fontsize: float = 10) -> None:
+    """A figure title wrapped to the figure's width (about 12 characters per inch at 10 pt)."""
+    width = max(int(fig.get_figwidth() * 120 / fontsize), 30)
+    fig.suptitle("\n".join(textwrap.wrap(text, width)), fontsize=fontsize)
 
 
 def _no_data(ax: Axes, message: str) -> None:
@@ -99,8 +107,7 @@ def _heatmap(df: pd.DataFrame, metric: str, path: Path) -> Path:
     ax.add_patch(Rectangle((j, i), 1, 1, fill=False, edgecolor="red", lw=2.5))
     ax.set_xlabel("noise schedule")
     ax.set_ylabel(row_axis_name(df))
-    ax.set_title(f"{metric_label(df, metric).split(',')[0]}: {CI_TEXT}\nred box = best cell",
-                 fontsize=10)
+    ax.set_title(f"{metric_label(df, metric).split(',')[0]}: {CI_TEXT}\nred box = best cell")
     return _save(fig, path)
 
 
@@ -111,37 +118,50 @@ def plot_heatmaps(df: pd.DataFrame, out_dir: PathLike) -> list[Path]:
 
 # --------------------------------------------------------------------------- bars
 def _bars(df: pd.DataFrame, metric: str, path: Path) -> Path:
+    """One panel per objective row, each with its own y axis (so one bad row, e.g. x0 with a
+    FID of 40, does not flatten the differences among the others): a bar per schedule with the
+    95% t-CI and the seeds as dots."""
     cells = cell_summary(df, metric)
     objs, scheds = _levels(df)
-    fig, axes = _figure(size=(1.5 * len(scheds) * max(1, len(objs) / 3) + 2.5, 4.5))
-    ax = axes[0, 0]
+    ncols = min(max(len(objs), 1), 4)
+    nrows = math.ceil(max(len(objs), 1) / ncols)
+    fig, axes = _figure(nrows, ncols, size=(max(1.0 * len(scheds), 2.4) * ncols + 1.6,
+                                            3.0 * nrows + 1.0))
+    for ax in axes.flat[len(objs):]:
+        ax.set_axis_off()
     if not np.isfinite(cells["mean"].to_numpy(dtype=float)).any():
-        _no_data(ax, f"no {metric_label(df, metric).split(',')[0]} values")
+        _no_data(axes[0, 0], f"no {metric_label(df, metric).split(',')[0]} values")
         return _save(fig, path)
-    colours, width = _palette(objs), 0.8 / max(len(objs), 1)
+    colours = _palette(scheds)
     rng = np.random.default_rng(0)
-    for k, obj in enumerate(objs):
+    for ax, obj in zip(axes.flat, objs, strict=False):
         sub = cells[cells["objective"] == obj].set_index("schedule").reindex(scheds)
-        x = np.arange(len(scheds)) - 0.4 + width * (k + 0.5)
-        ax.bar(x, sub["mean"], width, yerr=sub["ci"], capsize=3,
-               color=colours[obj], label=obj, alpha=0.85)
+        x = np.arange(len(scheds))
+        ax.bar(x, sub["mean"], 0.7, yerr=sub["ci"], capsize=3,
+               color=[colours[s] for s in scheds], alpha=0.85)
+        seeds_all = []
         for xi, sched in zip(x, scheds, strict=True):
             seeds = df.loc[(df["objective"] == obj) & (df["schedule"] == sched), metric]
-            ax.scatter(xi + rng.uniform(-width / 5, width / 5, len(seeds)), seeds, s=10,
-                       color="black", zorder=3)
-    values = np.concatenate([(cells["mean"] - cells["ci"].fillna(0)).to_numpy(float),
-                             (cells["mean"] + cells["ci"].fillna(0)).to_numpy(float),
-                             df[metric].to_numpy(float)])
-    lo, hi = np.nanmin(values), np.nanmax(values)
-    pad = 0.15 * (hi - lo) if hi > lo else 0.05 * abs(hi) + 1e-3
-    bottom = 0.0 if lo - pad <= 0 or lo < 0.3 * hi else lo - pad
-    ax.set_ylim(bottom, hi + pad)
-    ax.set_xticks(np.arange(len(scheds)), scheds)
-    ax.set_xlabel("noise schedule")
-    ax.set_ylabel(metric_label(df, metric) + ("" if bottom == 0 else "\n(axis not from 0)"))
-    ax.set_title(f"{metric_label(df, metric).split(',')[0]}: {CI_TEXT}; dots = seeds",
-                 fontsize=10)
-    ax.legend(title=row_axis_name(df), fontsize=8)
+            seeds_all.append(seeds.to_numpy(float))
+            ax.scatter(xi + rng.uniform(-0.15, 0.15, len(seeds)), seeds, s=10, color="black",
+                       zorder=3)
+        values = np.concatenate([(sub["mean"] - sub["ci"].fillna(0)).to_numpy(float),
+                                 (sub["mean"] + sub["ci"].fillna(0)).to_numpy(float),
+                                 *seeds_all])
+        if np.isfinite(values).any():
+            lo, hi = np.nanmin(values), np.nanmax(values)
+            pad = 0.15 * (hi - lo) if hi > lo else 0.05 * abs(hi) + 1e-3
+            bottom = 0.0 if lo - pad <= 0 or lo < 0.3 * hi else lo - pad
+            ax.set_ylim(bottom, hi + pad)
+            if bottom != 0:
+                ax.text(0.01, 0.99, "axis not from 0", transform=ax.transAxes, fontsize=6,
+                        va="top")
+        ax.set_xticks(x, scheds, fontsize=8, rotation=30 if len(scheds) > 3 else 0)
+        ax.set_title(obj, fontsize=9)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(metric_label(df, metric), fontsize=8)
+    _suptitle(fig, f"{metric_label(df, metric).split(',')[0]} per {row_axis_name(df)} (one panel "
+                 f"each, own y axis) and schedule: {CI_TEXT}; dots = seeds")
     return _save(fig, path)
 
 
@@ -216,8 +236,8 @@ def plot_loss_curves(log_csvs: Mapping[tuple[str, str, int], PathLike], out_dir:
     axes[0, 0].set_ylabel("training loss (objective's own scale, log)")
     handles = [Line2D([], [], color=colours[o], label=o) for o in objs]
     axes[0, -1].legend(handles=handles, title="objective", fontsize=8)
-    fig.suptitle(f"Training loss, moving average over {100 * window_frac:g}% of steps; "
-                 "one line per seed (loss scales differ by objective)", fontsize=10)
+    _suptitle(fig, f"Training loss, moving average over {100 * window_frac:g}% of steps; "
+                 "one line per seed (loss scales differ by objective)")
     return _save(fig, Path(out_dir) / "loss_curves.png")
 
 
@@ -229,7 +249,8 @@ def _image(path: PathLike) -> tuple[np.ndarray, str | None]:
         return np.asarray(img.convert("RGB")), None
 
 
-def plot_sample_montage(grid_pngs: Mapping[tuple, PathLike], out_dir: PathLike) -> Path:
+def plot_sample_montage(grid_pngs: Mapping[tuple, PathLike], out_dir: PathLike,
+                        seeds: Mapping[tuple[str, str], int] | None = None) -> Path:
     """``samples_montage.png``: rows = objectives, columns = schedules, each tile one run's
     sample grid. Keys are ``(objective, schedule)`` (extra key items such as a seed are
     ignored; the first path per cell is shown)."""
@@ -256,8 +277,11 @@ def plot_sample_montage(grid_pngs: Mapping[tuple, PathLike], out_dir: PathLike) 
             ax.set_title(sched, fontsize=10)
         if j == 0:
             ax.set_ylabel(obj, fontsize=10)
-    fig.suptitle("Samples of the lowest seed of each cell: rows = objective (or "
-                 "parameterization / objective), columns = noise schedule", fontsize=10)
+    shown = sorted(set((seeds or {}).values()))
+    which = (f"seed {shown[0]}" if len(shown) == 1 else "the seed in each title"
+             if shown else "one seed")
+    _suptitle(fig, f"Samples of {which} of each cell (its lowest): rows = objective (prefixed by "
+                 "what varies besides), columns = noise schedule")
     return _save(fig, Path(out_dir) / "samples_montage.png")
 
 
@@ -295,8 +319,7 @@ def plot_fid_vs_nfe(df: pd.DataFrame, out_dir: PathLike) -> Path:
         if j == 0:
             ax.set_ylabel(fid_label(df))
     axes[0, -1].legend(title="sampler", fontsize=8)
-    fig.suptitle(f"FID vs sampling cost, same trained models; lower is better\n{CI_TEXT} as a band",
-                 fontsize=10)
+    _suptitle(fig, f"FID vs sampling cost, same trained models; lower is better\n{CI_TEXT} as a band")
     return _save(fig, Path(out_dir) / "fid_vs_nfe.png")
 
 
@@ -372,7 +395,7 @@ def _guidance_curves(df: pd.DataFrame, metric: str, ylabel: str, path: Path,
         ax.set_xlabel("guidance weight w")
     axes[0, 0].set_ylabel(ylabel)
     axes[0, -1].legend(title=f"{row_axis_name(df)} · schedule", fontsize=7)
-    fig.suptitle(f"{ylabel.split(',')[0]} vs guidance weight ({CI_TEXT} as a band)", fontsize=10)
+    _suptitle(fig, f"{ylabel.split(',')[0]} vs guidance weight ({CI_TEXT} as a band)")
     return _save(fig, path)
 
 
@@ -411,8 +434,8 @@ def plot_guidance(df: pd.DataFrame, out_dir: PathLike) -> list[Path]:
             ax.set_xlabel("recall (diversity), higher is better")
         axes[0, 0].set_ylabel("precision (fidelity), higher is better")
         axes[0, -1].legend(title=f"{row_axis_name(df)} · schedule", fontsize=7)
-        fig.suptitle("Precision-recall traced by the guidance weight w (numbers: w; mean over "
-                     "seeds)", fontsize=10)
+        _suptitle(fig, "Precision-recall traced by the guidance weight w (numbers: w; mean over "
+                     "seeds)")
     written.append(_save(fig, out / "precision_recall_guidance.png"))
     return written
 
@@ -464,15 +487,15 @@ def plot_guidance_samples(df: pd.DataFrame, samples: Mapping[tuple[str, str, str
         ax.set_title(f"{GUIDANCE_NAMES.get(kind, kind) if weight else ''}\n{label}{best_text}",
                      fontsize=8)
     axes[0, 0].set_ylabel("one row per class (0 at the top)", fontsize=8)
-    fig.suptitle(f"Guided samples of {cell[0]} · {cell[1]} (lowest seed)", fontsize=10)
+    _suptitle(fig, f"Guided samples of {cell[0]} · {cell[1]} (lowest seed)")
     return _save(fig, path)
 
 
 # --------------------------------------------------------------------------- CLI layer
 def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], PathLike],
                grid_pngs: Mapping[tuple, PathLike], out_dir: PathLike,
-               guided_samples: Mapping[tuple[str, str, str], PathLike] | None = None
-               ) -> list[Path]:
+               guided_samples: Mapping[tuple[str, str, str], PathLike] | None = None,
+               grid_seeds: Mapping[tuple[str, str], int] | None = None) -> list[Path]:
     """CLI entry (``python -m vdm plots``): all figures from ``summary.csv``, the training logs
     and the sample grids; ``fid_vs_nfe.png`` when the runs have several sampler settings,
     ``nll_ode_vs_elbo.png`` when they have ODE likelihoods, and the guidance figures
@@ -481,7 +504,8 @@ def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], Pa
     every = display_frame(pd.read_csv(summary_csv))
     df = primary_rows(every)
     written = [*plot_heatmaps(df, out_dir), *plot_bars(df, out_dir), plot_tradeoff(df, out_dir),
-               plot_loss_curves(log_csvs, out_dir), plot_sample_montage(grid_pngs, out_dir)]
+               plot_loss_curves(log_csvs, out_dir),
+               plot_sample_montage(grid_pngs, out_dir, grid_seeds)]
     if len(sampler_settings(every)) > 1:
         written.append(plot_fid_vs_nfe(every, out_dir))
     if "nll_ode_bpd" in df and df["nll_ode_bpd"].notna().any():

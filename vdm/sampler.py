@@ -149,8 +149,9 @@ def sample(eps_fn: EpsFn, schedule: nn.Module, image_shape: tuple[int, int, int]
 
 
 def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, columns: int = 10,
-              scale: int | None = None, padding: int = 1) -> Path:
-    """Save the first ``columns**2`` uint8 images ``(N, C, H, W)`` as one PNG grid."""
+              scale: int | None = None, padding: int = 1, title: str | None = None) -> Path:
+    """Save the first ``columns**2`` uint8 images ``(N, C, H, W)`` as one PNG grid, with an
+    optional one-line ``title`` in a white band above it."""
     images = torch.as_tensor(images)[: columns * columns]
     n, c, h, w = images.shape
     rows = math.ceil(n / columns)
@@ -164,6 +165,15 @@ def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, columns: int 
     picture = Image.fromarray(array[..., 0] if c == 1 else array)
     scale = scale or max(1, 256 // max(h, w))
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    if title:
+        from PIL import ImageDraw
+
+        band = 14
+        titled = Image.new(picture.mode, (picture.width, picture.height + band), 255 if c == 1
+                           else (255, 255, 255))
+        titled.paste(picture, (0, band))
+        ImageDraw.Draw(titled).text((2, 1), title, fill=0 if c == 1 else (0, 0, 0))
+        picture = titled
     with atomic_output(path) as tmp:
         picture.save(tmp)
     return Path(path)
