@@ -59,7 +59,17 @@ def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
         info["device"] = str(device)
         if torch.device(device).type == "cuda":
             info["device_name"] = torch.cuda.get_device_name(torch.device(device))
+            info["cuda_version"] = torch.version.cuda
+            info["cuda_backends"] = cuda_backend_settings()
     return info
+
+
+def cuda_backend_settings() -> dict[str, Any]:
+    """The process-wide CUDA math settings in force (what :func:`vdm.trainer.configure_device`
+    turned on): cuDNN autotuning, TF32 for fp32 matmuls and for cuDNN convolutions."""
+    return {"cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32)}
 
 
 def determinism_note(device: torch.device | str) -> dict[str, str]:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from vdm.data import levels_to_pixels, model_to_levels
@@ -85,6 +84,8 @@ def sample(eps_fn: EpsFn, schedule: nn.Module, image_shape: tuple[int, int, int]
 def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, columns: int = 10,
               scale: int | None = None, padding: int = 1) -> Path:
     """Save the first ``columns**2`` uint8 images ``(N, C, H, W)`` as one PNG grid."""
+    from PIL import Image  # imported here: sampling itself needs only torch
+
     images = torch.as_tensor(images)[: columns * columns]
     n, c, h, w = images.shape
     rows = math.ceil(n / columns)
