@@ -20,6 +20,7 @@ from vdm.provenance import (
     provenance,
     read_json,
     resolve_device,
+    strict_fp32,
     write_json_atomic,
 )
 
@@ -157,9 +158,10 @@ def write_nll(model, config, device, *, model_path: Path, split: str, num_time_s
     from vdm.evaluate import evaluate_nll
 
     data = load_dataset(config.dataset, split, config.data_root, config.download)
-    result = evaluate_nll(model, data, batch_size=batch_size, num_time_samples=num_time_samples,
-                          time_sampling=time_sampling, discrete_steps=discrete_steps, seed=seed,
-                          max_examples=max_examples, device=device)
+    with strict_fp32(device):  # fp32 without TF32 on CUDA: the bound is a measurement
+        result = evaluate_nll(model, data, batch_size=batch_size, num_time_samples=num_time_samples,
+                              time_sampling=time_sampling, discrete_steps=discrete_steps,
+                              seed=seed, max_examples=max_examples, device=device)
     result.update({"model": str(model_path), "ema": ema, "run_config": config.to_dict(),
                    "provenance": provenance(device),
                    "wall_seconds": round(time.perf_counter() - started, 3)})

@@ -72,6 +72,22 @@ def cuda_backend_settings() -> dict[str, Any]:
             "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32)}
 
 
+@contextlib.contextmanager
+def strict_fp32(device: torch.device | str) -> Iterator[None]:
+    """On CUDA, fp32 matmuls and cuDNN convolutions without TF32 inside the block (the NLL is
+    computed in full fp32 whatever a trainer turned on); the previous flags are restored. A
+    no-op on other devices."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def determinism_note(device: torch.device | str) -> dict[str, str]:
     """What reproducibility a result produced on ``device`` comes with (recorded in result files)."""
     kind = torch.device(device).type
