@@ -987,6 +987,8 @@ def run_bench(sizes: Sizes, threads: int = 1, config_path: str | Path = DEFAULT_
                "config_file": str(config_path), "overrides": list(overrides),
                "synthetic": synthetic, "sizes": dataclasses.asdict(sizes), "notes": notes,
                "default_grid": is_default and not synthetic and not overrides}
+    if importlib.util.find_spec("snakemake") is None or importlib.util.find_spec("yaml") is None:
+        notes.append(f"config: the resolved copy in {RESOLVED_CONFIGS.name} (no Snakemake/PyYAML)")
     sections: dict[str, dict[str, Any]] = {}
 
     def report() -> dict[str, Any]:

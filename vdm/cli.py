@@ -4,7 +4,8 @@ Commands: ``prepare-data``, ``train`` (one model), ``sample`` (images + grid PNG
 ``nll`` (test-set bits/dim),
 ``classifier`` / ``fid-reference`` / ``fid`` (FID, KID, precision/recall with torch-fidelity),
 ``evaluate`` (sample + nll + fid in one process),
-``collect`` (one run's metrics.json), ``aggregate`` (tables), ``plots``.
+``collect`` (one run's metrics.json), ``aggregate`` (tables), ``plots``,
+``gpu-check`` (the one-command GPU check, :mod:`vdm.gpu_check`).
 Every command checks its inputs before any expensive work and fails with one line naming the
 offending key or file.
 """
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from vdm import commands
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
-                          Callable[[argparse.Namespace], None], str]] = {
+                          Callable[[argparse.Namespace], int | None], str]] = {
     "train": (commands.train_arguments, commands.train_main, "train one diffusion model"),
     "sample": (commands.sample_arguments, commands.sample_main, "draw samples from a model"),
     "nll": (commands.nll_arguments, commands.nll_main, "test-set bits/dim from the ELBO"),
@@ -38,6 +39,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
     "aggregate": (commands.aggregate_arguments, commands.aggregate_main,
                   "summary tables (CSV, Markdown, LaTeX) over all runs"),
     "plots": (commands.plots_arguments, commands.plots_main, "comparison plots over all runs"),
+    "gpu-check": (commands.gpu_check_arguments, commands.gpu_check_main,
+                  "bench + training + sampling/NLL checks on a GPU in minutes (torch only)"),
 }
 
 
@@ -52,10 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command][1](args)
+        code = COMMANDS[args.command][1](args)
     except (ValueError, FileNotFoundError, KeyError, FloatingPointError) as error:
         message = error.args[0] if error.args else repr(error)
         print(f"vdm {args.command}: error: {message}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 

@@ -516,3 +516,17 @@ def inception_weights_main(args: argparse.Namespace) -> None:
 
     path = convert_fid_helper_inception(args.out)
     print(f"inception-v3-compat weights -> {path} (set fid.feature_extractor_weights_path)")
+
+
+# ----- gpu-check --------------------------------------------------------------------------
+def gpu_check_arguments(parser: argparse.ArgumentParser) -> None:
+    from vdm.gpu_check import add_arguments
+
+    add_arguments(parser)
+
+
+def gpu_check_main(args: argparse.Namespace) -> int:
+    """``python -m vdm gpu-check``: see :mod:`vdm.gpu_check`; exit status 1 when a check fails."""
+    from vdm.gpu_check import main
+
+    return main(args)
