@@ -986,6 +986,7 @@ def run_bench(sizes: Sizes, threads: int = 1, config_path: str | Path = DEFAULT_
                                else "cpu"),
                "config_file": str(config_path), "overrides": list(overrides),
                "synthetic": synthetic, "sizes": dataclasses.asdict(sizes), "notes": notes,
+               "load_average_at_start": list(os.getloadavg()),  # other processes' CPU demand
                "default_grid": is_default and not synthetic and not overrides}
     if importlib.util.find_spec("snakemake") is None or importlib.util.find_spec("yaml") is None:
         notes.append(f"config: the resolved copy in {RESOLVED_CONFIGS.name} (no Snakemake/PyYAML)")
@@ -1029,6 +1030,7 @@ def run_bench(sizes: Sizes, threads: int = 1, config_path: str | Path = DEFAULT_
         elif sizes.run_grid or grid_config is not None:
             sections["grid"] = measure_grid(grid_config, work / "grid")
     result = report()
+    result["load_average_at_end"] = list(os.getloadavg())
     result["provenance"] = provenance(resolved)
     return result
 
