@@ -143,3 +143,12 @@ def test_eager_vs_compiled_compares_losses_of_the_same_weights(monkeypatch) -> N
     assert out["ok"] and out["batch"] == 8 and out["max_rel_diff"] < 1e-3
     assert out["eager_mean_loss"] != pytest.approx(1.0, abs=1e-3)  # a nontrivial network
     assert not gpu_check.eager_vs_compiled(run, data, weights, rtol=-1.0)["ok"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
+def test_without_a_gpu_the_full_size_check_is_refused(tmp_path: Path, capsys) -> None:
+    from vdm.cli import main
+
+    assert main(["gpu-check", "--out", str(tmp_path / "out")]) == 2
+    assert "no CUDA GPU found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

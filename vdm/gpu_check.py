@@ -526,7 +526,10 @@ def options_from_args(args: argparse.Namespace) -> CheckOptions:
 def main(args: argparse.Namespace) -> int:
     """``python -m vdm gpu-check``: run, print the summary; 0 when every check passed."""
     options = options_from_args(args)
-    resolve_device(options.device)  # a missing CUDA fails here, in one line
+    device = resolve_device(options.device)  # --device cuda without CUDA fails here, in one line
+    if options.device == "auto" and device.type != "cuda" and not options.tiny:
+        raise ValueError("no CUDA GPU found; the full-size check would take hours on a CPU (use "
+                         "--device cpu --tiny for a smoke run of the same code)")
     result = run_check(options)
     print((Path(options.out) / "summary.txt").read_text(), end="")
     print(f"-> {Path(options.out) / 'gpu_check.json'}")
