@@ -123,12 +123,14 @@ def test_checks_from_stage_results() -> None:
     assert gpu_check.evaluate_checks(stages, ("train",), "cpu")["no_host_sync_between_logs"] is None
 
 
-def test_eager_vs_compiled_compares_losses_of_the_same_weights(monkeypatch) -> None:
+def test_eager_vs_compiled_compares_losses_of_the_same_weights(monkeypatch, request) -> None:
     """With dynamo's `aot_eager` backend (tracing and AOT autograd, no code generation: seconds
     instead of minutes on a CPU) the comparison runs the compiled model and finds agreement."""
     compile_module = nn.Module.compile
     monkeypatch.setattr(nn.Module, "compile",
-                        lambda self, *a, **k: compile_module(self, backend="aot_eager"))
+                        lambda self, *a, **k: compile_module(self, *a, **{**k, "backend": "aot_eager"}))
+    torch._dynamo.reset()  # and again at the end: later tests compile other shapes afresh
+    request.addfinalizer(torch._dynamo.reset)
     config = gpu_check._config("mnist", gpu_check.CheckOptions(out="unused", device="cpu",
                                                                tiny=True), ["model.dropout=0.0"])
     run = cell_run_config(config, "elbo", "learned", threads=1)

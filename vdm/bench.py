@@ -382,16 +382,17 @@ class BareLoop:
 
     Built like :class:`vdm.trainer.Trainer` builds its model: :func:`vdm.trainer.configure_device`
     (threads, cuDNN/TF32 flags), the seed, :func:`vdm.diffusion.build_model`, the trainer's
-    :func:`vdm.trainer.make_optimizer` (fused AdamW on CUDA) and ``network.compile()`` when
-    ``train.compile`` is on. One :meth:`step`: ``network(z, log_snr)`` under bf16 autocast when
-    ``train.bf16`` is on, MSE against a fixed target (in fp32), ``zero_grad``, ``backward``,
-    AdamW step; ``z``, ``log_snr`` (uniform on the config's range) and the target are drawn once.
+    :func:`vdm.trainer.make_optimizer` (fused AdamW on CUDA) and
+    :func:`vdm.trainer.compile_network` when ``train.compile`` is on. One :meth:`step`:
+    ``network(z, log_snr)`` under bf16 autocast when ``train.bf16`` is on, MSE against a fixed
+    target (in fp32), ``zero_grad``, ``backward``, AdamW step; ``z``, ``log_snr`` (uniform on the
+    config's range) and the target are drawn once.
     """
 
     def __init__(self, run_config: RunConfig, image_shape: tuple[int, int, int],
                  num_levels: int = 256) -> None:
         from vdm.diffusion import build_model
-        from vdm.trainer import configure_device, make_optimizer, seed_everything
+        from vdm.trainer import compile_network, configure_device, make_optimizer, seed_everything
 
         self.config, cfg = run_config, run_config.train
         self.device = resolve_device(run_config.device)
@@ -403,7 +404,7 @@ class BareLoop:
         self.network = model.network.train()
         self.optimizer = make_optimizer(model, cfg, self.device)
         if cfg.compile:
-            self.network.compile()
+            compile_network(self.network)
         generator = torch.Generator(self.device).manual_seed(run_config.seed)
         shape = (cfg.batch_size, *image_shape)
         self.z = torch.randn(shape, generator=generator, device=self.device)
@@ -459,13 +460,16 @@ def _variant_summary(runs: dict[str, list[dict[str, Any]]], batch_size: int) -> 
 
 
 def measure_train_efficiency(config: dict[str, Any], sizes: Sizes, work_dir: Path,
-                             threads: int, data: ImageData | None = None) -> dict[str, Any]:
+                             threads: int, data: ImageData | None = None,
+                             progress: Callable[[dict[str, Any]], None] | None = None
+                             ) -> dict[str, Any]:
     """Interleaved repeats of real trainer (cosine), bare loop, real trainer (learned) at the
     config's precision, then the other precision variants (see module docstring).
 
     Returns the metrics (images/s and ratios), per-variant summaries with the per-repeat numbers,
     and ``model_path``: the ``model.pt`` of the first cosine repeat at the config's precision
-    (trained for the config's steps, or ``sizes``')."""
+    (trained for the config's steps, or ``sizes``'). ``progress`` gets the same for the variants
+    measured so far, after each one."""
     if data is None:
         from vdm.data import load_dataset
 
@@ -488,6 +492,14 @@ def measure_train_efficiency(config: dict[str, Any], sizes: Sizes, work_dir: Pat
                     with_variant(base["learned"], variant), work_dir / f"{variant}-learned{repeat}",
                     sizes.warmup_steps, data))
         variants[variant] = _variant_summary(runs, batch)
+        if progress is not None:
+            progress(_train_section(variants, own, sizes, steps, batch, work_dir))
+    return _train_section(variants, own, sizes, steps, batch, work_dir)
+
+
+def _train_section(variants: dict[str, dict[str, Any]], own: str, sizes: Sizes, steps: int,
+                   batch: int, work_dir: Path) -> dict[str, Any]:
+    """The train section from the variants measured so far (the config's own first)."""
     head = variants[own]
     metrics = {key: head[key] for key in (
         "train_images_per_s", "train_learned_images_per_s", "bare_images_per_s",
@@ -1002,9 +1014,12 @@ def run_bench(sizes: Sizes, threads: int = 1, config_path: str | Path = DEFAULT_
     image_shape = tuple(dataset_info(config["dataset"])["shape"])
     with tempfile.TemporaryDirectory(prefix="vdm-bench-") as tmp:
         work = Path(tmp)
+        def partial_train(section: dict[str, Any]) -> None:
+            sections["train"] = section
+            report()
+
         sections["train"] = measure_train_efficiency(config, sizes, work / "train", threads,
-                                                     data["train"])
-        report()
+                                                     data["train"], progress=partial_train)
         sections["mfu"] = measure_mfu(config, sections["train"], sizes, resolved, image_shape)
         report()
         model_path = sections["train"]["model_path"]

@@ -176,6 +176,14 @@ def configure_device(config: RunConfig, device: torch.device) -> dict[str, Any]:
             "torch_threads": torch.get_num_threads()}
 
 
+def compile_network(network: nn.Module) -> None:
+    """``torch.compile`` the network in place (``nn.Module.compile``), specialised to static
+    shapes (``dynamic=False``): a training run never changes its batch shape, and another shape
+    (e.g. a second model size in the same process) recompiles instead of switching to
+    dynamic-shape kernels."""
+    network.compile(dynamic=False)
+
+
 class _NoProgressBar:
     """Stand-in for tqdm when it is not installed."""
 
@@ -224,7 +232,7 @@ class Trainer:
         self._unchecked: list[tuple[int, torch.Tensor]] = []  # (step, loss) not yet checked
         self.x_train = self.data.model_inputs().to(self.device)
         if config.train.compile:
-            self.model.network.compile()
+            compile_network(self.model.network)
 
     # ----- data order --------------------------------------------------------------------
     def permutation(self, epoch: int) -> torch.Tensor:
