@@ -5,7 +5,8 @@ Commands: ``prepare-data``, ``train`` (one model), ``sample`` (images + grid PNG
 ``classifier`` / ``fid-reference`` / ``fid`` (FID, KID, precision/recall with torch-fidelity),
 ``evaluate`` (sample + nll + fid in one process),
 ``collect`` (one run's metrics.json), ``aggregate`` (tables), ``plots``,
-``noisy-classifier`` (the noise-conditional classifier of classifier guidance).
+``noisy-classifier`` (the noise-conditional classifier of classifier guidance),
+``gpu-check`` (the one-command GPU check, :mod:`vdm.gpu_check`).
 Every command checks its inputs before any expensive work and fails with one line naming the
 offending key or file.
 """
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from vdm import commands
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
-                          Callable[[argparse.Namespace], None], str]] = {
+                          Callable[[argparse.Namespace], int | None], str]] = {
     "train": (commands.train_arguments, commands.train_main, "train one diffusion model"),
     "sample": (commands.sample_arguments, commands.sample_main, "draw samples from a model"),
     "nll": (commands.nll_arguments, commands.nll_main, "test-set bits/dim from the ELBO"),
@@ -44,6 +45,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
     "noisy-classifier": (commands.noisy_classifier_arguments, commands.noisy_classifier_main,
                          "train the noise-conditional classifier p(y | z, lambda) for classifier "
                          "guidance"),
+    "gpu-check": (commands.gpu_check_arguments, commands.gpu_check_main,
+                  "bench + training + sampling/NLL checks on a GPU in minutes (torch only)"),
 }
 
 
@@ -58,10 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command][1](args)
+        code = COMMANDS[args.command][1](args)
     except (ValueError, FileNotFoundError, KeyError, FloatingPointError) as error:
         message = error.args[0] if error.args else repr(error)
         print(f"vdm {args.command}: error: {message}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 

@@ -21,6 +21,7 @@ from vdm.provenance import (
     provenance,
     read_json,
     resolve_device,
+    strict_fp32,
     write_json_atomic,
 )
 from vdm.sampler import SAMPLERS as SAMPLER_METHODS
@@ -262,25 +263,29 @@ def write_nll(model, config, device, *, model_path: Path, split: str, num_time_s
     from vdm.evaluate import evaluate_nll
 
     data = load_dataset(config.dataset, split, config.data_root, config.download)
-    result = evaluate_nll(model, data, batch_size=batch_size, num_time_samples=num_time_samples,
-                          time_sampling=time_sampling, discrete_steps=discrete_steps, seed=seed,
-                          max_examples=max_examples, device=device, return_per_example=True)
-    elbo = result.pop("per_example_bpd")
-    if model.num_classes is not None:  # also -log p(x | y) with the true label, same seed
-        conditional = evaluate_nll(model, data, batch_size=batch_size,
-                                   num_time_samples=num_time_samples, time_sampling=time_sampling,
-                                   discrete_steps=discrete_steps, seed=seed,
-                                   max_examples=max_examples, device=device, conditional=True)
-        result.update({f"nll_cond_{key.removeprefix('nll_')}": conditional[key]
-                       for key in ("nll_bpd", "nll_bpd_se") if key in conditional})
-    if ode is not None:
-        from vdm.ode import ode_nll
+    with strict_fp32(device):  # fp32 without TF32 on CUDA: the bounds are measurements
+        result = evaluate_nll(model, data, batch_size=batch_size,
+                              num_time_samples=num_time_samples, time_sampling=time_sampling,
+                              discrete_steps=discrete_steps, seed=seed, max_examples=max_examples,
+                              device=device, return_per_example=True)
+        elbo = result.pop("per_example_bpd")
+        if model.num_classes is not None:  # also -log p(x | y) with the true label, same seed
+            conditional = evaluate_nll(model, data, batch_size=batch_size,
+                                       num_time_samples=num_time_samples,
+                                       time_sampling=time_sampling, discrete_steps=discrete_steps,
+                                       seed=seed, max_examples=max_examples, device=device,
+                                       conditional=True)
+            result.update({f"nll_cond_{key.removeprefix('nll_')}": conditional[key]
+                           for key in ("nll_bpd", "nll_bpd_se") if key in conditional})
+        if ode is not None:
+            from vdm.ode import ode_nll
 
-        ode_started = time.perf_counter()
-        ode_result = ode_nll(model, data, seed=seed, device=device, return_per_example=True, **ode)
-        result.update(ode_bound_vs_elbo(ode_result.pop("per_example_bpd"), elbo))
-        result.update(ode_result)
-        result["ode_wall_seconds"] = round(time.perf_counter() - ode_started, 3)
+            ode_started = time.perf_counter()
+            ode_result = ode_nll(model, data, seed=seed, device=device, return_per_example=True,
+                                 **ode)
+            result.update(ode_bound_vs_elbo(ode_result.pop("per_example_bpd"), elbo))
+            result.update(ode_result)
+            result["ode_wall_seconds"] = round(time.perf_counter() - ode_started, 3)
     result.update({"model": str(model_path), "ema": ema, "run_config": config.to_dict(),
                    "provenance": provenance(device),
                    "wall_seconds": round(time.perf_counter() - started, 3)})
@@ -870,3 +875,17 @@ def noisy_classifier_main(args: argparse.Namespace) -> None:
     accuracies = ", ".join(f"{acc:.3f} at lambda={lam}"
                            for lam, acc in metrics["accuracy_by_logsnr"].items())
     print(f"noisy classifier on {args.dataset}: test accuracy {accuracies} -> {args.out}")
+
+
+# ----- gpu-check --------------------------------------------------------------------------
+def gpu_check_arguments(parser: argparse.ArgumentParser) -> None:
+    from vdm.gpu_check import add_arguments
+
+    add_arguments(parser)
+
+
+def gpu_check_main(args: argparse.Namespace) -> int:
+    """``python -m vdm gpu-check``: see :mod:`vdm.gpu_check`; exit status 1 when a check fails."""
+    from vdm.gpu_check import main
+
+    return main(args)

@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 
 @dataclass
 class ModelConfig:
@@ -249,10 +247,34 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        import yaml  # imported here: the GPU check runs without PyYAML
+    except ImportError:
+        if path.suffix != ".json":
+            raise ValueError(f"config file {path}: reading YAML needs PyYAML (pip install pyyaml); "
+                             "or pass the config as JSON") from None
+        try:
+            data = json.loads(path.read_text()) or {}
+        except json.JSONDecodeError as error:
+            raise ValueError(f"config file {path} is not valid JSON ({error})") from None
+    else:
+        data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"config file {path}: expected a mapping at the top level")
     return data
+
+
+def parse_override_value(raw: str) -> Any:
+    """A ``--set`` value parsed as YAML (``3`` -> 3, ``[1, 2]`` -> list, ``true`` -> True);
+    without PyYAML as JSON, else the string itself (enough for numbers, lists and words)."""
+    try:
+        import yaml
+    except ImportError:
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return yaml.safe_load(raw)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -266,7 +288,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = parse_override_value(raw)
     return data
 
 

@@ -36,6 +36,13 @@ _INFO: dict[str, dict[str, Any]] = {
     "cifar10": {"shape": (3, 32, 32), "num_levels": 256, "num_classes": 10},
 }
 
+#: Number of images in each split of the real datasets.
+SPLIT_SIZES: dict[str, dict[str, int]] = {
+    "digits": {"train": 1497, "test": 300},
+    "mnist": {"train": 60000, "test": 10000},
+    "cifar10": {"train": 50000, "test": 10000},
+}
+
 #: Fixed digits split: ``train_test_split(test_size=300, random_state=0, stratify=labels)``.
 DIGITS_TEST_SIZE = 300
 DIGITS_SEED = 0
@@ -171,6 +178,28 @@ def load_dataset(
         labels=torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)),
         num_levels=_INFO[name]["num_levels"],
     )
+
+
+def synthetic_dataset(name: str, split: str, num_examples: int | None = None,
+                      seed: int = 0) -> ImageData:
+    """Random images with the shape and level count of dataset ``name`` (nothing is read).
+
+    Level indices i.i.d. uniform on ``{0, ..., K-1}``, labels uniform on ``0..9``, drawn from
+    ``torch.Generator().manual_seed(seed)`` (a different stream per split); ``num_examples``
+    defaults to the real split's size (:data:`SPLIT_SIZES`). For measuring compute (the bench,
+    the GPU check) where the images' content does not matter and no download is possible.
+    """
+    _check_name(name)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} for dataset {name!r}; expected one of {SPLITS}")
+    n = SPLIT_SIZES[name][split] if num_examples is None else num_examples
+    info = _INFO[name]
+    generator = torch.Generator().manual_seed(seed * 2 + SPLITS.index(split))
+    images = torch.randint(0, info["num_levels"], (n, *info["shape"]), generator=generator,
+                           dtype=torch.uint8)
+    labels = torch.randint(0, info["num_classes"], (n,), generator=generator)
+    return ImageData(name=name, split=split, images=images, labels=labels,
+                     num_levels=info["num_levels"])
 
 
 def _check_name(name: str) -> None:

@@ -134,7 +134,7 @@ class DiffusionModel(nn.Module):
         multiplier = self.objective.multiplier(log_snr.detach(), neg_slope.detach())
         out = {"loss": multiplier * sq_error, "multiplier": multiplier}
         if self.learned_schedule:
-            log_snr_ends = self.schedule(torch.tensor([0.0, 1.0], device=x.device, dtype=x.dtype))
+            log_snr_ends = self.schedule(torch.arange(2, device=x.device, dtype=x.dtype))  # t = 0, 1
             out.update(sq_error=sq_error, log_snr=log_snr, neg_slope=neg_slope,
                        log_snr_leaf=log_snr_leaf,
                        elbo_ends=(reconstruction_nats(x, log_snr_ends[0], self.num_levels, generator)

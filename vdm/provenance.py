@@ -59,7 +59,33 @@ def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
         info["device"] = str(device)
         if torch.device(device).type == "cuda":
             info["device_name"] = torch.cuda.get_device_name(torch.device(device))
+            info["cuda_version"] = torch.version.cuda
+            info["cuda_backends"] = cuda_backend_settings()
     return info
+
+
+def cuda_backend_settings() -> dict[str, Any]:
+    """The process-wide CUDA math settings in force (what :func:`vdm.trainer.configure_device`
+    turned on): cuDNN autotuning, TF32 for fp32 matmuls and for cuDNN convolutions."""
+    return {"cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32)}
+
+
+@contextlib.contextmanager
+def strict_fp32(device: torch.device | str) -> Iterator[None]:
+    """On CUDA, fp32 matmuls and cuDNN convolutions without TF32 inside the block (the NLL is
+    computed in full fp32 whatever a trainer turned on); the previous flags are restored. A
+    no-op on other devices."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def determinism_note(device: torch.device | str) -> dict[str, str]:

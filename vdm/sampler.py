@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from vdm.data import levels_to_pixels, model_to_levels
@@ -152,6 +151,8 @@ def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, columns: int 
               scale: int | None = None, padding: int = 1, title: str | None = None) -> Path:
     """Save the first ``columns**2`` uint8 images ``(N, C, H, W)`` as one PNG grid, with an
     optional one-line ``title`` in a white band above it."""
+    from PIL import Image  # imported here: sampling itself needs only torch
+
     images = torch.as_tensor(images)[: columns * columns]
     n, c, h, w = images.shape
     rows = math.ceil(n / columns)

@@ -213,7 +213,9 @@ class LearnedSchedule(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         """``lambda(t) = -gamma(t)``, same shape and dtype as ``t``."""
-        ends = self._gamma_tilde(torch.tensor([0.0, 1.0], dtype=t.dtype, device=t.device))
+        # t = 0, 1 made on the device (torch.tensor([0., 1.], device=...) would copy from the
+        # host and wait for the device: a sync in every training step)
+        ends = self._gamma_tilde(torch.arange(2, dtype=t.dtype, device=t.device))
         shape = (self._gamma_tilde(t) - ends[0]) / (ends[1] - ends[0])
         gamma = self.gamma_0 + (self.gamma_1 - self.gamma_0) * shape
         return -gamma
