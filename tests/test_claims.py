@@ -227,3 +227,10 @@ def test_stored_summary_regenerates_the_stored_report_byte_for_byte() -> None:
     assert verdicts["min-snr-fid"] == "inconclusive"
     assert "from run `synthetic-fixture` at commit `0000000`" in markdown
     assert "Holm-adjusted across the 9 claims" in markdown
+
+
+def test_one_seed_per_cell_is_inconclusive_and_says_why() -> None:
+    df = _runs({("eps", "cosine"): [3.0], ("eps", "linear"): [4.0]})
+    row = evaluate_claims(df, [_better()]).iloc[0]
+    assert row["verdict"] == "inconclusive" and np.isnan(row["p"]) and np.isnan(row["p_holm"])
+    assert "fewer than 2 seeds" in row["note"] and row["effect"] == -1.0

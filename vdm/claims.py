@@ -58,6 +58,8 @@ CLAIM_COLUMNS: list[str] = [
 ]
 """Columns of :func:`evaluate_claims` (and of ``claims.csv``)."""
 
+UNDEFINED_TEST = ("no test: fewer than 2 seeds (or pairs) on a side, or no spread; counted as "
+                  "inconclusive and left out of the Holm correction")
 #: decimals of a metric's effect in the Markdown table (3 for any other metric)
 METRIC_DECIMALS = {"fid": 2, "kid": 4}
 _OPPOSITE = {"less": "greater", "greater": "less"}
@@ -141,6 +143,8 @@ def _row(claim: Claim, cells: str, comparison: Comparison | None, p_opposite: fl
              "effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan}
     if comparison is not None:
         stats.update({k: getattr(comparison, k) for k in stats})
+        if np.isnan(comparison.p):
+            row["note"] = "; ".join(n for n in (row["note"], UNDEFINED_TEST) if n)
     return {**row, **stats, "p_opposite": p_opposite}
 
 
