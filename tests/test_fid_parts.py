@@ -105,3 +105,16 @@ def test_each_bootstrap_value_is_the_fid_of_its_resample(n: int) -> None:
     value = fid_bootstrap(x, mu, sigma, n_resamples=1, seed=3)[0]
     index = np.random.default_rng(3).integers(0, n, size=n)
     assert value == pytest.approx(frechet_distance(*fid_statistics(x[index]), mu, sigma), rel=1e-7)
+
+
+def test_corrupt_inception_weights_name_the_file_and_the_command(tmp_path) -> None:
+    from vdm.checkpoint import CheckpointError
+    from vdm.fid import check_extractor_weights
+
+    path = tmp_path / "inception.pth"
+    torch.save({"w": torch.zeros(1000)}, path)
+    path.write_bytes(path.read_bytes()[:300])  # truncated
+    with pytest.raises(CheckpointError) as error:
+        check_extractor_weights("inception-v3-compat", path, "cifar10")
+    message = str(error.value)
+    assert "\n" not in message and str(path) in message and "vdm inception-weights" in message
