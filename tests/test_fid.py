@@ -280,14 +280,14 @@ def test_classifier_without_a_dataset_is_refused(classifier: tuple, digits: tupl
 
 def test_requested_precision_recall_that_come_back_nan_are_noted(
         classifier: tuple, digits: tuple, tmp_path: Path, monkeypatch, capsys) -> None:
-    import torch_fidelity
+    import torch_fidelity.metric_prc as tf_prc
 
-    real = torch_fidelity.calculate_metrics
+    real = tf_prc.prc_featuresdict_to_metric
 
-    def nan_prc(**kwargs: Any) -> dict[str, float]:
-        return {**real(**kwargs), "precision": float("nan")}
+    def nan_prc(*args: Any, **kwargs: Any) -> dict[str, float]:
+        return {**real(*args, **kwargs), "precision": float("nan")}
 
-    monkeypatch.setattr(torch_fidelity, "calculate_metrics", nan_prc)
+    monkeypatch.setattr(tf_prc, "prc_featuresdict_to_metric", nan_prc)
     _, _, weights = classifier
     images = digits[1].pixels_uint8()
     out = _metrics(images[:60], images, weights, tmp_path, prc=True)
@@ -311,6 +311,119 @@ def test_load_samples_npz(tmp_path: Path) -> None:
     np.savez(tmp_path / "samples.npz", images=images)
     loaded = fid.load_samples(tmp_path / "samples.npz")
     assert loaded.dtype == torch.uint8 and torch.equal(loaded, torch.from_numpy(images))
+
+
+# ------------------------------------------------------------------------------ issue 12
+
+
+def test_numbers_are_torch_fidelitys_and_fid_error_changes_nothing(
+        classifier: tuple, digits: tuple, tmp_path: Path) -> None:
+    """compute_metrics runs torch-fidelity's steps itself (to reuse the sample features for the
+    FID error): the numbers are exactly those of torch_fidelity.calculate_metrics."""
+    import torch_fidelity
+
+    _, _, weights = classifier
+    reference, samples = digits[0].pixels_uint8(), digits[1].pixels_uint8()[:200]
+    out = _metrics(samples, reference, weights, tmp_path, kid_subset_size=100)
+    plain = _metrics(samples, reference, weights, tmp_path, kid_subset_size=100, fid_error=False)
+    kwargs = fid._fidelity_kwargs("classifier", weights, tmp_path, "cpu", 256)
+    ref = torch_fidelity.calculate_metrics(
+        input1=fid.Uint8ImageDataset(samples), input2=fid.Uint8ImageDataset(reference),
+        input2_cache_name=out["reference_cache_name"], fid=True, kid=True, prc=True,
+        kid_subset_size=100, **kwargs)
+    for key, src in fid._METRIC_KEYS.items():
+        assert out[key] == plain[key] == float(ref[src]), key
+    assert "fid_se" not in plain and {k: v for k, v in out.items() if not k.startswith("fid_se")
+                                      } == plain
+    assert out["fid_se_method"] == "bootstrap" and out["fid_se_resamples"] == 50
+
+
+def test_fid_sampling_error_is_small_next_to_real_differences(
+        classifier: tuple, digits: tuple, tmp_path: Path) -> None:
+    """Samples = a random half of the train split, reference = the train split: the bootstrap
+    error is positive and far below the FID gap to a clearly different sample set."""
+    _, _, weights = classifier
+    train = digits[0].pixels_uint8()
+    half = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:748]]
+    gen = torch.Generator().manual_seed(1)
+    blurred = (half.float() * 0.5 + torch.randn(half.shape, generator=gen) * 60)
+    corrupted = blurred.clamp(0, 255).to(torch.uint8)
+    good = _metrics(half, train, weights, tmp_path)
+    bad = _metrics(corrupted, train, weights, tmp_path)
+    assert 0 < good["fid_se"] < 0.1 * (bad["fid"] - good["fid"])
+    assert 0 < bad["fid_se"] < 0.1 * (bad["fid"] - good["fid"])
+    assert _metrics(half, train, weights, tmp_path)["fid_se"] == good["fid_se"]  # deterministic
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_reference_cache_is_set_aside_and_recomputed(
+        classifier: tuple, digits: tuple, tmp_path: Path, capsys, damage: str) -> None:
+    """A truncated (as a kill during its write leaves it) or garbled cached statistics or
+    features file: torch-fidelity alone fails with a raw traceback; compute_metrics warns in one
+    line, moves it to <file>.bad and gives the numbers of a clean cache."""
+    import torch_fidelity
+
+    _, _, weights = classifier
+    reference, samples = digits[0].pixels_uint8(), digits[1].pixels_uint8()[:150]
+    clean = _metrics(samples, reference, weights, tmp_path / "clean", kid_subset_size=100)
+    info = fid.compute_reference_statistics(reference, dataset="digits", split="train",
+                                            extractor="classifier", weights_path=weights,
+                                            cache_root=tmp_path / "cache")
+    for victim in info["cache_files"]:  # the statistics file, then the features file
+        raw = Path(victim).read_bytes()
+        Path(victim).write_bytes(raw[: len(raw) // 3] if damage == "truncate"
+                                 else b"\x00garbage" * 50)
+        kwargs = fid._fidelity_kwargs("classifier", weights, tmp_path / "cache", "cpu", 256)
+        with pytest.raises(Exception):  # noqa: B017 - raw zip/unpickling/OS errors, as the issue says
+            torch_fidelity.calculate_metrics(
+                input1=fid.Uint8ImageDataset(samples), input2=fid.Uint8ImageDataset(reference),
+                input2_cache_name=info["cache_name"], fid=True, kid=True, prc=True,
+                kid_subset_size=100, **kwargs)
+        capsys.readouterr()
+        again = _metrics(samples, reference, weights, tmp_path / "cache", kid_subset_size=100)
+        err = capsys.readouterr().err
+        assert err.count("corrupt torch-fidelity cache file") == 1 and victim in err
+        assert Path(victim + ".bad").is_file() and Path(victim).is_file()  # set aside, recomputed
+        assert again == clean
+    # the reference-statistics step (fid-reference job) heals the cache the same way
+    Path(info["cache_files"][0]).write_bytes(b"")
+    healed = fid.compute_reference_statistics(reference, dataset="digits", split="train",
+                                              extractor="classifier", weights_path=weights,
+                                              cache_root=tmp_path / "cache")
+    assert healed["cached"] is False and "moved aside" in capsys.readouterr().err
+
+
+def test_corrupt_classifier_weights_name_the_file_and_the_job(
+        classifier: tuple, digits: tuple, tmp_path: Path) -> None:
+    from vdm.checkpoint import CheckpointError
+
+    _, _, weights = classifier
+    broken = tmp_path / "classifier.pt"
+    broken.write_bytes(weights.read_bytes()[:500])
+    images = digits[1].pixels_uint8()
+    with pytest.raises(CheckpointError) as error:
+        _metrics(images, images, broken, tmp_path)
+    message = str(error.value)
+    assert "\n" not in message and str(broken) in message and "truncated or corrupt" in message
+    assert "rule fid_classifier" in message
+
+
+def test_real_data_floor_is_the_test_split_scored_as_samples(
+        classifier: tuple, digits: tuple, tmp_path: Path) -> None:
+    from vdm.data_floor import real_data_floor
+
+    _, _, weights = classifier
+    kw = {"extractor": "classifier", "weights_path": weights, "cache_root": tmp_path,
+          "kid_subset_size": 100}
+    floor = real_data_floor("digits", **kw)
+    direct = _metrics(digits[1].pixels_uint8(), digits[0].pixels_uint8(), weights, tmp_path,
+                      kid_subset_size=100)
+    assert {k: floor[k] for k in direct} == direct
+    assert floor["num_floor_images"] == 300 and floor["floor_split"] == "test"
+    assert floor["reference_split"] == "train" and "300 real test images" in floor["meaning"]
+    assert 0 < floor["fid"] < 2.0 and floor["fid_se"] > 0
+    with pytest.raises(ValueError, match="must differ"):
+        real_data_floor("digits", floor_split="train", **kw)
 
 
 # ------------------------------------------------------------------------------ inception

@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from vdm.stats import bootstrap_ci, mean_ci, welch_t_test
+from vdm.stats import (
+    bootstrap_ci,
+    compare_cells,
+    holm_adjust,
+    mean_ci,
+    one_sample_comparison,
+    one_sample_t_test,
+    paired_t_test,
+    welch_t_test,
+)
 
 # Student-t quantiles with closed forms (hand-checkable):
 #   ν = 1 (Cauchy): t_q = tan(π (q − 1/2))          → t_{0.975,1} = tan(0.475 π) = 12.7062
@@ -118,3 +127,115 @@ def test_bootstrap_ci_is_deterministic_and_brackets_mean() -> None:
     assert lo < mean < hi
     assert bootstrap_ci(x, seed=1) == (mean, lo, hi)
     assert math.isnan(bootstrap_ci([1.0])[1])
+
+
+# ------------------------------------------------------------------------------ paired / Holm
+def test_paired_t_by_hand() -> None:
+    # d = a − b = [1, 2, 3]: mean 2, s = 1 → t = 2 / (1/√3) = 2√3, ν = 2;
+    # for ν = 2 the two-sided p is 1 − |t|/√(2 + t²) = 1 − 2√3/√14
+    a, b = [2.0, 4.0, 6.0], [1.0, 2.0, 3.0]
+    t, dof, p = paired_t_test(a, b)
+    assert t == pytest.approx(2 * math.sqrt(3))
+    assert dof == 2.0
+    assert p == pytest.approx(1 - 2 * math.sqrt(3) / math.sqrt(14))
+    assert paired_t_test(a, b, "greater")[2] == pytest.approx(p / 2)
+    assert paired_t_test(a, b, "less")[2] == pytest.approx(1 - p / 2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("alternative", ["two-sided", "less", "greater"])
+def test_paired_and_welch_match_scipy(seed: int, alternative: str) -> None:
+    rng = np.random.default_rng(seed)
+    common = rng.normal(size=5)  # common random numbers: a and b are correlated
+    a, b = common + rng.normal(0.3, 0.5, 5), common + rng.normal(0.0, 0.5, 5)
+    t, dof, p = paired_t_test(a, b, alternative)
+    ref = sps.ttest_rel(a, b, alternative=alternative)
+    assert (t, p) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
+    assert dof == 4
+    t, _, p = welch_t_test(a, b[:4], alternative)
+    ref = sps.ttest_ind(a, b[:4], equal_var=False, alternative=alternative)
+    assert (t, p) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
+    t, dof, p = one_sample_t_test(a, 0.1, alternative)
+    ref = sps.ttest_1samp(a, 0.1, alternative=alternative)
+    assert (t, p) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
+
+
+def test_paired_t_matches_by_seed_and_drops_nan_pairs() -> None:
+    a = {0: 2.0, 1: 4.0, 2: 6.0, 3: float("nan"), 7: 9.0}  # seed 7 has no partner
+    b = {2: 3.0, 1: 2.0, 0: 1.0, 3: 0.0}
+    assert paired_t_test(a, b) == paired_t_test([2.0, 4.0, 6.0], [1.0, 2.0, 3.0])
+    assert paired_t_test([1.0, np.nan, 3.0], [0.0, 5.0, 1.0]) == paired_t_test([1.0, 3.0], [0.0, 1.0])
+    with pytest.raises(ValueError, match="3 values against 2"):
+        paired_t_test([1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(TypeError):
+        paired_t_test({0: 1.0}, [1.0])
+
+
+def test_paired_t_degenerate_is_nan_without_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for a, b in [([1.0], [2.0]), ([1.0, 2.0], [0.0, 1.0]), ([], [])]:  # n < 2, zero spread
+            assert all(math.isnan(v) for v in paired_t_test(a, b))
+
+
+def test_holm_by_hand() -> None:
+    # m = 4 sorted: 0.01·4 = 0.04, 0.02·3 = 0.06, 0.03·2 = 0.06, 0.5·1 = 0.5 (monotone max)
+    p = [0.03, 0.5, 0.01, float("nan"), 0.02]
+    adjusted = holm_adjust(p)
+    assert adjusted[[0, 1, 2, 4]] == pytest.approx([0.06, 0.5, 0.04, 0.06])
+    assert math.isnan(adjusted[3])
+    # step-down monotonicity: a later raw p smaller scaled than an earlier one takes the max
+    assert holm_adjust([0.01, 0.011, 0.04]) == pytest.approx([0.03, 0.03, 0.04])
+    assert holm_adjust([0.6, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm_adjust([]).shape == (0,)
+    assert math.isnan(holm_adjust([float("nan")])[0])
+    assert holm_adjust([0.2]) == pytest.approx([0.2])
+
+
+def test_compare_cells_paired_when_seeds_match() -> None:
+    a = {0: 10.0, 1: 12.0, 2: 11.0}
+    b = {0: 11.0, 1: 13.5, 2: 11.5}  # d = [−1, −1.5, −0.5]: mean −1, s = 0.5
+    c = compare_cells(a, b, alternative="less")
+    assert c.test == "paired t" and (c.n_a, c.n_b) == (3, 3)
+    assert c.effect == pytest.approx(-1.0) == pytest.approx(c.mean_a - c.mean_b)
+    half = T975_DOF2 * 0.5 / math.sqrt(3)
+    assert (c.ci_low, c.ci_high) == (pytest.approx(-1 - half), pytest.approx(-1 + half))
+    ref = sps.ttest_rel(list(a.values()), list(b.values()), alternative="less")
+    assert c.p == pytest.approx(ref.pvalue) and c.dof == 2
+    assert c.as_dict()["test"] == "paired t"
+
+
+def test_compare_cells_welch_when_seeds_differ() -> None:
+    a = {0: 1.0, 1: 2.0, 2: 3.0}
+    b = {0: 4.0, 1: 6.0, 3: 8.0}  # seed 3 instead of 2
+    c = compare_cells(a, b, alternative="less")
+    assert c.test == "Welch t" and (c.n_a, c.n_b) == (3, 3)
+    ref = sps.ttest_ind([1, 2, 3], [4, 6, 8], equal_var=False, alternative="less")
+    assert c.p == pytest.approx(ref.pvalue)
+    # Welch–Satterthwaite CI: −4 ± t_{0.975, 50/17} √(5/3), as scipy's confidence_interval
+    ci = ref.confidence_interval(0.95)
+    assert c.effect == -4.0
+    two_sided = sps.ttest_ind([1, 2, 3], [4, 6, 8], equal_var=False).confidence_interval(0.95)
+    assert (c.ci_low, c.ci_high) == (pytest.approx(two_sided.low), pytest.approx(two_sided.high))
+    assert math.isinf(ci.low)  # scipy's one-sided CI is one-sided; ours is always two-sided
+    # a NaN removes a seed from the set: then the seed sets differ → Welch
+    nan_seed = compare_cells({0: 1.0, 1: 2.0, 2: float("nan")}, {0: 1.5, 1: 2.5, 2: 3.0})
+    assert nan_seed.test == "Welch t" and nan_seed.n_a == 2
+
+
+def test_compare_cells_one_seed_each_is_nan() -> None:
+    c = compare_cells({0: 1.0}, {0: 2.0})
+    assert c.test == "Welch t" and c.effect == -1.0
+    assert all(math.isnan(v) for v in (c.ci_low, c.ci_high, c.t, c.dof, c.p))
+
+
+def test_one_sample_comparison() -> None:
+    c = one_sample_comparison([-0.1, -0.2, -0.3, float("nan")], alternative="less")
+    assert c.test == "one-sample t" and c.n_a == 3 and c.effect == pytest.approx(-0.2)
+    assert c.p == pytest.approx(sps.ttest_1samp([-0.1, -0.2, -0.3], 0.0, alternative="less").pvalue)
+    assert c.ci_high == pytest.approx(-0.2 + T975_DOF2 * 0.1 / math.sqrt(3))
+
+
+def test_bad_alternative_is_refused() -> None:
+    with pytest.raises(ValueError, match="alternative"):
+        welch_t_test([1, 2], [3, 4], "smaller")

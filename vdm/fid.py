@@ -15,7 +15,14 @@ resolution; grayscale is repeated to 3 channels for torch-fidelity.
 Reference features and FID statistics are cached with torch-fidelity's own file cache in
 ``cache_root``. Its key is only a name, so :func:`reference_cache_name` puts a hash of the
 reference pixels and a hash of the extractor weights file into it: changing either gives a new
-cache entry instead of silently reusing stale features. Samples are never cached.
+cache entry instead of silently reusing stale features. Samples are never cached. Before
+torch-fidelity reads an existing cache file it is checked (:mod:`vdm.fid_cache`): a truncated
+or corrupt one is moved aside to ``<file>.bad`` with a one-line warning and recomputed. A
+corrupt extractor weights file is an error naming the file and how to rebuild it.
+
+FID sampling error: :func:`compute_metrics` also returns ``fid_se``, the standard deviation of
+the FID over bootstrap resamples of the generated samples' features (:mod:`vdm.fid_error`), so
+that sampling noise can be told from seed-to-seed spread.
 
 KID subset size: if fewer than ``kid_subset_size`` samples or reference images are given, the
 subset size is lowered to ``min(n_samples, n_reference)`` and the value actually used is
@@ -38,6 +45,8 @@ import torch.hub
 from torch.utils.data import Dataset
 
 from vdm.feature_extractors import CLASSIFIER_EXTRACTOR_NAME, register_classifier_extractor
+from vdm.fid_cache import set_aside_corrupt
+from vdm.fid_error import DEFAULT_RESAMPLES, FID_SE_METHOD, fid_bootstrap_se
 
 FEATURE_EXTRACTORS: tuple[str, ...] = ("classifier", "inception-v3-compat")
 """Extractor names accepted by this module."""
@@ -49,6 +58,7 @@ _METRIC_KEYS = {"fid": "frechet_inception_distance", "kid": "kernel_inception_di
                 "recall": "recall"}
 _HASH_LEN = 16
 _file_hash_memo: dict[tuple[str, int, int], str] = {}
+_weights_ok: set[tuple[str, int, int]] = set()
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,10 +197,9 @@ def check_extractor_weights(extractor: str, weights_path: str | os.PathLike | No
     path = Path(weights_path)
     if not path.is_file():
         raise FileNotFoundError(f"{extractor} feature extractor weights not found: {path}")
+    state = _load_weights(path, extractor)
     if extractor == "classifier":
-        from vdm.checkpoint import load_checkpoint
-
-        meta = load_checkpoint(path).get("meta", {})
+        meta = state.get("meta", {})
         trained_on = meta.get("dataset") if isinstance(meta, dict) else None
         if trained_on is None:
             raise ValueError(f"classifier {path} does not record the dataset it was trained on "
@@ -198,6 +207,34 @@ def check_extractor_weights(extractor: str, weights_path: str | os.PathLike | No
         if trained_on != dataset:
             raise ValueError(f"classifier {path} was trained on {trained_on!r}, not {dataset!r}")
     return path
+
+
+_REBUILD = {
+    "classifier": "the workflow writes it atomically (rule fid_classifier, `python -m vdm "
+                  "classifier`), so it was damaged afterwards: delete it and rerun the workflow "
+                  "to retrain it",
+    "inception-v3-compat": "recreate it with `python -m vdm inception-weights --out <path>`",
+}
+
+
+def _load_weights(path: Path, extractor: str) -> dict[str, Any]:
+    """The extractor weights file read safely (:func:`vdm.checkpoint.load_checkpoint`); a
+    truncated or corrupt file raises :class:`~vdm.checkpoint.CheckpointError` in one line naming
+    it and how to rebuild it (weights are never set aside and recomputed silently: they define
+    the feature space of every FID already reported)."""
+    from vdm.checkpoint import CheckpointError, load_checkpoint
+
+    st = path.stat()
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if extractor != "classifier" and key in _weights_ok:  # large Inception file: check once
+        return {}
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as error:
+        raise CheckpointError(f"{extractor} feature extractor weights: {error}; "
+                              f"{_REBUILD[extractor]}") from None
+    _weights_ok.add(key)
+    return state
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,6 +316,7 @@ def compute_reference_statistics(
     kwargs = _fidelity_kwargs(extractor, weights, cache_root, device, batch_size)
     layers = _feature_layers(kwargs)
     files = _cache_files(kwargs["cache_root"], name, kwargs["feature_extractor"], layers)
+    set_aside_corrupt(files, num_reference=len(reference))
     cached = all(os.path.isfile(f) for f in files)
     if not cached:
         kwargs.update(input1=Uint8ImageDataset(reference), input1_cache_name=name)
@@ -310,23 +348,30 @@ def compute_metrics(
     reference_images_uint8: torch.Tensor | np.ndarray, *, dataset: str, split: str,
     extractor: str, weights_path: str | os.PathLike | None, cache_root: str | os.PathLike | None,
     device: str = "cpu", kid_subset_size: int = 1000, prc: bool = True, batch_size: int = 256,
+    fid_error: bool = True, fid_error_resamples: int = DEFAULT_RESAMPLES,
 ) -> dict[str, Any]:
     """FID, KID (mean, std) and precision/recall of samples against a reference set.
 
     Both inputs are uint8 ``(N, C, H, W)`` pixels of the same ``(C, H, W)``. The reference
     features come from (or go to) torch-fidelity's cache (see
-    :func:`compute_reference_statistics`). Deterministic for fixed inputs (KID subsets use a
-    fixed seed). ``kid_subset_size`` is lowered to ``min(n_samples, n_reference)`` when
-    needed; the value used is returned.
+    :func:`compute_reference_statistics`); corrupt cache files are set aside and recomputed
+    first (:func:`vdm.fid_cache.set_aside_corrupt`). Deterministic for fixed inputs (KID
+    subsets and the FID bootstrap use fixed seeds). ``kid_subset_size`` is lowered to
+    ``min(n_samples, n_reference)`` when needed; the value used is returned.
+
+    The metrics are torch-fidelity's own functions (the steps of its ``calculate_metrics``,
+    run here so that the sample features are extracted once and can be reused), so the numbers
+    are exactly those of ``torch_fidelity.calculate_metrics`` with the same arguments.
 
     Returns ``{"fid", "kid", "kid_std", "precision", "recall", "prc_requested", "notes",
     "feature_extractor", "num_samples", "num_reference", "kid_subset_size",
-    "reference_cache_name"}``. ``precision``/``recall`` are present only when requested
-    (``prc``) and finite: a requested value that comes back non-finite is left out, with a line
-    in ``notes`` and a warning on stderr, never silently.
+    "reference_cache_name"}`` and, with ``fid_error``, ``"fid_se"`` (the FID's sampling error
+    from the generated side: standard deviation over ``fid_error_resamples`` bootstrap
+    resamples of the sample features, :mod:`vdm.fid_error`), ``"fid_se_method"`` and
+    ``"fid_se_resamples"``. ``precision``/``recall`` are present only when requested (``prc``)
+    and finite: a requested value that comes back non-finite is left out, with a line in
+    ``notes`` and a warning on stderr, never silently.
     """
-    from torch_fidelity import calculate_metrics
-
     weights = check_extractor_weights(extractor, weights_path, dataset)
     samples = as_uint8_images(sample_images_uint8, what="sample images")
     reference = as_uint8_images(reference_images_uint8, what="reference images")
@@ -339,10 +384,12 @@ def compute_metrics(
                          f"{len(reference)} reference")
     name, _, _ = _reference_name(reference, dataset, split, extractor, weights)
     kwargs = _fidelity_kwargs(extractor, weights, cache_root, device, batch_size)
-    raw = calculate_metrics(
-        input1=Uint8ImageDataset(samples), input2=Uint8ImageDataset(reference),
-        input2_cache_name=name, fid=True, kid=True, prc=prc, kid_subset_size=subset, **kwargs,
-    )
+    kwargs.update(input1=Uint8ImageDataset(samples), input2=Uint8ImageDataset(reference),
+                  input2_cache_name=name, fid=True, kid=True, prc=prc, kid_subset_size=subset)
+    layers = _feature_layers(kwargs, prc)
+    set_aside_corrupt(_cache_files(kwargs["cache_root"], name, kwargs["feature_extractor"], layers),
+                      num_reference=len(reference))
+    raw, sample_features, reference_stats = _fidelity_metrics(kwargs, layers)
     out: dict[str, Any] = {key: float(raw.get(src, float("nan")))
                            for key, src in _METRIC_KEYS.items()}
     notes = []
@@ -353,6 +400,12 @@ def compute_metrics(
         notes.append(f"precision/recall were requested but torch-fidelity returned {values}; "
                      "left out of the results")
         print(f"vdm fid: warning: {notes[-1]}", file=sys.stderr)
+    if fid_error:
+        out.update(fid_se=fid_bootstrap_se(sample_features, reference_stats["mu"],
+                                           reference_stats["sigma"],
+                                           n_resamples=fid_error_resamples, seed=0,
+                                           device=device),
+                   fid_se_method=FID_SE_METHOD, fid_se_resamples=int(fid_error_resamples))
     out.update(
         prc_requested=prc,
         notes=notes,
@@ -363,3 +416,33 @@ def compute_metrics(
         reference_cache_name=name,
     )
     return out
+
+
+def _fidelity_metrics(kwargs: dict[str, Any], layers: dict[str, str]
+                      ) -> tuple[dict[str, float], torch.Tensor, dict[str, np.ndarray]]:
+    """torch-fidelity's ``calculate_metrics`` for one feature extractor (fid, kid[, prc]), step by
+    step with its own functions: returns its metrics dict, the samples' FID-layer features
+    ``(N, D)`` and the reference FID statistics (``mu``, ``sigma``, from the cache)."""
+    from torch_fidelity.metric_fid import (
+        fid_featuresdict_to_statistics_cached,
+        fid_statistics_to_metric,
+    )
+    from torch_fidelity.metric_kid import kid_featuresdict_to_metric
+    from torch_fidelity.metric_prc import prc_featuresdict_to_metric
+    from torch_fidelity.utils import (
+        create_feature_extractor,
+        extract_featuresdict_from_input_id_cached,
+    )
+
+    extractor = create_feature_extractor(kwargs["feature_extractor"], sorted(set(layers.values())),
+                                         **kwargs)
+    samples = extract_featuresdict_from_input_id_cached(1, extractor, **kwargs)  # never cached
+    reference = extract_featuresdict_from_input_id_cached(2, extractor, **kwargs)
+    stats = [fid_featuresdict_to_statistics_cached(features, cache_name, extractor, layers["fid"],
+                                                   **kwargs)
+             for features, cache_name in ((samples, None), (reference, kwargs["input2_cache_name"]))]
+    metrics = dict(fid_statistics_to_metric(stats[0], stats[1], False))
+    metrics.update(kid_featuresdict_to_metric(samples, reference, layers["kid"], **kwargs))
+    if "prc" in layers and kwargs.get("prc"):
+        metrics.update(prc_featuresdict_to_metric(samples, reference, layers["prc"], **kwargs))
+    return metrics, samples[layers["fid"]], stats[1]
