@@ -690,7 +690,8 @@ def measure_sampling(model_path: str | Path, config: dict[str, Any], num_samples
     from vdm.trainer import load_trained_model
 
     options = config["sample"]
-    steps = steps or options["steps"]
+    method, config_steps = options["methods"][0], options["steps"][0]  # the primary setting
+    steps = steps or config_steps
     device = resolve_device(config["device"])
     model, run_config = load_trained_model(model_path, device)
     info = dataset_info(run_config.dataset)
@@ -698,7 +699,7 @@ def measure_sampling(model_path: str | Path, config: dict[str, Any], num_samples
     def draw(eps_fn, seed: int) -> tuple[float, torch.Tensor]:
         started = time.perf_counter()
         out = sample(eps_fn, model.schedule, tuple(info["shape"]), num_samples,
-                     info["num_levels"], steps=steps, method=options["method"],
+                     info["num_levels"], steps=steps, method=method,
                      batch_size=options["batch_size"], seed=seed, device=device)
         return num_samples / (time.perf_counter() - started), out  # .cpu() in sample() synced
 
@@ -712,8 +713,8 @@ def measure_sampling(model_path: str | Path, config: dict[str, Any], num_samples
     images["fp32_seed1"] = draw(model.eps, 1)[1]
     return {"sample_images_per_s": statistics.median(rates["fp32"]),
             "sample_bf16_images_per_s": statistics.median(rates["bf16"]),
-            "num_samples": num_samples, "steps": steps, "config_steps": options["steps"],
-            "method": options["method"], "batch_size": options["batch_size"],
+            "num_samples": num_samples, "steps": steps, "config_steps": config_steps,
+            "method": method, "batch_size": options["batch_size"],
             "repeats": repeats, "per_repeat_images_per_s": rates["fp32"],
             "per_repeat_bf16_images_per_s": rates["bf16"]}, images
 
