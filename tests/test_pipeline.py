@@ -20,7 +20,7 @@ from vdm.tables import SUMMARY_COLUMNS
 
 TINY_CELLS = 2 * 2 * 2  # config/test.yaml: objectives x schedules x seeds
 PLOT_NAMES = ("fid_heatmap", "nll_heatmap", "fid_bars", "nll_bars", "fid_vs_nll", "loss_curves",
-              "samples_montage")
+              "samples_montage", "denoiser_floor")
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -57,6 +57,8 @@ def test_summary_table(finished: Path) -> None:
     assert (terms > 0).all().all()
     assert (terms.sum(axis=1) - summary["nll_bpd"]).abs().max() < 1e-6  # float32 terms
     assert summary["fid"].notna().all() and (summary["fid"] > 0).all()
+    assert (summary["fid_se"] > 0).all() and (summary["fid_se"] < summary["fid"]).all()
+    assert summary["denoiser_gap_train"].notna().all() and summary["denoiser_gap_test"].notna().all()
     assert (summary["feature_extractor"] == "classifier-digits").all()
 
 
@@ -66,7 +68,18 @@ def test_formatted_tables_and_plots(finished: Path) -> None:
     assert "±" in markdown and "**" in markdown and "classifier-digits" in markdown
     assert "\\textbf" in (finished / "results/test/tables/summary.tex").read_text()
     significance = pd.read_csv(finished / "results/test/tables/significance.csv")
-    assert {"p", "diff"} <= set(significance.columns)
+    assert {"p", "p_holm", "diff", "test"} <= set(significance.columns)
+    assert set(significance["test"].dropna()) == {"paired t"}  # every cell has seeds 0 and 1
+    for text in ("Real-data floor", "FID sampling error of one run", "optimal denoiser",
+                 "Holm-adjusted"):
+        assert text in markdown, text
+    claims = pd.read_csv(finished / "results/test/tables/claims.csv")
+    assert len(claims) >= 10 and set(claims["verdict"]) <= {
+        "reproduced", "contradicted", "inconclusive", "not in this grid"}
+    assert "Regenerate with `python -m vdm claims" in (
+        finished / "results/test/tables/claims.md").read_text()
+    floor = json.loads((finished / "results/digits/fid/classifier/floor.json").read_text())
+    assert floor["num_floor_images"] == 300 and 0 < floor["fid"] < 5
     for name in PLOT_NAMES:
         png = finished / f"results/test/plots/{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -175,7 +188,8 @@ def test_html_report(finished: Path) -> None:
                        "results/test/report.html", check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     html = (finished / "results/test/report.html").read_text(errors="replace")
-    for name in [*(f"{plot}.png" for plot in PLOT_NAMES), "summary.csv", "significance.csv"]:
+    for name in [*(f"{plot}.png" for plot in PLOT_NAMES), "summary.csv", "significance.csv",
+                 "claims.csv", "denoiser_floor.csv"]:
         assert name in html, name  # every plot and table of the report, by name
     for run in finished.glob("results/digits/runs/*/*/*/*/seed*"):  # each run's samples and log
         cell = "/".join(run.relative_to(finished).parts)
@@ -259,17 +273,20 @@ TIMING_COLUMNS = ("train_seconds",)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("moment", ["training", "evaluation"])
+@pytest.mark.parametrize("moment", ["training", "evaluation", "reference"])
 def test_sigkilled_grid_resumes_to_identical_numbers(finished: Path, tmp_path: Path,
                                                      moment: str) -> None:
-    """kill -9 the whole Snakemake process group while a model trains past its first checkpoint
-    (or while a model's evaluation has written its samples but not yet its FID); `snakemake
-    --unlock` and the same command then finish the grid with the numbers of the uninterrupted
-    run (`finished`): a second run of the same config also shows that two runs with the same
-    seeds give identical summary.csv numbers."""
+    """kill -9 the whole Snakemake process group while a model trains past its first checkpoint,
+    while a model's evaluation has written its samples but not yet its FID, or while the FID
+    reference statistics are being cached (their files are then truncated, as a kill during
+    their write would leave them); `snakemake --unlock` and the same command then finish the
+    grid with the numbers of the uninterrupted run (`finished`): a second run of the same config
+    also shows that two runs with the same seeds give identical summary.csv numbers."""
     work = copy_workflow(tmp_path)
     runs = "results/digits/runs/*/*/*/*/seed*"
-    trigger = f"{runs}/state.pt" if moment == "training" else f"{runs}/samples.npz"
+    cache = "results/digits/fid/classifier/cache"
+    trigger = {"training": f"{runs}/state.pt", "evaluation": f"{runs}/samples.npz",
+               "reference": f"{cache}/*.pt"}[moment]
     command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"]
     process = subprocess.Popen(command, cwd=work, env=venv_environment(), start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -283,7 +300,10 @@ def test_sigkilled_grid_resumes_to_identical_numbers(finished: Path, tmp_path: P
     interrupted = [p.parent for p in work.glob(f"{runs}/state.pt")]
     half_evaluated = [p.parent for p in work.glob(f"{runs}/samples.npz")
                       if not (p.parent / "fid.json").exists()]
-    assert interrupted if moment == "training" else half_evaluated
+    cached = sorted(work.glob(f"{cache}/*.pt"))
+    for path in cached if moment == "reference" else []:  # a write cut short
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert {"training": interrupted, "evaluation": half_evaluated, "reference": cached}[moment]
     assert not (work / "results/test/tables/summary.csv").exists()
     snakemake(work, "--unlock")
     result = snakemake(work, "--cores", "2", "--configfile", "config/test.yaml", check=False)
@@ -291,6 +311,8 @@ def test_sigkilled_grid_resumes_to_identical_numbers(finished: Path, tmp_path: P
     for run in interrupted:  # resumed from the (last) checkpoint that survived the kill
         resumed = json.loads((run / "train.json").read_text())["resumed_from"]
         assert len(resumed) == 1 and resumed[0] % 10 == 0 and 10 <= resumed[0] < 150, (run, resumed)
+    if moment == "reference":  # the truncated cache files were set aside and recomputed
+        assert {p.name + ".bad" for p in cached} <= {p.name for p in work.glob(f"{cache}/*.bad")}
     before = pd.read_csv(finished / "results/test/tables/summary.csv")
     after = pd.read_csv(work / "results/test/tables/summary.csv")
     deterministic = [c for c in SUMMARY_COLUMNS if c in before and c not in TIMING_COLUMNS]

@@ -138,34 +138,70 @@ def test_pivot_latex_bold_escaped_ascii(df: pd.DataFrame) -> None:
     assert tex.count("$") % 2 == 0
 
 
-def test_significance_matches_scipy(df: pd.DataFrame) -> None:
-    sig = tables.significance_table(df, "fid").set_index(["objective", "schedule"])
-    ref = sps.ttest_ind(FID["elbo", "linear"], FID["eps", "linear"], equal_var=False)
+def test_significance_is_paired_by_seed_and_holm_adjusted(df: pd.DataFrame) -> None:
+    """Every cell has seeds 0, 1, 2: paired t-tests against the baseline, Holm across cells."""
+    noisy = df.assign(fid=df["fid"] + np.where(df["seed"] == 1, 0.05, 0.0)
+                      * np.where(df["objective"] == "elbo", 1, -1))
+    sig = tables.significance_table(noisy, "fid").set_index(["objective", "schedule"])
+    values = {k: noisy.loc[(noisy["objective"] == k[0]) & (noisy["schedule"] == k[1]), "fid"]
+              .to_numpy() for k in FID}
+    raw = {k: sps.ttest_rel(values[k], values["eps", "linear"]).pvalue
+           for k in FID if k != ("eps", "linear")}
+    for key, p in raw.items():
+        assert sig.loc[key, "test"] == "paired t" and sig.loc[key, "p"] == pytest.approx(p)
+    ordered = sorted(raw.values())  # Holm: k-th smallest times (m - k + 1), monotone, capped
+    holm = np.minimum(1, np.maximum.accumulate([p * (3 - i) for i, p in enumerate(ordered)]))
+    assert sorted(sig["p_holm"].dropna()) == pytest.approx(list(holm))
     row = sig.loc[("elbo", "linear")]
-    assert row["p"] == pytest.approx(ref.pvalue)
-    assert row["t"] == pytest.approx(ref.statistic)
-    assert row["diff"] == pytest.approx(5.5 - 3.2)
-    assert row["significant"] and row["mark"] == "*"
-    # eps/cosine vs baseline: t = −0.2/√(0.01/3 + 0.04/3) = −1.549 → not significant
-    assert sig.loc[("eps", "cosine"), "t"] == pytest.approx(-0.2 / math.sqrt(0.05 / 3))
-    assert sig.loc[("eps", "cosine"), "mark"] == ""
+    differences = values["elbo", "linear"] - values["eps", "linear"]
+    half = sps.t.ppf(0.975, 2) * differences.std(ddof=1) / math.sqrt(3)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((differences.mean() - half,
+                                                             differences.mean() + half))
+    assert bool(row["significant"]) == (row["p_holm"] < 0.05)
     assert sig.loc[("eps", "linear"), "mark"] == "base"
-    assert "Welch" in tables.significance_caption("fid")
+    caption = tables.significance_caption(noisy, "fid")
+    assert "paired t" in caption and "Holm" in caption and "the DDPM baseline" in caption
+
+
+def test_significance_falls_back_to_welch_when_seeds_differ(df: pd.DataFrame) -> None:
+    uneven = df[~((df["objective"] == "elbo") & (df["schedule"] == "linear") & (df["seed"] == 2))]
+    sig = tables.significance_table(uneven, "fid").set_index(["objective", "schedule"])
+    ref = sps.ttest_ind(FID["elbo", "linear"][:2], FID["eps", "linear"], equal_var=False)
+    assert sig.loc[("elbo", "linear"), "test"] == "Welch t"
+    assert sig.loc[("elbo", "linear"), "p"] == pytest.approx(ref.pvalue)
+    assert sig.loc[("eps", "cosine"), "test"] == "paired t"
+
+
+def test_significance_baseline_without_eps_linear_is_stated_and_configurable(df) -> None:
+    """A grid without ε + linear compares against its first cell, named in the caption; a
+    configured baseline wins when present."""
+    no_ddpm = df[~((df["objective"] == "eps") & (df["schedule"] == "linear"))]
+    sig = tables.significance_table(no_ddpm, "nll_bpd")
+    assert len(sig) == 3 and sig["p"].notna().sum() == 2
+    assert sig.loc[sig["mark"] == "base", ["objective", "schedule"]].values.tolist() == [
+        ["eps", "cosine"]]
+    assert "the grid's first cell (the grid has no ε + linear cell)" in \
+        tables.significance_caption(no_ddpm, "nll_bpd")
+    chosen = {"objective": "elbo", "schedule": "cosine"}
+    configured = tables.significance_table(df, "nll_bpd", baseline=chosen)
+    assert configured.loc[configured["mark"] == "base", "objective"].tolist() == ["elbo"]
+    assert "the configured baseline" in tables.significance_caption(df, "nll_bpd", chosen)
 
 
 def test_write_tables_files(df: pd.DataFrame, tmp_path: Path) -> None:
     paths = tables.write_tables(df, tmp_path / "out")
-    assert set(paths) == {"summary.csv", "summary.md", "summary.tex", "significance.csv"}
+    assert set(paths) == {"summary.csv", "summary.md", "summary.tex", "significance.csv",
+                          "claims.md", "claims.csv"}
     summary = pd.read_csv(paths["summary.csv"])
     for col in ["dataset", "objective", "schedule", "seed", "fid", "kid", "nll_bpd",
                 "nll_bpd_se", "train_seconds", "steps", "logsnr_min", "feature_extractor"]:
         assert col in summary.columns
     sig = pd.read_csv(paths["significance.csv"])
-    assert {"dataset", "metric", "objective", "schedule", "diff", "t", "dof", "p"} <= \
-        set(sig.columns)
+    assert {"dataset", "metric", "objective", "schedule", "diff", "ci_low", "ci_high", "test", "t",
+            "dof", "p", "p_holm"} <= set(sig.columns)
     assert len(sig) == 8
     md = paths["summary.md"].read_text()
-    assert "**2.570 ± 0.050**" in md and "Welch" in md and "| Δ vs base |" in md
+    assert "**2.570 ± 0.050**" in md and "paired t" in md and "| Δ vs base |" in md
     tex = paths["summary.tex"].read_text()
     assert tex.count(r"\begin{table}") == 4 and r"\textbf{" in tex and tex.isascii()
 

@@ -237,6 +237,8 @@ def nll_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
     _ode_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="nll.json")
+    parser.add_argument("--denoiser-floor-out", type=Path,
+                        help="also the gap to the training set's optimal denoiser -> this JSON")
 
 
 def ode_bound_vs_elbo(ode_bpd, elbo_bpd) -> dict[str, float]:
@@ -306,6 +308,9 @@ def nll_main(args: argparse.Namespace) -> None:
               discrete_steps=args.discrete_steps, batch_size=args.batch_size,
               max_examples=args.max_examples, seed=args.seed, ema=not args.no_ema, out=args.out,
               started=started, ode=_ode_options(args))
+    if args.denoiser_floor_out:
+        write_denoiser_floor(args.model, seed=args.seed, device=device, ema=not args.no_ema,
+                             out=args.denoiser_floor_out)
 
 
 # ----- data -------------------------------------------------------------------------------
@@ -474,6 +479,35 @@ def fid_main(args: argparse.Namespace) -> None:
               dataset_classifier=args.dataset_classifier)
 
 
+def fid_floor_arguments(parser: argparse.ArgumentParser) -> None:
+    _fid_common_arguments(parser)
+    parser.add_argument("--floor-split", default="test",
+                        help="the held-out split scored as if it were samples")
+    parser.add_argument("--kid-subset-size", type=int, default=1000)
+    parser.add_argument("--no-prc", action="store_true", help="skip precision/recall")
+    parser.add_argument("--out", required=True, type=Path, help="floor.json")
+
+
+def fid_floor_main(args: argparse.Namespace) -> None:
+    """The real-data floor (:func:`vdm.data_floor.real_data_floor`): FID/KID/precision/recall of
+    the held-out split against the reference split, with the runs' extractor and cache."""
+    from vdm.data_floor import real_data_floor
+
+    started = time.perf_counter()
+    _set_threads(args.threads)
+    device = resolve_device(args.device)
+    result = real_data_floor(args.dataset, args.root, reference_split=args.split,
+                             floor_split=args.floor_split, extractor=args.extractor,
+                             weights_path=args.weights, cache_root=args.cache_root,
+                             device=str(device), kid_subset_size=args.kid_subset_size,
+                             prc=not args.no_prc, batch_size=args.batch_size)
+    result.update({"provenance": provenance(device),
+                   "wall_seconds": round(time.perf_counter() - started, 3)})
+    write_json_atomic(args.out, result)
+    print(f"real-data floor ({result['feature_extractor']}): FID {result['fid']:.3f} of the "
+          f"{result['num_floor_images']} {args.floor_split} images -> {args.out}")
+
+
 # ----- evaluate: sample + nll + fid in one process ----------------------------------------
 def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, type=Path, help="trained model.pt")
@@ -498,6 +532,9 @@ def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--nll-out", required=True, type=Path, help="nll.json")
     _model_fid_arguments(parser)
     parser.add_argument("--fid-out", required=True, type=Path, help="fid.json")
+    parser.add_argument("--denoiser-floor-out", type=Path,
+                        help="also the gap to the training set's optimal denoiser "
+                             "(vdm.optimal_denoiser) -> this JSON")
 
 
 def _model_fid_arguments(parser: argparse.ArgumentParser) -> None:
@@ -546,6 +583,20 @@ def evaluate_main(args: argparse.Namespace) -> None:
               cache_root=args.cache_root, device=device, kid_subset_size=args.kid_subset_size,
               prc=not args.no_prc, batch_size=args.fid_batch_size, out=args.fid_out,
               started=time.perf_counter(), dataset_classifier=args.dataset_classifier)
+    if args.denoiser_floor_out:
+        write_denoiser_floor(args.model, seed=args.seed, device=device, ema=ema,
+                             out=args.denoiser_floor_out)
+
+
+def write_denoiser_floor(model_path: Path, *, seed: int, device, ema: bool, out: Path) -> None:
+    """The run's gap to the training set's optimal denoiser
+    (:func:`vdm.optimal_denoiser.denoiser_floor`) -> ``out`` (JSON)."""
+    from vdm.optimal_denoiser import denoiser_floor
+
+    floor = denoiser_floor(model_path, seed=seed, device=str(device), use_ema=ema)
+    floor.update({"provenance": provenance(device), "wall_seconds": round(floor["wall_seconds"], 3)})
+    write_json_atomic(out, floor)
+    print(f"optimal-denoiser gap -> {out}")
 
 
 def _check_dataset_classifier(model, path: Path | None, dataset: str) -> None:
@@ -624,12 +675,16 @@ def collect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fid", type=Path, help="fid.json (optional)")
     parser.add_argument("--sweep", nargs="*", type=Path, default=[],
                         help="fid.json of further sampler settings (vdm sweep)")
+    parser.add_argument("--denoiser-floor", type=Path,
+                        help="the run's optimal-denoiser gap (vdm evaluate --denoiser-floor-out)")
     parser.add_argument("--out", required=True, type=Path, help="metrics.json")
 
 
 #: what describes one evaluation setting of a model in ``metrics.json``'s ``evaluations``
 EVALUATION_KEYS = ("sampler", "sample_steps", "nfe", "guidance_kind", "guidance_weight", "primary")
 FID_KEYS = ("fid", "kid", "kid_std")
+#: FID keys present only when computed
+OPTIONAL_FID_KEYS = ("fid_se", "class_accuracy", "classifier_test_accuracy")
 
 
 def evaluation_record(fid: dict[str, Any], source: Path, primary: bool) -> dict[str, Any]:
@@ -643,8 +698,7 @@ def evaluation_record(fid: dict[str, Any], source: Path, primary: bool) -> dict[
               **{key: fid[key] for key in FID_KEYS},
               **{key: fid[key] for key in ("precision", "recall")
                  if math.isfinite(fid.get(key, math.nan))},
-              **{key: fid[key] for key in ("class_accuracy", "classifier_test_accuracy")
-                 if fid.get(key) is not None},
+              **{key: fid[key] for key in OPTIONAL_FID_KEYS if fid.get(key) is not None},
               "num_fid_samples": fid["num_samples"], "fid_file": str(source)}
     if fid.get("per_class_fid"):
         record["per_class_fid_mean"] = float(np.mean(list(fid["per_class_fid"].values())))
@@ -656,7 +710,8 @@ def evaluation_record(fid: dict[str, Any], source: Path, primary: bool) -> dict[
 
 
 def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out: Path,
-                    sweep_jsons: list[Path] | tuple[Path, ...] = ()) -> None:
+                    sweep_jsons: list[Path] | tuple[Path, ...] = (),
+                    denoiser_floor_json: Path | None = None) -> None:
     """Merge one run's ``train.json``, ``nll.json`` and ``fid.json`` into ``metrics.json``.
 
     The file holds the numbers, the seed, the full resolved configuration (training run and
@@ -709,6 +764,15 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
         for note in record.get("notes", []):  # e.g. precision/recall requested but not finite
             notes.append(f"{path}: {note}")
             print(f"vdm collect: warning: {notes[-1]}", file=sys.stderr)
+    if denoiser_floor_json:
+        floor = read_json(Path(denoiser_floor_json))
+        metrics["denoiser_floor"] = {key: floor[key] for key in (
+            "log_snrs", "rows", "weighted", "num_train_images", "num_examples", "note",
+            "weighting")}
+        for split, gaps in floor["weighted"].items():  # scalars for summary.csv
+            metrics[f"denoiser_gap_{split}"] = gaps["gap"]
+        wall["denoiser_floor"] = floor.get("wall_seconds")
+        sources["denoiser_floor"] = denoiser_floor_json
     if sweep_jsons:
         wall["sweep"] = round(sum(
             (read_json(Path(p)).get("sampling", {}).get("wall_seconds") or 0.0)
@@ -732,22 +796,63 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
 
 
 def collect_main(args: argparse.Namespace) -> None:
-    collect_metrics(args.train, args.nll, args.fid, args.out, args.sweep)
+    collect_metrics(args.train, args.nll, args.fid, args.out, args.sweep, args.denoiser_floor)
 
 
 def aggregate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("metrics", nargs="+", type=Path, help="metrics.json of every run")
     parser.add_argument("--out-dir", required=True, type=Path, help="tables directory")
+    parser.add_argument("--baseline", nargs="+", metavar="KEY=VALUE",
+                        help="baseline cell of the significance tables, e.g. objective=eps "
+                             "schedule=linear [parameterization=eps]; default: ε + linear when "
+                             "in the grid, else the grid's first cell")
+    parser.add_argument("--floor", type=Path, help="the real-data floor (vdm fid-floor)")
+    parser.add_argument("--run-name", default="results", help="name of the grid, for claims.md")
+
+
+def parse_baseline(items: list[str] | None) -> dict[str, str] | None:
+    """``KEY=VALUE`` items of ``--baseline`` as a dict (objective and schedule required)."""
+    if not items:
+        return None
+    pairs = dict(item.split("=", 1) for item in items if "=" in item)
+    allowed = {"objective", "schedule", "parameterization"}
+    if len(pairs) != len(items) or not {"objective", "schedule"} <= set(pairs) <= allowed:
+        raise ValueError(f"--baseline {' '.join(items)}: expected objective=... schedule=... "
+                         "[parameterization=...]")
+    return pairs
 
 
 def aggregate_main(args: argparse.Namespace) -> None:
     from vdm.tables import aggregate_main as write_all_tables
 
-    for path in args.metrics:
+    for path in [*args.metrics, *([args.floor] if args.floor else [])]:
         if not path.is_file():
-            raise FileNotFoundError(f"metrics file not found: {path}")
-    written = write_all_tables(args.metrics, args.out_dir)
+            raise FileNotFoundError(f"{'floor' if path == args.floor else 'metrics'} file not "
+                                    f"found: {path}")
+    written = write_all_tables(args.metrics, args.out_dir, baseline=parse_baseline(args.baseline),
+                               floor=read_json(args.floor) if args.floor else None,
+                               run_name=args.run_name)
     print("tables: " + ", ".join(str(p) for p in written.values()))
+
+
+def claims_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--summary", required=True, type=Path, help="a grid's summary.csv")
+    parser.add_argument("--run-name", default="results", help="the grid's name, for the header")
+    parser.add_argument("--commit", help="commit the summary was produced at (default: the "
+                                         "runs' git_commit column)")
+
+
+def claims_main(args: argparse.Namespace) -> None:
+    """Print ``claims.md`` of a ``summary.csv`` (:func:`vdm.claims.evaluate_claims`): which
+    published findings reproduce in that grid; the same text as the grid's own claims.md."""
+    from vdm.tables import claims_report
+
+    if not args.summary.is_file():
+        raise FileNotFoundError(f"summary table not found: {args.summary}")
+    import pandas as pd
+
+    summary = pd.read_csv(args.summary)
+    print(claims_report(summary, run_name=args.run_name, commit=args.commit)[0], end="")
 
 
 def run_key(path: Path) -> tuple[str, str, str, str, int]:
@@ -790,6 +895,9 @@ def plots_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", nargs="*", type=Path, default=[],
                         help="samples.npz of guided settings (primary and sweep/<setting>/), for "
                              "the guidance sample figure; the lowest seed of each cell is used")
+    parser.add_argument("--floor", type=Path, help="the real-data FID floor (vdm fid-floor)")
+    parser.add_argument("--denoiser-floor", type=Path,
+                        help="denoiser_floor.csv of vdm aggregate: the optimal-denoiser figure")
     parser.add_argument("--out-dir", required=True, type=Path)
 
 
@@ -810,7 +918,8 @@ def plots_main(args: argparse.Namespace) -> None:
         key = (label, schedule, setting_of(path))
         if key not in guided or seed < lowest_guided[key]:
             guided[key], lowest_guided[key] = path, seed
-    written = draw_all(args.summary, logs, grids, args.out_dir, guided, lowest)
+    written = draw_all(args.summary, logs, grids, args.out_dir, guided, lowest,
+                       read_json(args.floor) if args.floor else None, args.denoiser_floor)
     print("plots: " + ", ".join(str(p) for p in written))
 
 

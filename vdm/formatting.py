@@ -153,9 +153,14 @@ def significance_cells(sig: pd.DataFrame, decimals: int, latex: bool = False) ->
         "n": [str(v) for v in sig["n"]],
         "mean": [fmt_num(v, decimals) for v in sig["mean"]],
         "Δ vs base": [fmt_num(v, decimals) for v in sig["diff"]],
+        "95% CI of Δ": [MISSING if is_missing(lo) else
+                        f"[{fmt_num(lo, decimals)}, {fmt_num(hi, decimals)}]"
+                        for lo, hi in zip(sig["ci_low"], sig["ci_high"], strict=True)],
+        "test": [esc(v) if v else MISSING for v in sig["test"]],
         "t": [fmt_num(v, 2) for v in sig["t"]],
         "dof": [fmt_num(v, 1) for v in sig["dof"]],
         "p": [latex_text(p) if latex else p for p in map(fmt_p, sig["p"])],
+        "p (Holm)": [latex_text(p) if latex else p for p in map(fmt_p, sig["p_holm"])],
         "sig": list(sig["mark"]),
     }, dtype=object)
 
@@ -184,11 +189,16 @@ def pivot_caption_text(metric_sentence: str, seed_text: str, confidence: float) 
             "Last row: each schedule's range [min, max] of λ = log SNR (mean over runs).")
 
 
-def significance_caption_text(name: str, unit: str, baseline: tuple[str, str],
-                              alpha: float) -> str:
-    """Caption of a significance table: what is compared and by which test."""
+def significance_caption_text(name: str, unit: str, baseline: tuple[str, str] | None, why: str,
+                              tests: list[str], comparisons: int, alpha: float) -> str:
+    """Caption of a significance table: the baseline and why, the tests, the correction."""
     unit = f" ({unit})" if unit else ""
-    return (f"{name} of each cell vs the DDPM baseline (`{baseline[0]}`, `{baseline[1]}`): "
-            f"Δ = cell mean − baseline mean{unit}; two-sided Welch t-test over seeds (unequal "
-            f"variances, Welch–Satterthwaite dof); * = p < {alpha:g}, no multiple-comparison "
-            "correction; n/a where a cell has < 2 seeds or zero variance.")
+    base = f"(`{baseline[0]}`, `{baseline[1]}`), {why}" if baseline else "(none: no cells)"
+    used = " and ".join(tests) if tests else "no test (too few seeds)"
+    return (f"{name} of each cell vs the baseline {base}: Δ = cell mean − baseline mean{unit} "
+            "with its 95% CI. Two-sided tests over seeds: paired t across seeds where both cells "
+            "have the same seeds (they share initial weights, data order, training noise and "
+            "evaluation seed: common random numbers), Welch t otherwise; used here: "
+            f"{used}. p (Holm) = Holm-adjusted across the {comparisons} comparisons of this "
+            f"table; * = Holm-adjusted p < {alpha:g}; n/a where a cell has < 2 seeds or zero "
+            "variance.")

@@ -12,6 +12,7 @@ import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -117,7 +118,8 @@ def plot_heatmaps(df: pd.DataFrame, out_dir: PathLike) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- bars
-def _bars(df: pd.DataFrame, metric: str, path: Path) -> Path:
+def _bars(df: pd.DataFrame, metric: str, path: Path,
+          floor: Mapping[str, Any] | None = None) -> Path:
     """One panel per objective row, each with its own y axis (so one bad row, e.g. x0 with a
     FID of 40, does not flatten the differences among the others): a bar per schedule with the
     95% t-CI and the seeds as dots."""
@@ -158,21 +160,28 @@ def _bars(df: pd.DataFrame, metric: str, path: Path) -> Path:
                         va="top")
         ax.set_xticks(x, scheds, fontsize=8, rotation=30 if len(scheds) > 3 else 0)
         ax.set_title(obj, fontsize=9)
+        if floor is not None and metric == "fid":
+            _floor_line(ax, floor, label=ax is axes.flat[0])
+            ax.set_ylim(min(ax.get_ylim()[0], 0.9 * float(floor["fid"])), ax.get_ylim()[1])
     for ax in axes[:, 0]:
         ax.set_ylabel(metric_label(df, metric), fontsize=8)
+    if floor is not None and metric == "fid":
+        axes.flat[0].legend(fontsize=6, loc="lower left")
     _suptitle(fig, f"{metric_label(df, metric).split(',')[0]} per {row_axis_name(df)} (one panel "
                  f"each, own y axis) and schedule: {CI_TEXT}; dots = seeds")
     return _save(fig, path)
 
 
-def plot_bars(df: pd.DataFrame, out_dir: PathLike) -> list[Path]:
+def plot_bars(df: pd.DataFrame, out_dir: PathLike,
+              floor: Mapping[str, Any] | None = None) -> list[Path]:
     """``fid_bars.png`` and ``nll_bars.png``: grouped bars of cell means with 95% t-CI error
     bars over seeds (none for one seed) and the individual seeds as dots."""
-    return [_bars(df, m, Path(out_dir) / f"{f}_bars.png") for m, f in METRIC_FILES.items()]
+    return [_bars(df, m, Path(out_dir) / f"{f}_bars.png", floor) for m, f in METRIC_FILES.items()]
 
 
 # --------------------------------------------------------------------------- trade-off
-def plot_tradeoff(df: pd.DataFrame, out_dir: PathLike) -> Path:
+def plot_tradeoff(df: pd.DataFrame, out_dir: PathLike,
+                  floor: Mapping[str, Any] | None = None) -> Path:
     """``fid_vs_nll.png``: cell means of FID against NLL with 95% t-CI error bars on both axes;
     colour = objective, marker = schedule."""
     objs, scheds = _levels(df)
@@ -192,6 +201,9 @@ def plot_tradeoff(df: pd.DataFrame, out_dir: PathLike) -> Path:
                     mec="black")
     handles = [Line2D([], [], ls="", marker="o", color=colours[o], label=o) for o in objs]
     handles += [Line2D([], [], ls="", marker=markers[s], color="grey", label=s) for s in scheds]
+    if floor is not None:
+        _floor_line(ax, floor)
+        handles.append(Line2D([], [], color="crimson", ls="--", label="real-data FID floor"))
     ax.legend(handles=handles, title=f"{row_axis_name(df)} / schedule", fontsize=8, loc="best")
     ax.set_xlabel(metric_label(df, "nll_bpd"))
     ax.set_ylabel(metric_label(df, "fid"))
@@ -491,11 +503,59 @@ def plot_guidance_samples(df: pd.DataFrame, samples: Mapping[tuple[str, str, str
     return _save(fig, path)
 
 
+# --------------------------------------------------------------------------- floors
+def _floor_line(ax: Axes, floor: Mapping[str, Any] | None, label: bool = True) -> None:
+    """A dashed horizontal line at the real-data FID floor."""
+    if floor is None:
+        return
+    ax.axhline(float(floor["fid"]), color="crimson", ls="--", lw=1,
+               label=f"real data ({floor['num_floor_images']} {floor['floor_split']} images)"
+               if label else None)
+
+
+def plot_denoiser_floor(cells: pd.DataFrame, out_dir: PathLike) -> Path:
+    """``denoiser_floor.png``: per-dimension ε-MSE against λ on the training and the test split
+    (one panel each, log y): the model of each cell (mean over seeds) and the optimal denoiser of
+    the training set (dashed; it memorises the training set: zero error on it at high SNR, a
+    large one on new images)."""
+    path = Path(out_dir) / "denoiser_floor.png"
+    splits = [s for s in ("train", "test") if not cells.empty and s in set(cells["split"])]
+    fig, axes = _figure(1, max(len(splits), 1), size=(6.0 * max(len(splits), 1), 4.6),
+                        sharey=True)
+    if not splits:
+        _no_data(axes[0, 0], "no optimal-denoiser gaps")
+        return _save(fig, path)
+    labels = [f"{o} · {s}" for o, s in zip(cells["objective"], cells["schedule"], strict=True)]
+    cells = cells.assign(cell=labels)
+    colours = _palette(ordered_levels(cells["cell"]))
+    for ax, split in zip(axes[0], splits, strict=True):
+        in_split = cells[cells["split"] == split]
+        for cell, line in in_split.groupby("cell", sort=False):
+            line = line.sort_values("log_snr")
+            ax.plot(line["log_snr"], line["model_mse"], marker="o", ms=3, color=colours[cell],
+                    label=cell, lw=1)
+        optimum = in_split.groupby("level")[["log_snr", "optimum_mse"]].mean().sort_values(
+            "log_snr")
+        ax.plot(optimum["log_snr"], optimum["optimum_mse"].clip(lower=1e-6), color="black",
+                ls="--", lw=1.5, label="optimal denoiser of the training set")
+        ax.set_yscale("log")
+        ax.set_xlabel("log-SNR λ")
+        ax.set_title(f"{split} images", fontsize=10)
+    axes[0, 0].set_ylabel("ε-MSE per dimension (log; optimum clipped at 1e-6)")
+    axes[0, -1].legend(fontsize=7)
+    _suptitle(fig, "Model vs the optimal (posterior-mean) denoiser of the training set, mean over "
+                   "seeds. The optimum memorises the training set (its samples are training "
+                   "images): it is the floor of the training loss, not a better model")
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------- CLI layer
 def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], PathLike],
                grid_pngs: Mapping[tuple, PathLike], out_dir: PathLike,
                guided_samples: Mapping[tuple[str, str, str], PathLike] | None = None,
-               grid_seeds: Mapping[tuple[str, str], int] | None = None) -> list[Path]:
+               grid_seeds: Mapping[tuple[str, str], int] | None = None,
+               floor: Mapping[str, Any] | None = None,
+               denoiser_floor_csv: PathLike | None = None) -> list[Path]:
     """CLI entry (``python -m vdm plots``): all figures from ``summary.csv``, the training logs
     and the sample grids; ``fid_vs_nfe.png`` when the runs have several sampler settings,
     ``nll_ode_vs_elbo.png`` when they have ODE likelihoods, and the guidance figures
@@ -503,7 +563,8 @@ def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], Pa
     were evaluated with guidance. Returns the written paths."""
     every = display_frame(pd.read_csv(summary_csv))
     df = primary_rows(every)
-    written = [*plot_heatmaps(df, out_dir), *plot_bars(df, out_dir), plot_tradeoff(df, out_dir),
+    written = [*plot_heatmaps(df, out_dir), *plot_bars(df, out_dir, floor),
+               plot_tradeoff(df, out_dir, floor),
                plot_loss_curves(log_csvs, out_dir),
                plot_sample_montage(grid_pngs, out_dir, grid_seeds)]
     if len(sampler_settings(every)) > 1:
@@ -513,4 +574,6 @@ def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], Pa
     if guidance_kinds(every):
         written += plot_guidance(every, out_dir)
         written.append(plot_guidance_samples(every, guided_samples or {}, out_dir))
+    if denoiser_floor_csv is not None:
+        written.append(plot_denoiser_floor(pd.read_csv(denoiser_floor_csv), out_dir))
     return written

@@ -14,16 +14,17 @@ order when the runs are listed in config order) unless an explicit order is pass
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from vdm import formatting
 from vdm.provenance import atomic_output, read_json
-from vdm.stats import mean_ci, welch_t_test
+from vdm.stats import compare_cells, holm_adjust, mean_ci
 
 KEY_COLUMNS = ["dataset", "conditioning", "parameterization", "objective", "schedule", "seed"]
 #: the evaluation setting of a row (one model has a row per setting)
@@ -35,7 +36,8 @@ SUMMARY_COLUMNS = KEY_COLUMNS + EVALUATION_COLUMNS + [
     "nll_diffusion_bpd", "nll_ode_bpd", "nll_ode_bpd_se", "nll_ode_num_examples",
     "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd", "nll_ode_minus_elbo_bpd_se",
     "nll_cond_bpd", "nll_cond_bpd_se",
-    "fid", "kid", "kid_std", "precision", "recall", "class_accuracy", "classifier_test_accuracy",
+    "fid", "fid_se", "kid", "kid_std", "precision", "recall", "class_accuracy",
+    "classifier_test_accuracy", "denoiser_gap_train", "denoiser_gap_test",
     "per_class_fid_mean", "feature_extractor", "num_fid_samples",
     "git_commit", "metrics_file",
 ]
@@ -45,14 +47,16 @@ TEXT_COLUMNS = {"dataset", "conditioning", "parameterization", "objective", "sch
 OPTIONAL_COLUMNS = ("precision", "recall", "nll_ode_bpd", "nll_ode_bpd_se", "nll_ode_num_examples",
                     "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd",
                     "nll_ode_minus_elbo_bpd_se", "nll_cond_bpd", "nll_cond_bpd_se",
-                    "class_accuracy", "classifier_test_accuracy", "per_class_fid_mean")
+                    "class_accuracy", "classifier_test_accuracy", "per_class_fid_mean", "fid_se",
+                    "denoiser_gap_train", "denoiser_gap_test")
 #: metrics that must be finite numbers whenever present (checked by ``collect`` and again when
 #: tabulating): NaN never reaches a table or plot
 FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd",
                   "nll_prior_bpd", "nll_diffusion_bpd", "nll_ode_bpd", "nll_ode_bpd_se",
                   "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd",
-                  "nll_ode_minus_elbo_bpd_se", "nll_cond_bpd", "nll_cond_bpd_se", "fid", "kid",
-                  "kid_std", "class_accuracy", "per_class_fid_mean")
+                  "nll_ode_minus_elbo_bpd_se", "nll_cond_bpd", "nll_cond_bpd_se", "fid", "fid_se",
+                  "kid", "kid_std", "class_accuracy", "per_class_fid_mean", "denoiser_gap_train",
+                  "denoiser_gap_test")
 BASELINE = ("eps", "linear")
 
 
@@ -143,15 +147,17 @@ ROW_PREFIXES = ("conditioning", "parameterization")
 
 def display_frame(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with ``objective`` replaced by ``parameterization / objective`` when the frame
-    holds more than one parameterization (the pivot rows are then the model variants); the
-    frame is returned unchanged otherwise, so single-parameterization grids read as before."""
+    holds more than one parameterization (the pivot rows are then the model variants; the
+    objective itself stays in ``base_objective``); the frame is returned unchanged otherwise,
+    so single-parameterization grids read as before."""
     varying = [c for c in ROW_PREFIXES if c in df and df[c].nunique(dropna=True) > 1]
-    if not varying:
+    if not varying or "base_objective" in df:
         return df
     label = df[varying[0]].astype(str)
     for column in varying[1:]:
         label = label + " / " + df[column].astype(str)
-    return df.assign(objective=label + " / " + df["objective"].astype(str))
+    return df.assign(base_objective=df["objective"],
+                     objective=label + " / " + df["objective"].astype(str))
 
 
 def row_axis_name(df: pd.DataFrame) -> str:
@@ -312,51 +318,111 @@ def pivot_table_latex(df: pd.DataFrame, metric: str, label: str | None = None,
 
 
 # --------------------------------------------------------------------------- significance
-def significance_table(df: pd.DataFrame, metric: str, baseline: tuple[str, str] = BASELINE,
+def resolve_baseline(df: pd.DataFrame, baseline: Mapping[str, str] | None = None,
+                     **order: Sequence[str]) -> tuple[tuple[str, str] | None, str]:
+    """The baseline cell ``(objective row, schedule)`` of the significance tests and why it is
+    that one: ``baseline`` (``{"objective", "schedule"[, "parameterization"]}``, parameterization
+    ε by default) when given and in the grid; else the DDPM baseline (ε output, ε-MSE, linear)
+    when in the grid; else the grid's first cell (first objective row and first schedule in the
+    config's order). ``(None, "no cells")`` for an empty frame."""
+    cells = cell_summary(df, "nll_bpd" if "nll_bpd" in df else "fid", **order)
+    if cells.empty:
+        return None, "no cells"
+
+    def find(keys: Mapping[str, str]) -> tuple[str, str] | None:
+        objective = df.get("base_objective", df["objective"])
+        mask = (objective == keys["objective"]) & (df["schedule"] == keys["schedule"])
+        if "parameterization" in df:
+            mask &= df["parameterization"].fillna("eps") == keys.get("parameterization", "eps")
+        rows = df[mask]
+        return None if rows.empty else (rows["objective"].iloc[0], keys["schedule"])
+
+    if baseline is not None and (found := find(baseline)) is not None:
+        return found, "the configured baseline"
+    if (found := find({"objective": BASELINE[0], "schedule": BASELINE[1]})) is not None:
+        return found, "the DDPM baseline"
+    first = cells.iloc[0]
+    missing = (f"the configured baseline {dict(baseline)} is not in the grid" if baseline
+               else "the grid has no ε + linear cell")
+    return (first["objective"], first["schedule"]), f"the grid's first cell ({missing})"
+
+
+def significance_table(df: pd.DataFrame, metric: str, baseline: Mapping[str, str] | None = None,
                        alpha: float = 0.05, **order: Sequence[str]) -> pd.DataFrame:
-    """Each cell vs the ``baseline`` (objective, schedule) cell by a two-sided Welch t-test.
+    """Each cell vs the baseline cell (:func:`resolve_baseline`), two-sided.
+
+    Cells that share a seed share initial weights, data order, training noise and evaluation
+    seed (common random numbers), so when both cells have the same seeds (≥ 2) the test is the
+    paired t-test across seeds, otherwise Welch's t-test (:func:`vdm.stats.compare_cells`). The
+    p-values of the table are Holm-adjusted across its comparisons
+    (:func:`vdm.stats.holm_adjust`); a cell is ``significant`` when its adjusted p < alpha.
 
     Columns: metric, objective, schedule, n, mean, baseline_mean, diff (= mean − baseline_mean),
-    t, dof, p, significant (p < alpha) and mark (``*`` if significant, ``base`` for the
-    baseline itself). Stats are NaN where undefined (n < 2, zero variance, no baseline).
+    ci_low / ci_high (95% CI of the difference), test ("paired t" / "Welch t"), t, dof, p,
+    p_holm, significant and mark (``*`` if significant, ``base`` for the baseline). Stats are
+    NaN where undefined (n < 2, zero variance, no baseline).
     """
+    chosen, _ = resolve_baseline(df, baseline, **order)
     values = _values(df, metric)
-    base = values[(df["objective"] == baseline[0]) & (df["schedule"] == baseline[1])].to_numpy()
-    base_mean = float(np.nanmean(base)) if np.isfinite(base).any() else float("nan")
+
+    def by_seed(objective: str, schedule: str) -> dict:
+        mask = (df["objective"] == objective) & (df["schedule"] == schedule)
+        return dict(zip(df.loc[mask, "seed"], values[mask], strict=True))
+
+    base = by_seed(*chosen) if chosen else {}
+    base_values = np.array(list(base.values()), dtype=float)
+    base_mean = float(np.nanmean(base_values)) if np.isfinite(base_values).any() else np.nan
     rows = []
     for c in cell_summary(df, metric, **order).itertuples():
-        cell = values[(df["objective"] == c.objective) & (df["schedule"] == c.schedule)]
-        is_base = (c.objective, c.schedule) == tuple(baseline)
-        t, dof, p = (np.nan,) * 3 if is_base else welch_t_test(cell.to_numpy(), base)
-        sig = bool(p < alpha)
-        rows.append({"metric": metric, "objective": c.objective, "schedule": c.schedule,
-                     "n": c.n, "mean": c.mean, "baseline_mean": base_mean,
-                     "diff": c.mean - base_mean, "t": t, "dof": dof, "p": p,
-                     "significant": sig, "mark": "base" if is_base else ("*" if sig else "")})
-    return pd.DataFrame(rows)
+        is_base = (c.objective, c.schedule) == chosen
+        row = {"metric": metric, "objective": c.objective, "schedule": c.schedule, "n": c.n,
+               "mean": c.mean, "baseline_mean": base_mean, "diff": c.mean - base_mean,
+               "ci_low": np.nan, "ci_high": np.nan, "test": "", "t": np.nan, "dof": np.nan,
+               "p": np.nan}
+        if not is_base and base:
+            comparison = compare_cells(by_seed(c.objective, c.schedule), base)
+            row.update(ci_low=comparison.ci_low, ci_high=comparison.ci_high,
+                       test=comparison.test, t=comparison.t, dof=comparison.dof, p=comparison.p)
+        row["is_base"] = is_base
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["p_holm"] = holm_adjust(table["p"].to_numpy(dtype=float))
+    table["significant"] = table["p_holm"] < alpha
+    table["mark"] = ["base" if b else ("*" if s else "") for b, s in zip(
+        table.pop("is_base"), table["significant"], strict=True)]
+    return table
 
 
-def significance_caption(metric: str, baseline: tuple[str, str] = BASELINE,
-                         alpha: float = 0.05) -> str:
-    """Caption stating the test used by :func:`significance_table`."""
+def significance_caption(df: pd.DataFrame, metric: str, baseline: Mapping[str, str] | None = None,
+                         alpha: float = 0.05, **order: Sequence[str]) -> str:
+    """Caption stating the baseline, how it was chosen, and the tests of
+    :func:`significance_table`."""
     spec = metric_spec(metric)
-    return formatting.significance_caption_text(spec.name, spec.unit, baseline, alpha)
+    chosen, why = resolve_baseline(df, baseline, **order)
+    table = significance_table(df, metric, baseline, alpha, **order)
+    tests = sorted(set(table["test"]) - {""}) if not table.empty else []
+    return formatting.significance_caption_text(spec.name, spec.unit, chosen, why, tests,
+                                                int(table["p"].notna().sum()) if len(table) else 0,
+                                                alpha)
 
 
 def significance_table_markdown(df: pd.DataFrame, metric: str, **kw: object) -> str:
     """Caption + Markdown table of :func:`significance_table` (``kw`` passed on to it)."""
     cells = formatting.significance_cells(significance_table(df, metric, **kw),
-                                      metric_spec(metric).decimals)
-    return formatting.markdown_block(significance_caption(metric), formatting.markdown_table(cells))
+                                          metric_spec(metric).decimals)
+    return formatting.markdown_block(significance_caption(df, metric, **kw),
+                                     formatting.markdown_table(cells))
 
 
 def significance_table_latex(df: pd.DataFrame, metric: str, label: str | None = None,
                              **kw: object) -> str:
     """LaTeX (booktabs) table of :func:`significance_table` with the test in its caption."""
     cells = formatting.significance_cells(significance_table(df, metric, **kw),
-                                      metric_spec(metric).decimals, latex=True)
-    return formatting.latex_table(cells, significance_caption(metric), label or f"tab:{metric}-sig",
-                              label_cols=2)
+                                          metric_spec(metric).decimals, latex=True)
+    return formatting.latex_table(cells, significance_caption(df, metric, **kw),
+                                  label or f"tab:{metric}-sig", label_cols=2)
 
 
 # --------------------------------------------------------------------------- sampler sweep
@@ -490,6 +556,114 @@ def guidance_markdown(df: pd.DataFrame) -> str:
     return "\n".join(blocks)
 
 
+# --------------------------------------------------------------------------- floors and claims
+def floor_markdown(floor: Mapping[str, Any]) -> str:
+    """The real-data floor (:func:`vdm.data_floor.real_data_floor`) as a one-row table with its
+    meaning: the FID, KID and precision/recall that held-out *real* images get."""
+    table = pd.DataFrame([{
+        "images": f"{floor['num_floor_images']} {floor['floor_split']} images",
+        "FID": formatting.fmt_num(floor["fid"], 2)
+        + (f" (± {floor['fid_se']:.2f})" if floor.get("fid_se") is not None else ""),
+        "KID": formatting.fmt_num(floor["kid"], 4),
+        "precision": formatting.fmt_num(floor.get("precision", np.nan), 3),
+        "recall": formatting.fmt_num(floor.get("recall", np.nan), 3)}])
+    caption = (f"{floor['meaning'][0].upper()}{floor['meaning'][1:].rstrip('.')}. ± = FID "
+               "sampling error (bootstrap SD over the images).")
+    return formatting.markdown_block(caption, formatting.markdown_table(table))
+
+
+def fid_error_sentence(df: pd.DataFrame) -> str:
+    """How large the FID's own sampling noise is in these runs (median of ``fid_se``)."""
+    errors = _values(df, "fid_se").dropna()
+    if errors.empty:
+        return ""
+    return (f"FID sampling error of one run (SD over 50 bootstrap resamples of its generated "
+            f"samples; `fid_se` in summary.csv): median {errors.median():.3f}, range "
+            f"{errors.min():.3f}–{errors.max():.3f}; compare it with the CIs over seeds above.")
+
+
+def load_denoiser_floors(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per run, split and noise level of the runs' optimal-denoiser gaps
+    (``metrics.json``'s ``denoiser_floor``, :mod:`vdm.optimal_denoiser`): the run's key columns,
+    ``level`` (position in its λ grid), ``log_snr``, ``model_mse``, ``optimum_mse``, ``gap``
+    (per-dimension ε-MSE) and the run's weighted ``weighted_model`` / ``weighted_optimum`` /
+    ``weighted_gap`` of that split. Empty when no run has one."""
+    rows = []
+    for path in paths:
+        record = read_json(path)
+        floor = record.get("denoiser_floor")
+        if not floor:
+            continue
+        keys = {key: record.get(key, default) for key, default in (
+            ("dataset", None), ("conditioning", "uncond"), ("parameterization", "eps"),
+            ("objective", None), ("schedule", None), ("seed", None))}
+        levels = {float(lam): i for i, lam in enumerate(floor["log_snrs"])}
+        for row in floor["rows"]:
+            weighted = floor["weighted"][row["split"]]
+            rows.append({**keys, "split": row["split"], "level": levels[float(row["log_snr"])],
+                         "log_snr": row["log_snr"], "model_mse": row["model_mse"],
+                         "optimum_mse": row["optimum_mse"], "gap": row["gap"],
+                         "weighted_model": weighted["model"],
+                         "weighted_optimum": weighted["optimum"],
+                         "weighted_gap": weighted["gap"]})
+    return pd.DataFrame(rows)
+
+
+def denoiser_floor_cells(floors: pd.DataFrame) -> pd.DataFrame:
+    """Per cell (objective row of the display frame, schedule), split and noise level: means
+    over seeds of λ and of the model's and the optimum's ε-MSE, and of the weighted gap."""
+    if floors.empty:
+        return floors
+    view = display_frame(floors)
+    columns = ["log_snr", "model_mse", "optimum_mse", "gap", "weighted_model",
+               "weighted_optimum", "weighted_gap"]
+    cells = view.groupby(["objective", "schedule", "split", "level"], sort=False)[columns].mean()
+    counts = view.groupby(["objective", "schedule", "split", "level"], sort=False)["seed"].nunique()
+    return cells.assign(n=counts).reset_index()
+
+
+def denoiser_floor_markdown(floors: pd.DataFrame, note: str, weighting: str) -> str:
+    """Per cell: the model's and the optimal denoiser's weighted ε-error on the training and the
+    test split (mean over seeds), with what the optimum means."""
+    cells = denoiser_floor_cells(floors)
+    if cells.empty:
+        return ""
+    first = cells.drop_duplicates(["objective", "schedule", "split"])
+    table = first.pivot_table(index=["objective", "schedule"], columns="split",
+                              values=["weighted_model", "weighted_optimum", "weighted_gap"],
+                              aggfunc="first", sort=False)
+    out = pd.DataFrame({
+        row_axis_name(display_frame(floors)): [o for o, _ in table.index],
+        "schedule": [s for _, s in table.index]})
+    for split in ("train", "test"):
+        for value, name in (("weighted_model", "model"), ("weighted_optimum", "optimum"),
+                            ("weighted_gap", "gap")):
+            if (value, split) in table:
+                out[f"{split} {name}"] = [formatting.fmt_num(v, 4) for v in table[(value, split)]]
+    splits = " and ".join(sorted(set(first["split"]), reverse=True))
+    caption = (f"Distance to the optimal denoiser of the training set: weighted per-dimension "
+               f"ε-error of the model and of the optimum, and their gap, on {splits} images "
+               f"(mean over seeds; per noise level in denoiser_floor.csv and the plot). "
+               f"{weighting.rstrip('.')}. {note[0].upper()}{note[1:].rstrip('.')}.")
+    return formatting.markdown_block(caption, formatting.markdown_table(out))
+
+
+def claims_report(summary: pd.DataFrame, *, run_name: str, commit: str | None = None
+                  ) -> tuple[str, str]:
+    """``(claims.md, claims.csv)`` text of a summary (:mod:`vdm.claims`); ``commit`` defaults to
+    the runs' most common ``git_commit``."""
+    from vdm.claims import claims_csv, claims_markdown, evaluate_claims
+
+    if commit is None:
+        commits = summary.get("git_commit", pd.Series(dtype=str)).dropna()
+        commit = str(commits.mode().iloc[0]) if len(commits) else "unknown"
+    claims = evaluate_claims(summary)
+    command = (f"python -m vdm claims --summary results/{run_name}/tables/summary.csv "
+               f"--run-name {run_name}")
+    return (claims_markdown(claims, run_name=run_name, commit=commit, command=command),
+            claims_csv(claims))
+
+
 # --------------------------------------------------------------------------- files
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-") or "all"
@@ -500,15 +674,20 @@ def _dataset_groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(str(ds), df[names == ds]) for ds in ordered_levels(names)]
 
 
-def write_tables(df: pd.DataFrame, out_dir: str | Path, **order: Sequence[str]) -> dict[str, Path]:
+def write_tables(df: pd.DataFrame, out_dir: str | Path, *, baseline: Mapping[str, str] | None = None,
+                 floor: Mapping[str, Any] | None = None, floors: pd.DataFrame | None = None,
+                 run_name: str = "results", **order: Sequence[str]) -> dict[str, Path]:
     """Write ``summary.csv``, ``summary.md``, ``summary.tex``, ``significance.csv`` and, when the
     runs were evaluated with more than one sampler setting, ``sampler_sweep.csv``, and with
     guidance, ``guidance.csv``.
 
     The Markdown/LaTeX files hold, per dataset, the FID and NLL pivots (and the ODE NLL when
-    computed) of the primary rows, their significance tables vs the baseline, and the sampler
-    sweep (Markdown). ``summary.tex`` is a sequence of ``table`` floats for ``\\input``;
-    it needs ``\\usepackage{booktabs}`` only. Returns ``{file name: path}``.
+    computed) of the primary rows, their significance tables vs the baseline
+    (:func:`resolve_baseline`), the sampler sweep, guidance, real-data floor and optimal-denoiser
+    tables (Markdown). Also ``claims.md`` / ``claims.csv`` (:func:`claims_report`) and, with
+    ``floors`` (:func:`load_denoiser_floors`), ``denoiser_floor.csv``. ``summary.tex`` is a
+    sequence of ``table`` floats for ``\\input``; it needs ``\\usepackage{booktabs}`` only.
+    Returns ``{file name: path}``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -524,6 +703,10 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, **order: Sequence[str]) 
         for metric in metrics:
             md.append(pivot_table_markdown(sub, metric, **order))
             tex.append(pivot_table_latex(sub, metric, f"tab:{_slug(ds)}-{metric}", **order))
+            if metric == "fid":
+                md += [text + "\n" for text in (fid_error_sentence(sub),) if text]
+                if floor is not None and floor.get("dataset") == ds:
+                    md.append(floor_markdown(floor))
         if len(sampler_settings(every)) > 1:
             md.append("### Samplers and steps\n")
             md.append(sampler_sweep_markdown(every))
@@ -532,17 +715,28 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, **order: Sequence[str]) 
             md.append("### Guidance\n")
             md.append(guidance_markdown(every))
             guidance_frames.append(guidance_cells(every).assign(dataset=ds))
-        md.append(f"### Significance vs baseline (`{BASELINE[0]}`, `{BASELINE[1]}`)\n")
+        chosen, _ = resolve_baseline(sub, baseline, **order)
+        md.append(f"### Significance vs baseline (`{chosen[0]}`, `{chosen[1]}`)\n" if chosen
+                  else "### Significance\n")
         for metric in PIVOT_METRICS:
-            sig_frames.append(significance_table(sub, metric, **order).assign(dataset=ds))
-            md.append(significance_table_markdown(sub, metric, **order))
+            sig_frames.append(significance_table(sub, metric, baseline, **order)
+                              .assign(dataset=ds))
+            md.append(significance_table_markdown(sub, metric, baseline=baseline, **order))
             tex.append(significance_table_latex(sub, metric, f"tab:{_slug(ds)}-{metric}-sig",
-                                                **order))
+                                                baseline=baseline, **order))
+        if floors is not None and not floors.empty:
+            in_ds = floors[floors["dataset"] == ds]
+            if not in_ds.empty:
+                md.append("### Distance to the optimal denoiser\n")
+                md.append(denoiser_floor_markdown(in_ds, *_floor_notes(in_ds)))
     sig_all = pd.concat(sig_frames, ignore_index=True) if sig_frames else pd.DataFrame()
     if not sig_all.empty:
         sig_all = sig_all[["dataset"] + [c for c in sig_all.columns if c != "dataset"]]
-    names = ["summary.csv", "summary.md", "summary.tex", "significance.csv"]
-    extra = {"sampler_sweep.csv": sweep_frames, "guidance.csv": guidance_frames}
+    names = ["summary.csv", "summary.md", "summary.tex", "significance.csv", "claims.md",
+             "claims.csv"]
+    floor_cells = denoiser_floor_cells(floors) if floors is not None else pd.DataFrame()
+    extra = {"sampler_sweep.csv": sweep_frames, "guidance.csv": guidance_frames,
+             "denoiser_floor.csv": [floor_cells] if not floor_cells.empty else []}
     names += [name for name, frames in extra.items() if frames]
     paths = {name: out / name for name in names}
     for name, frames in extra.items():
@@ -557,9 +751,26 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, **order: Sequence[str]) 
         tmp.write_text("\n".join(tex))
     with atomic_output(paths["significance.csv"]) as tmp:
         sig_all.to_csv(tmp, index=False)
+    claims_md, claims_table = claims_report(long, run_name=run_name)
+    with atomic_output(paths["claims.md"]) as tmp:
+        tmp.write_text(claims_md)
+    with atomic_output(paths["claims.csv"]) as tmp:
+        tmp.write_text(claims_table)
     return paths
 
 
-def aggregate_main(metrics_paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, Path]:
+def _floor_notes(floors: pd.DataFrame) -> tuple[str, str]:
+    """The optimum's meaning and the weighting statement of :mod:`vdm.optimal_denoiser`."""
+    from vdm.optimal_denoiser import OPTIMUM_NOTE, WEIGHTING_NOTE
+
+    return OPTIMUM_NOTE, WEIGHTING_NOTE
+
+
+def aggregate_main(metrics_paths: Iterable[str | Path], out_dir: str | Path, *,
+                   baseline: Mapping[str, str] | None = None,
+                   floor: Mapping[str, Any] | None = None,
+                   run_name: str = "results") -> dict[str, Path]:
     """CLI entry (``python -m vdm aggregate``): load all ``metrics.json`` and write the tables."""
-    return write_tables(load_metrics(list(metrics_paths)), out_dir)
+    paths = list(metrics_paths)
+    return write_tables(load_metrics(paths), out_dir, baseline=baseline, floor=floor,
+                        floors=load_denoiser_floors(paths), run_name=run_name)

@@ -1,6 +1,7 @@
 rule aggregate:
     input:
-        METRICS,
+        metrics=METRICS,
+        floor=FID_FLOOR,
     output:
         csv=report(f"{GRID}/tables/summary.csv", category="Tables",
                    caption="../report/summary.rst"),
@@ -14,15 +15,24 @@ rule aggregate:
         guidance=[report(f"{GRID}/tables/guidance.csv", category="Tables",
                          caption="../report/guidance.rst")]
         if "guidance.csv" in TABLE_NAMES else [],
+        claims_md=f"{GRID}/tables/claims.md",
+        claims=report(f"{GRID}/tables/claims.csv", category="Claims",
+                      caption="../report/claims.rst"),
+        denoiser_floor=[report(f"{GRID}/tables/denoiser_floor.csv", category="Tables",
+                               caption="../report/denoiser_floor_table.rst")]
+        if DENOISER_FLOOR else [],
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output.csv),
+        baseline=baseline_arg(),
+        name=os.path.basename(GRID),
     localrule: True
     conda:
         ENV
     log:
         f"{GRID}/logs/aggregate.log",
     shell:
-        "python -m vdm aggregate {input} --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m vdm aggregate {input.metrics} --floor {input.floor} {params.baseline} "
+        "--run-name {params.name} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule plots:
@@ -31,11 +41,15 @@ rule plots:
         logs=cells(f"{RUN_DIR}/train_log.csv"),
         grids=cells(f"{RUN_DIR}/samples.png"),
         guided=guided_samples(),
+        floor=FID_FLOOR,
+        denoiser_floor=f"{GRID}/tables/denoiser_floor.csv" if DENOISER_FLOOR else [],
     output:
         [report(f"{GRID}/plots/{name}.png", category="Plots",
                 caption=f"../report/{name}.rst") for name in PLOT_NAMES],
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
+        denoiser=lambda wildcards, input: (f"--denoiser-floor {input.denoiser_floor}"
+                                           if DENOISER_FLOOR else ""),
     localrule: True
     conda:
         ENV
@@ -43,4 +57,5 @@ rule plots:
         f"{GRID}/logs/plots.log",
     shell:
         "python -m vdm plots --summary {input.summary} --logs {input.logs} "
-        "--grids {input.grids} --samples {input.guided} --out-dir {params.out_dir} > {log} 2>&1"
+        "--grids {input.grids} --samples {input.guided} --floor {input.floor} "
+        "{params.denoiser} --out-dir {params.out_dir} > {log} 2>&1"

@@ -72,6 +72,16 @@ def sweep_fids(wildcards):
     return expand(f"{RUN_DIR}/sweep/{{setting}}/fid.json", setting=SWEEP_SETTINGS, **wildcards)
 
 
+def baseline_arg():
+    """`--baseline objective=... schedule=...` of the configured baseline (empty: the default)."""
+    base = config.get("baseline")
+    return "--baseline " + " ".join(f"{k}={v}" for k, v in base.items()) if base else ""
+
+
+def denoiser_floor_output():
+    return {"denoiser_floor": f"{RUN_DIR}/denoiser_floor.json"} if DENOISER_FLOOR else {}
+
+
 def ode_args():
     """The `--ode ...` options of the NLL evaluation (empty unless nll.ode.enabled)."""
     ode = config["nll"]["ode"]
@@ -127,7 +137,11 @@ def extractor_weights_arg():
 
 
 METRICS = cells(f"{RUN_DIR}/metrics.json")
-TABLE_NAMES = ["summary.csv", "summary.md", "summary.tex", "significance.csv"]
+DENOISER_FLOOR = config["evaluation"]["denoiser_floor"]
+FID_FLOOR = f"{FID_DIR}/{EXTRACTOR}/floor.json"
+TABLE_NAMES = ["summary.csv", "summary.md", "summary.tex", "significance.csv", "claims.md",
+               "claims.csv"]
+TABLE_NAMES += ["denoiser_floor.csv"] if DENOISER_FLOOR else []
 TABLE_NAMES += ["sampler_sweep.csv"] if len(config["sample"]["methods"]) * len(
     config["sample"]["steps"]) > 1 else []
 TABLE_NAMES += ["guidance.csv"] if config["guidance"]["kinds"] else []
@@ -138,4 +152,5 @@ PLOT_NAMES += ["fid_vs_nfe"] if "sampler_sweep.csv" in TABLE_NAMES else []
 PLOT_NAMES += ["fid_vs_guidance", "accuracy_vs_guidance", "precision_recall_guidance",
                "guidance_samples"] if config["guidance"]["kinds"] else []
 PLOT_NAMES += ["nll_ode_vs_elbo"] if config["nll"]["ode"]["enabled"] else []
+PLOT_NAMES += ["denoiser_floor"] if DENOISER_FLOOR else []
 PLOTS = expand(f"{GRID}/plots/{{name}}.png", name=PLOT_NAMES)

@@ -18,7 +18,10 @@ if config["evaluation"]["fused"]:
                         caption="../report/samples.rst"),
             nll=f"{RUN_DIR}/nll.json",
             fid=f"{RUN_DIR}/fid.json",
+            **denoiser_floor_output(),
         params:
+            floor=lambda wildcards, output: (f"--denoiser-floor-out {output.denoiser_floor}"
+                                             if DENOISER_FLOOR else ""),
             num_samples=config["sample"]["num_samples"],
             batch_size=config["sample"]["batch_size"],
             method=PRIMARY_METHOD,
@@ -53,7 +56,8 @@ if config["evaluation"]["fused"]:
             "--reference-split {params.f[reference_split]} --extractor {params.extractor} "
             "{params.weights} --cache-root {params.cache} "
             "--kid-subset-size {params.f[kid_subset_size]} {params.prc} {params.judge} "
-            "--fid-batch-size {params.f[batch_size]} --fid-out {output.fid} > {log} 2>&1"
+            "--fid-batch-size {params.f[batch_size]} --fid-out {output.fid} {params.floor} "
+            "> {log} 2>&1"
 
 else:
 
@@ -92,8 +96,11 @@ else:
         input:
             model=f"{RUN_DIR}/model.pt",
         output:
-            f"{RUN_DIR}/nll.json",
+            nll=f"{RUN_DIR}/nll.json",
+            **denoiser_floor_output(),
         params:
+            floor=lambda wildcards, output: (f"--denoiser-floor-out {output.denoiser_floor}"
+                                             if DENOISER_FLOOR else ""),
             n=config["nll"],
             ode=ode_args(),
             max_examples=(f"--max-examples {config['nll']['max_examples']}"
@@ -110,7 +117,7 @@ else:
             "python -m vdm nll --model {input.model} --split {params.n[split]} "
             "--num-time-samples {params.n[num_time_samples]} --batch-size {params.n[batch_size]} "
             "{params.max_examples} {params.ode} --seed {wildcards.seed} --device {params.device} "
-            "--threads {threads} --out {output} > {log} 2>&1"
+            "--threads {threads} --out {output.nll} {params.floor} > {log} 2>&1"
 
 
     rule fid:
@@ -194,6 +201,7 @@ rule collect:
         nll=f"{RUN_DIR}/nll.json",
         fid=f"{RUN_DIR}/fid.json",
         sweep=sweep_fids,
+        **denoiser_floor_output(),
     output:
         f"{RUN_DIR}/metrics.json",
     localrule: True
@@ -203,4 +211,5 @@ rule collect:
         # in-process (no interpreter start-up): same as `python -m vdm collect`
         from vdm.commands import collect_metrics
 
-        collect_metrics(input.train, input.nll, input.fid, output[0], input.sweep)
+        collect_metrics(input.train, input.nll, input.fid, output[0], input.sweep,
+                        input.get("denoiser_floor"))

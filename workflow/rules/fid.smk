@@ -51,6 +51,36 @@ rule fid_reference:
         "--device {params.device} --threads {threads} --out {output} > {log} 2>&1"
 
 
+rule fid_floor:
+    input:
+        f"{FID_DIR}/{EXTRACTOR}/reference.json",
+        classifier_weights(),
+    output:
+        FID_FLOOR,
+    params:
+        weights=extractor_weights_arg(),
+        cache=f"{FID_DIR}/{EXTRACTOR}/cache",
+        f=config["fid"],
+        prc="" if config["fid"]["prc"] else "--no-prc",
+        dataset=DATASET,
+        root=config["data_root"],
+        device=config["device"],
+        extractor=EXTRACTOR,
+    threads: 1
+    conda:
+        ENV
+    resources:
+        **rule_resources("fid", runtime=60, mem_mb=8000),
+    log:
+        f"{LOGS}/fid_floor.log",
+    shell:
+        "python -m vdm fid-floor --dataset {params.dataset} --root {params.root:q} "
+        "--split {params.f[reference_split]} --extractor {params.extractor} {params.weights} "
+        "--cache-root {params.cache} --kid-subset-size {params.f[kid_subset_size]} {params.prc} "
+        "--batch-size {params.f[batch_size]} --device {params.device} --threads {threads} "
+        "--out {output} > {log} 2>&1"
+
+
 rule noisy_classifier:
     input:
         DATA_JSON,
