@@ -11,7 +11,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from vdm.config import check_workflow_config, coerce_command_line_values, describe_schema_error
+from vdm.core.config import check_workflow_config, coerce_command_line_values, describe_schema_error
 
 min_version("9.0")
 

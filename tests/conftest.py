@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vdm.schedules import alpha_sigma
+from vdm.model.schedules import alpha_sigma
 
 
 def gaussian_optimal_eps_fn(s: float):

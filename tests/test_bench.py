@@ -1,4 +1,4 @@
-"""vdm.bench: every measurement with tiny sizes, the grid accounting, FLOP counting and MFU, the
+"""vdm.bench.measure: every measurement with tiny sizes, the grid accounting, FLOP counting and MFU, the
 bare loop's settings, the synthetic-data bench on a CIFAR-10-shaped config, and the JSON of a run."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from vdm import bench
-from vdm.config import run_config_from_dict
-from vdm.provenance import resolve_device
+from vdm.bench import measure as bench
+from vdm.core.config import run_config_from_dict
+from vdm.core.provenance import resolve_device
 
 TINY = bench.Sizes(train_steps=6, warmup_steps=2, repeats=2, nll_repeats=2, num_samples=40,
                    sample_repeats=1, classifier_steps=10, run_grid=False, variants=("fp32", "bf16"),
@@ -146,8 +146,8 @@ def test_bare_loop_measures_its_window(config) -> None:
 @pytest.mark.parametrize("variant", ["fp32", "bf16", "bf16-compile"])
 def test_bare_loop_runs_with_exactly_the_trainers_settings(config, variant: str) -> None:
     """Same device, batch, threads, bf16 autocast, torch.compile, optimizer, initial weights."""
-    from vdm.data import load_dataset
-    from vdm.trainer import Trainer
+    from vdm.core.data import load_dataset
+    from vdm.training.trainer import Trainer
 
     run = bench.with_variant(bench.cell_run_config(config, "eps", "cosine", threads=1), variant)
     trainer = Trainer(run, "/nonexistent-unused", train_data=load_dataset("digits", "train"))
@@ -201,7 +201,7 @@ def test_training_flops_of_the_unet_match_the_closed_form(config) -> None:
     """The forward FLOPs counted for the UNet equal the sum over its layers of the closed forms
     2 B H_out W_out C_out C_in k_h k_w (convolutions), 2 B in out (linear) and, per attention
     block, 2 x 2 B (HW)^2 C (q k^T and the weighted sum of v); per image, for any batch."""
-    from vdm.network import AttentionBlock, UNet
+    from vdm.model.network import AttentionBlock, UNet
 
     run = bench.cell_run_config(config, "eps", "cosine")
     kwargs = {**dataclasses.asdict(run.model), "attention_resolutions": [4]}
@@ -252,7 +252,7 @@ def test_mfu_section_is_the_arithmetic_of_its_parts(quick_json) -> None:
 
 
 def test_resolved_config_copies_are_current() -> None:
-    """vdm/resolved_configs.json (read where Snakemake and PyYAML are missing) equals what the
+    """vdm/bench/resolved_configs.json (read where Snakemake and PyYAML are missing) equals what the
     schema resolves now; regenerate with `python -m vdm.bench --write-resolved-configs`."""
     for name in bench.RESOLVED_CONFIG_FILES:
         path = bench.REPO / "config" / name

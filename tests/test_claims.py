@@ -1,4 +1,5 @@
-"""vdm.claims / vdm.claim_registry: the claims report on hand-made summaries and a stored one."""
+"""vdm.reporting.claims / vdm.reporting.claim_registry: the claims report on hand-made summaries
+and a stored one."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from vdm.claim_registry import CLAIMS, Citation, Claim, cell
-from vdm.claims import (
+from vdm.reporting.claim_registry import CLAIMS, Citation, Claim, cell
+from vdm.reporting.claims import (
     CLAIM_COLUMNS,
     claims_csv,
     claims_markdown,
     evaluate_claims,
 )
-from vdm.stats import holm_adjust
-from vdm.tables import SUMMARY_COLUMNS
+from vdm.reporting.stats import holm_adjust
+from vdm.reporting.tables import SUMMARY_COLUMNS
 
 DATA = Path(__file__).parent / "data"
 CITE = Citation("A & B", 2000, "0000.00000", "t")

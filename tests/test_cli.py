@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from vdm.cli import COMMANDS, main
+from vdm.pipeline.cli import COMMANDS, main
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -42,7 +42,7 @@ def test_unknown_objective_and_missing_model(tmp_path, capsys) -> None:
 
 def test_train_takes_a_workflow_config_and_picks_the_cell(tmp_path, capsys) -> None:
     """`train --config config/config.yaml` trains the cell a grid job would (same run config)."""
-    from vdm.config import load_config_file, validate_workflow_config, workflow_cell
+    from vdm.core.config import load_config_file, validate_workflow_config, workflow_cell
 
     assert main(["train", "--config", "config/config.yaml", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
@@ -53,7 +53,7 @@ def test_train_takes_a_workflow_config_and_picks_the_cell(tmp_path, capsys) -> N
     assert main(args) == 0
     trained = json.loads((tmp_path / "r" / "train.json").read_text())["config"]
     grid = validate_workflow_config(load_config_file("config/config.yaml"))
-    from vdm.config import run_config_from_dict
+    from vdm.core.config import run_config_from_dict
 
     expected = workflow_cell(grid, "elbo", "learned", 2)
     expected["train"] = {**expected["train"], "steps": 2}

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 import torch
 
-from vdm.config import run_config_from_dict
-from vdm.data import ImageData, load_dataset
-from vdm.diffusion import DiffusionModel, build_model, drop_labels
-from vdm.evaluate import evaluate_nll
-from vdm.guidance import (
+from vdm.core.config import run_config_from_dict
+from vdm.core.data import ImageData, load_dataset
+from vdm.core.provenance import save_torch_atomic
+from vdm.evaluation.evaluate import evaluate_nll
+from vdm.model.diffusion import DiffusionModel, build_model, drop_labels
+from vdm.model.guidance import (
     GUIDANCE_KINDS,
     Guidance,
     classifier_log_prob_grad,
@@ -27,17 +28,16 @@ from vdm.guidance import (
     sample_guided,
     sample_labels,
 )
-from vdm.network import UNet
-from vdm.noisy_classifier import (
+from vdm.model.network import UNet
+from vdm.model.sampler import SAMPLERS, network_evaluations, sample
+from vdm.model.schedules import alpha_sigma
+from vdm.training.noisy_classifier import (
     NoisyClassifier,
     load_noisy_classifier,
     save_noisy_classifier,
     train_noisy_classifier,
 )
-from vdm.provenance import save_torch_atomic
-from vdm.sampler import SAMPLERS, network_evaluations, sample
-from vdm.schedules import alpha_sigma
-from vdm.trainer import Trainer, load_trained_model
+from vdm.training.trainer import Trainer, load_trained_model
 
 SHAPE = (1, 8, 8)
 TINY_MODEL = {"channels": 8, "channel_mults": [1, 2]}
@@ -322,7 +322,7 @@ def digits() -> tuple[ImageData, ImageData]:
 @pytest.fixture(scope="module")
 def dataset_classifier(digits, tmp_path_factory) -> tuple[Path, float]:
     """The digits FID classifier (200 steps as in tests/test_fid.py), saved."""
-    from vdm.feature_extractors import save_classifier, train_classifier
+    from vdm.evaluation.feature_extractors import save_classifier, train_classifier
 
     model, accuracy = train_classifier(*digits, steps=200, batch_size=64, lr=3e-3, seed=0,
                                        num_threads=1)
@@ -333,7 +333,7 @@ def dataset_classifier(digits, tmp_path_factory) -> tuple[Path, float]:
 
 def test_class_accuracy_of_real_images_is_the_classifier_accuracy(digits, dataset_classifier
                                                                   ) -> None:
-    from vdm.conditional_metrics import class_accuracy, classifier_test_accuracy
+    from vdm.evaluation.conditional_metrics import class_accuracy, classifier_test_accuracy
 
     _, test = digits
     path, accuracy = dataset_classifier
@@ -346,7 +346,7 @@ def test_class_accuracy_of_real_images_is_the_classifier_accuracy(digits, datase
 
 
 def test_per_class_fid(digits, dataset_classifier, tmp_path) -> None:
-    from vdm.conditional_metrics import per_class_fid
+    from vdm.evaluation.conditional_metrics import per_class_fid
 
     train, test = digits
     path, _ = dataset_classifier
@@ -426,7 +426,7 @@ def trained_conditional(tmp_path_factory) -> DiffusionModel:
 def _guided_class_accuracy(model: DiffusionModel, guidance: Guidance, classifier_path: Path,
                            noisy: NoisyClassifier | None = None) -> float:
     """Class accuracy of 200 class-balanced DDIM samples (25 steps, seed 0)."""
-    from vdm.conditional_metrics import class_accuracy
+    from vdm.evaluation.conditional_metrics import class_accuracy
 
     images, labels = sample_guided(model, guidance, num_samples=200, num_classes=10,
                                    image_shape=SHAPE, num_levels=17, steps=25, method="ddim",
@@ -473,7 +473,7 @@ def test_conditional_nll_with_the_true_label_is_lower(trained_conditional, digit
 def test_noisy_classifier_command(tmp_path, capsys) -> None:
     import json
 
-    from vdm.cli import main
+    from vdm.pipeline.cli import main
 
     out = tmp_path / "noisy-digits.pt"
     assert main(["noisy-classifier", "--dataset", "digits", "--logsnr-min", "-8", "--logsnr-max",

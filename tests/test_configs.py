@@ -33,7 +33,7 @@ def test_config_validates(path: Path) -> None:
 
 
 def test_cifar10_config_is_ddpm_sized() -> None:
-    from vdm.network import UNet, count_parameters
+    from vdm.model.network import UNet, count_parameters
 
     config = merged(REPO / "config/cifar10.yaml")
     net = UNet((3, 32, 32), **config["model"])
@@ -60,8 +60,8 @@ def test_gpu_config_dry_run_lists_the_full_grid(name: str, cells: int) -> None:
 
 
 def test_defaults_agree_between_config_schema_and_library() -> None:
-    """config.yaml, the schema's defaults and vdm.config's defaults describe the same run."""
-    from vdm.config import RunConfig
+    """config.yaml, the schema's defaults and vdm.core.config's defaults describe the same run."""
+    from vdm.core.config import RunConfig
 
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())
@@ -72,11 +72,11 @@ def test_defaults_agree_between_config_schema_and_library() -> None:
         for key, value in config[section].items():
             assert defaults[key] == value, f"schema default of {section}.{key}"
             if key != "threads":  # the library leaves torch's thread count alone by default
-                assert library[section][key] == value, f"vdm.config default of {section}.{key}"
+                assert library[section][key] == value, f"vdm.core.config default of {section}.{key}"
 
 
 def test_grid_name_is_default_only_for_the_embedded_default() -> None:
-    from vdm.config import grid_name, load_config_file, validate_workflow_config
+    from vdm.core.config import grid_name, load_config_file, validate_workflow_config
 
     default = validate_workflow_config(load_config_file("config/config.yaml"))
     assert grid_name(default, default) == "default"

@@ -1,4 +1,4 @@
-"""Tests for vdm.data: digits split, level maps, and MNIST/CIFAR-10 readers on tiny files."""
+"""Tests for vdm.core.data: digits split, level maps, and MNIST/CIFAR-10 readers on tiny files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from vdm.data import (
+from vdm.core.data import (
     DATASETS,
     ImageData,
     dataset_info,
@@ -50,7 +50,7 @@ def test_digits_match_scikit_learn_loader_and_splitter(digits: dict[str, ImageDa
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    from vdm.data import DIGITS_SEED, DIGITS_TEST_SIZE
+    from vdm.core.data import DIGITS_SEED, DIGITS_TEST_SIZE
 
     bunch = load_digits()
     train_idx, test_idx = train_test_split(np.arange(len(bunch.target)), test_size=DIGITS_TEST_SIZE,

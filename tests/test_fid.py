@@ -1,4 +1,5 @@
-"""Tests for vdm.feature_extractors and vdm.fid (offline FID/KID/PRC with torch-fidelity)."""
+"""Tests for vdm.evaluation.feature_extractors and vdm.evaluation.fid (offline FID/KID/PRC with
+torch-fidelity)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from vdm import fid
-from vdm.feature_extractors import (
+from vdm.evaluation import fid
+from vdm.evaluation.feature_extractors import (
     CLASSIFIER_EXTRACTOR_NAME,
     ClassifierFeatureExtractor,
     DatasetClassifier,
@@ -44,7 +45,7 @@ def _one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[Any, Any]:
-    from vdm.data import load_dataset  # only needed at run time
+    from vdm.core.data import load_dataset  # only needed at run time
 
     return load_dataset("digits", "train"), load_dataset("digits", "test")
 
@@ -395,7 +396,7 @@ def test_corrupt_reference_cache_is_set_aside_and_recomputed(
 
 def test_corrupt_classifier_weights_name_the_file_and_the_job(
         classifier: tuple, digits: tuple, tmp_path: Path) -> None:
-    from vdm.checkpoint import CheckpointError
+    from vdm.core.checkpoint import CheckpointError
 
     _, _, weights = classifier
     broken = tmp_path / "classifier.pt"
@@ -410,7 +411,7 @@ def test_corrupt_classifier_weights_name_the_file_and_the_job(
 
 def test_real_data_floor_is_the_test_split_scored_as_samples(
         classifier: tuple, digits: tuple, tmp_path: Path) -> None:
-    from vdm.data_floor import real_data_floor
+    from vdm.evaluation.data_floor import real_data_floor
 
     _, _, weights = classifier
     kw = {"extractor": "classifier", "weights_path": weights, "cache_root": tmp_path,

@@ -1,5 +1,5 @@
-"""vdm.fid_cache (corrupt torch-fidelity cache files) and vdm.fid_error (FID bootstrap error),
-without a feature extractor. The end-to-end versions are in test_fid.py."""
+"""vdm.evaluation.fid_cache (corrupt torch-fidelity cache files) and vdm.evaluation.fid_error
+(FID bootstrap error), without a feature extractor. The end-to-end versions are in test_fid.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
-from vdm import fid_cache
-from vdm.fid_error import fid_bootstrap, fid_bootstrap_se, fid_statistics, frechet_distance
+from vdm.evaluation import fid_cache
+from vdm.evaluation.fid_error import fid_bootstrap, fid_bootstrap_se, fid_statistics, frechet_distance
 
 STAT = "vdm-digits-train-classifier-dabc-wdef-vdm-classifier-stat-fid-penultimate.pt"
 FEATURES = "vdm-digits-train-classifier-dabc-wdef-vdm-classifier-features-penultimate.pt"
@@ -108,8 +108,8 @@ def test_each_bootstrap_value_is_the_fid_of_its_resample(n: int) -> None:
 
 
 def test_corrupt_inception_weights_name_the_file_and_the_command(tmp_path) -> None:
-    from vdm.checkpoint import CheckpointError
-    from vdm.fid import check_extractor_weights
+    from vdm.core.checkpoint import CheckpointError
+    from vdm.evaluation.fid import check_extractor_weights
 
     path = tmp_path / "inception.pth"
     torch.save({"w": torch.zeros(1000)}, path)

@@ -17,10 +17,11 @@ import pytest
 import torch
 from test_trainer import TINY, tiny_config
 
-from vdm import bench, gpu_check
-from vdm.data import synthetic_dataset
-from vdm.objectives import OBJECTIVES
-from vdm.trainer import NonFiniteLossError, Trainer
+from vdm.bench import gpu_check
+from vdm.bench import measure as bench
+from vdm.core.data import synthetic_dataset
+from vdm.model.objectives import OBJECTIVES
+from vdm.training.trainer import NonFiniteLossError, Trainer
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from vdm import gpu_check
-from vdm.bench import cell_run_config
-from vdm.data import synthetic_dataset
+from vdm.bench import gpu_check
+from vdm.bench.measure import cell_run_config
+from vdm.core.data import synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 #: what the GPU machines lack (and what the package must not need for the check)
@@ -135,7 +135,7 @@ def test_eager_vs_compiled_compares_losses_of_the_same_weights(monkeypatch, requ
                                                                tiny=True), ["model.dropout=0.0"])
     run = cell_run_config(config, "elbo", "learned", threads=1)
     data = synthetic_dataset("mnist", "train", 32)
-    from vdm.trainer import Trainer
+    from vdm.training.trainer import Trainer
 
     weights = Trainer(run, "/nonexistent-unused", train_data=data).model.state_dict()
     generator = torch.Generator().manual_seed(0)
@@ -149,7 +149,7 @@ def test_eager_vs_compiled_compares_losses_of_the_same_weights(monkeypatch, requ
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
 def test_without_a_gpu_the_full_size_check_is_refused(tmp_path: Path, capsys) -> None:
-    from vdm.cli import main
+    from vdm.pipeline.cli import main
 
     assert main(["gpu-check", "--out", str(tmp_path / "out")]) == 2
     assert "no CUDA GPU found" in capsys.readouterr().err

@@ -19,9 +19,9 @@ import pytest
 import torch
 from torch import nn
 
-from vdm.diffusion import DiffusionModel
-from vdm.objectives import get_objective
-from vdm.schedules import LearnedSchedule, alpha_sigma, get_schedule, log_snr_and_slope
+from vdm.model.diffusion import DiffusionModel
+from vdm.model.objectives import get_objective
+from vdm.model.schedules import LearnedSchedule, alpha_sigma, get_schedule, log_snr_and_slope
 
 DIMS = 4
 IMAGE = (1, 2, 2)

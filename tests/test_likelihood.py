@@ -10,14 +10,14 @@ import torch
 from conftest import gaussian_optimal_eps_fn
 from scipy.special import logsumexp
 
-from vdm.likelihood import (
+from vdm.model.likelihood import (
     diffusion_nats,
     discretized_decoder_log_probs,
     elbo_bpd,
     prior_kl_nats,
     reconstruction_nats,
 )
-from vdm.schedules import SCHEDULES, alpha_sigma, get_schedule, schedule_endpoints
+from vdm.model.schedules import SCHEDULES, alpha_sigma, get_schedule, schedule_endpoints
 
 SHAPE = (2048, 1, 8, 8)
 
@@ -178,7 +178,7 @@ def test_monte_carlo_se_covers_the_reconstruction_draw() -> None:
     """With a blurry decoder (lambda_0 = 1) most of the rerun-to-rerun noise of the test-set mean
     comes from the one-draw reconstruction term: the reported Monte-Carlo SE covers it (it is an
     upper bound: it also holds the spread over images), the diffusion draws alone do not."""
-    from vdm.evaluate import monte_carlo_se
+    from vdm.evaluation.evaluate import monte_carlo_se
 
     x = discretized_gaussian_data(64).float()
     schedule = get_schedule("cosine", logsnr_min=-10.0, logsnr_max=1.0)
@@ -199,7 +199,7 @@ def test_monte_carlo_se_covers_the_reconstruction_draw() -> None:
 def test_monte_carlo_se_matches_rerun_spread(time_sampling: str) -> None:
     """The replicate-based Monte-Carlo variance of a test-set mean (columns of the draws) equals,
     on average, the spread of that mean over reruns with other seeds (same data)."""
-    from vdm.evaluate import monte_carlo_se
+    from vdm.evaluation.evaluate import monte_carlo_se
 
     x = torch.randn((64, 1, 8, 8), generator=torch.Generator().manual_seed(0))
     eps_fn, schedule = gaussian_optimal_eps_fn(1.0), get_schedule("cosine")

@@ -8,9 +8,9 @@ import torch
 from conftest import gaussian_optimal_eps_fn
 from PIL import Image
 
-from vdm.network import UNet, count_parameters
-from vdm.sampler import sample, save_grid
-from vdm.schedules import alpha_sigma, get_schedule
+from vdm.model.network import UNet, count_parameters
+from vdm.model.sampler import sample, save_grid
+from vdm.model.schedules import alpha_sigma, get_schedule
 
 
 @pytest.mark.parametrize(("shape", "mults"), [((1, 8, 8), (1, 2)), ((1, 28, 28), (1, 2, 2)),
@@ -92,7 +92,7 @@ def _gaussian_flow_endpoint(z_1: torch.Tensor, log_snrs: torch.Tensor, s: float)
 def test_ode_samplers_converge_to_the_exact_flow_at_their_order(method: str, order: int) -> None:
     """Gaussian data, exact eps: the error against the closed-form ODE solution falls like
     N^-order when the steps double (DDIM is Euler's method of the same ODE)."""
-    from vdm.sampler import _ancestral_or_ddim, _dpmpp_2m, _heun
+    from vdm.model.sampler import _ancestral_or_ddim, _dpmpp_2m, _heun
 
     s, schedule = 0.5, get_schedule("cosine").double()
     z_1 = torch.randn(256, 1, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -121,7 +121,7 @@ def test_heun_and_ddim_with_many_steps_agree_on_the_same_noise() -> None:
 
 @pytest.mark.parametrize("method", ["ancestral", "ddim", "heun", "dpmpp2m"])
 def test_network_evaluations_are_counted(method: str) -> None:
-    from vdm.sampler import network_evaluations
+    from vdm.model.sampler import network_evaluations
 
     calls = []
     eps_fn = gaussian_optimal_eps_fn(0.5)

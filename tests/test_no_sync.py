@@ -16,8 +16,8 @@ import pytest
 import torch
 from test_trainer import TINY, tiny_config
 
-from vdm.config import run_config_from_dict
-from vdm.trainer import NonFiniteLossError, Trainer, configure_device, make_optimizer
+from vdm.core.config import run_config_from_dict
+from vdm.training.trainer import NonFiniteLossError, Trainer, configure_device, make_optimizer
 
 VDM_DIR = str(Path(__file__).resolve().parents[1] / "vdm")
 
@@ -129,7 +129,7 @@ def test_a_step_reads_no_device_value(tmp_path: Path, monkeypatch) -> None:
 
 def test_fused_adamw_only_on_cuda_and_device_settings() -> None:
     trainer_config = tiny_config()
-    from vdm.diffusion import build_model
+    from vdm.model.diffusion import build_model
 
     model = build_model((1, 8, 8), 17, "eps", "learned", trainer_config.model.__dict__, -10.0, 7.0)
     assert make_optimizer(model, trainer_config.train, torch.device("cuda")).defaults["fused"] is True

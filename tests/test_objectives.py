@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from vdm.objectives import OBJECTIVES, get_objective, sample_times
-from vdm.schedules import alpha_sigma
+from vdm.model.objectives import OBJECTIVES, get_objective, sample_times
+from vdm.model.schedules import alpha_sigma
 
 
 @pytest.fixture
@@ -94,13 +94,13 @@ def test_antithetic_times_are_stratified_and_uniform() -> None:
 # expected loss on Gaussian data as a one-dimensional integral over lambda.
 def cosine_without_offset():
     """iDDPM's cosine schedule with s = 0, whose log-SNR is lambda(u) = -2 log tan(pi u / 2)."""
-    from vdm.schedules import get_schedule
+    from vdm.model.schedules import get_schedule
 
     return get_schedule("cosine", s=0.0, logsnr_min=-10.0, logsnr_max=7.0).double()
 
 
 def _lambda_grid(schedule) -> tuple[torch.Tensor, torch.Tensor]:
-    from vdm.schedules import log_snr_and_slope
+    from vdm.model.schedules import log_snr_and_slope
 
     t = torch.linspace(0.01, 0.99, 99, dtype=torch.float64)
     with torch.no_grad():
@@ -130,7 +130,7 @@ def test_v_mse_under_cosine_weights_exp_minus_half_lambda() -> None:
 def test_elbo_and_sigmoid_weightings_whatever_the_schedule(bias: float) -> None:
     """K&G: the ELBO is w = 1 and their monotone weighting w = sigmoid(b - lambda), on any
     schedule (both carry the -dlambda/dt factor)."""
-    from vdm.schedules import get_schedule
+    from vdm.model.schedules import get_schedule
 
     for name in ("linear", "cosine", "learned"):
         lam, neg_slope = _lambda_grid(get_schedule(name).double())
@@ -149,7 +149,7 @@ def test_expected_loss_on_gaussian_data_is_the_weighted_integral(name: str) -> N
     uniformly and goes through the schedule's slope and the objective's multiplier."""
     from scipy.integrate import quad
 
-    from vdm.schedules import log_snr_and_slope
+    from vdm.model.schedules import log_snr_and_slope
 
     schedule = cosine_without_offset()
     closed_form_w = {"elbo": lambda lam: 1.0,
@@ -176,7 +176,7 @@ def test_expected_loss_on_gaussian_data_is_the_weighted_integral(name: str) -> N
 def test_edm_weighting_is_kingma_and_gaos_closed_form() -> None:
     """K&G Table 1: EDM is w(lambda) = N(lambda; 2.4, 2.4^2) (e^{-lambda} + 0.5^2) / 0.5^2 on any
     schedule (EDM's log sigma ~ N(-1.2, 1.2^2) with lambda = -2 log sigma, sigma_data = 0.5)."""
-    from vdm.schedules import get_schedule
+    from vdm.model.schedules import get_schedule
 
     for name in ("cosine", "flow", "learned"):
         lam, neg_slope = _lambda_grid(get_schedule(name).double())
@@ -205,7 +205,7 @@ def test_flow_matching_loss_on_its_schedule_is_the_velocity_error() -> None:
     """Flow matching, OT path (Lipman et al.): z_fm = (1 - t) x + t eps, u = eps - x. On the
     `flow` schedule (lambda = 2 log((1 - t)/t), untruncated range) the `flow` objective's loss
     equals ||u_hat - u||^2 of the velocity implied by eps_hat, and its weighting is e^{-lambda/2}."""
-    from vdm.schedules import get_schedule, log_snr_and_slope
+    from vdm.model.schedules import get_schedule, log_snr_and_slope
 
     schedule = get_schedule("flow", logsnr_min=-30.0, logsnr_max=30.0).double()
     assert schedule.u_lo == pytest.approx(0, abs=1e-6) and schedule.u_hi == pytest.approx(1, abs=1e-6)

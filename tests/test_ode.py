@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import gaussian_full_covariance_eps_fn, gaussian_optimal_eps_fn
 
-from vdm.ode import log_prob, ode_nll
-from vdm.schedules import alpha_sigma, get_schedule, schedule_endpoints
+from vdm.model.ode import log_prob, ode_nll
+from vdm.model.schedules import alpha_sigma, get_schedule, schedule_endpoints
 
 DIMS = 4
 
@@ -84,7 +84,7 @@ def test_ode_nll_bounds_the_discrete_likelihood_of_a_dequantized_gaussian() -> N
     """Bits/dim of K-level data under an exact continuous model: for data that is a discretized
     N(0, s^2), the bound from uniform dequantization is close to the discrete entropy computed
     directly (the Gaussian mass of each bin), from above on average."""
-    from vdm.data import ImageData
+    from vdm.core.data import ImageData
 
     s, num_levels = 0.4, 17
     g = torch.Generator().manual_seed(0)

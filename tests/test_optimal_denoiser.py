@@ -1,4 +1,5 @@
-"""vdm.optimal_denoiser: the exact posterior-mean ε-predictor of a training set, and the gap to it."""
+"""vdm.evaluation.optimal_denoiser: the exact posterior-mean ε-predictor of a training set, and
+the gap to it."""
 
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ import pytest
 import torch
 from test_trainer import tiny_config
 
-from vdm.data import ImageData, load_dataset
-from vdm.objectives import get_objective
-from vdm.optimal_denoiser import (
+from vdm.core.data import ImageData, load_dataset
+from vdm.evaluation.optimal_denoiser import (
     OPTIMUM_NOTE,
     denoiser_floor,
     denoiser_gap,
@@ -23,8 +23,9 @@ from vdm.optimal_denoiser import (
     posterior_mean,
     weighted_gap,
 )
-from vdm.schedules import alpha_sigma
-from vdm.trainer import Trainer
+from vdm.model.objectives import get_objective
+from vdm.model.schedules import alpha_sigma
+from vdm.training.trainer import Trainer
 
 
 @pytest.fixture(autouse=True)

@@ -7,18 +7,18 @@ import math
 import pytest
 import torch
 
-from vdm.config import run_config_from_dict
-from vdm.diffusion import DiffusionModel, build_model
-from vdm.network import UNet
-from vdm.objectives import OBJECTIVES
-from vdm.parameterizations import (
+from vdm.core.config import run_config_from_dict
+from vdm.model.diffusion import DiffusionModel, build_model
+from vdm.model.network import UNet
+from vdm.model.objectives import OBJECTIVES
+from vdm.model.parameterizations import (
     PARAMETERIZATIONS,
     check_parameterization,
     eps_from_output,
     output_from_eps,
 )
-from vdm.schedules import alpha_sigma, get_schedule
-from vdm.trainer import Trainer, load_trained_model
+from vdm.model.schedules import alpha_sigma, get_schedule
+from vdm.training.trainer import Trainer, load_trained_model
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from vdm.provenance import atomic_output, provenance, save_torch_atomic, write_json_atomic
+from vdm.core.provenance import atomic_output, provenance, save_torch_atomic, write_json_atomic
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path) -> None:

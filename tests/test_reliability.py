@@ -20,11 +20,11 @@ import pytest
 import torch
 from test_trainer import tiny_config
 
-from vdm.checkpoint import CheckpointError, load_checkpoint
-from vdm.cli import main as cli_main
-from vdm.commands import collect_metrics
-from vdm.tables import load_metrics
-from vdm.trainer import NonFiniteLossError, Trainer, load_trained_model
+from vdm.core.checkpoint import CheckpointError, load_checkpoint
+from vdm.pipeline.cli import main as cli_main
+from vdm.pipeline.commands import collect_metrics
+from vdm.reporting.tables import load_metrics
+from vdm.training.trainer import NonFiniteLossError, Trainer, load_trained_model
 
 LONGER = {"steps": 40, "batch_size": 32, "log_every": 2, "checkpoint_every": 10,
           "warmup_steps": 3, "threads": 1}
@@ -113,14 +113,14 @@ def test_checkpoint_that_is_no_training_state_starts_the_run_over(tmp_path: Path
 
 def test_a_bug_while_resuming_raises_instead_of_restarting(tmp_path: Path, monkeypatch) -> None:
     """Only foreign or corrupt files restart a run; a programming error surfaces."""
-    import vdm.trainer
+    import vdm.training.trainer
 
     Trainer(tiny_config(), tmp_path).fit(stop_at=4)
 
     def broken_restore(states, generator):
         raise TypeError("restore_rng_states() got an unexpected keyword")
 
-    monkeypatch.setattr(vdm.trainer, "restore_rng_states", broken_restore)
+    monkeypatch.setattr(vdm.training.trainer, "restore_rng_states", broken_restore)
     with pytest.raises(TypeError, match="unexpected keyword"):
         Trainer(tiny_config(), tmp_path).fit()
     assert (tmp_path / "state.pt").exists() and not (tmp_path / "state.pt.bad").exists()
@@ -227,9 +227,9 @@ def test_fid_notes_reach_metrics_json_and_the_log(tmp_path: Path, capsys) -> Non
 
 
 def test_monte_carlo_se_is_absent_not_nan_for_one_time_sample() -> None:
-    from vdm.data import load_dataset
-    from vdm.diffusion import build_model
-    from vdm.evaluate import evaluate_nll
+    from vdm.core.data import load_dataset
+    from vdm.evaluation.evaluate import evaluate_nll
+    from vdm.model.diffusion import build_model
 
     model = build_model((1, 8, 8), 17, "eps", "cosine", {"channels": 8}, -10.0, 7.0)
     data = load_dataset("digits", "test")
@@ -267,7 +267,7 @@ def test_malformed_result_json_is_named(tmp_path: Path) -> None:
 def test_yaml_exponent_strings_are_numbers_but_words_are_not() -> None:
     """YAML 1.1 (PyYAML) reads `lr: 1e-4` as a string: it is accepted as the number it spells,
     while a word is still rejected naming the key."""
-    from vdm.config import apply_overrides, run_config_from_dict
+    from vdm.core.config import apply_overrides, run_config_from_dict
 
     config = run_config_from_dict(apply_overrides({}, ["train.lr=1e-4"]))
     assert config.train.lr == 1e-4

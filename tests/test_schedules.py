@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from vdm.schedules import (
+from vdm.model.schedules import (
     SCHEDULES,
     get_schedule,
     log_snr_and_slope,
@@ -22,7 +22,7 @@ def logit(p: float) -> float:
 
 
 def published_alpha_bar(name: str, u: float) -> float:
-    """The papers' alpha_bar(u), written out independently of vdm.schedules."""
+    """The papers' alpha_bar(u), written out independently of vdm.model.schedules."""
     if name == "linear":  # Ho et al. 2020 as the VP-SDE (Song et al. 2021), beta 0.1 -> 20
         return math.exp(-(0.1 * u + 0.5 * (20 - 0.1) * u * u))
     if name == "cosine":  # Nichol & Dhariwal 2021

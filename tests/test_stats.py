@@ -1,4 +1,4 @@
-"""vdm.stats against hand-computed values and scipy."""
+"""vdm.reporting.stats against hand-computed values and scipy."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from vdm.stats import (
+from vdm.reporting.stats import (
     bootstrap_ci,
     compare_cells,
     holm_adjust,

@@ -1,4 +1,5 @@
-"""vdm.tables and vdm.plots on a synthetic 2 objectives × 2 schedules × 3 seeds benchmark."""
+"""vdm.reporting.tables and vdm.reporting.plots on a synthetic 2 objectives × 2 schedules × 3 seeds
+benchmark."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 from scipy import stats as sps
 
-from vdm import plots, tables
+from vdm.reporting import plots, tables
 
 # Objectives / schedules deliberately listed in non-alphabetical order.
 OBJECTIVES = ["eps", "elbo"]

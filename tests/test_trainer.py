@@ -8,14 +8,14 @@ import math
 import pytest
 import torch
 
-from vdm.config import run_config_from_dict
-from vdm.data import load_dataset
-from vdm.evaluate import evaluate_nll
-from vdm.likelihood import prior_kl_nats, reconstruction_nats
-from vdm.objectives import sample_times
-from vdm.sampler import sample
-from vdm.schedules import alpha_sigma, log_snr_and_slope
-from vdm.trainer import Trainer, load_trained_model
+from vdm.core.config import run_config_from_dict
+from vdm.core.data import load_dataset
+from vdm.evaluation.evaluate import evaluate_nll
+from vdm.model.likelihood import prior_kl_nats, reconstruction_nats
+from vdm.model.objectives import sample_times
+from vdm.model.sampler import sample
+from vdm.model.schedules import alpha_sigma, log_snr_and_slope
+from vdm.training.trainer import Trainer, load_trained_model
 
 TINY = {"model": {"channels": 8, "channel_mults": [1, 2]},
         "train": {"steps": 12, "batch_size": 32, "log_every": 2, "checkpoint_every": 4,

@@ -1,8 +1,8 @@
-"""``python -m vdm``: see :mod:`vdm.cli`."""
+"""``python -m vdm``: see :mod:`vdm.pipeline.cli`."""
 
 import sys
 
-from vdm.cli import main
+from vdm.pipeline.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

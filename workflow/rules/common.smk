@@ -3,9 +3,9 @@ import json
 import os
 import shlex
 
-from vdm.config import grid_name, load_config_file, run_config_from_dict, workflow_cell
-from vdm.data import dataset_info
-from vdm.guidance import evaluation_settings
+from vdm.core.config import grid_name, load_config_file, run_config_from_dict, workflow_cell
+from vdm.core.data import dataset_info
+from vdm.model.guidance import evaluation_settings
 
 ENV = "../envs/vdm.yaml"
 # Jobs (local, cluster, conda envs) import vdm from this checkout.

@@ -1,0 +1,1 @@
+"""Performance measurement: python -m vdm.bench and the GPU check."""

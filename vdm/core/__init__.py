@@ -1,0 +1,1 @@
+"""Foundation: configuration, datasets, checkpoints and provenance (atomic result files)."""

@@ -1,0 +1,280 @@
+"""Guided sampling: classifier-free guidance and classifier guidance, as a guided ``eps_fn``.
+
+Every sampler of :mod:`vdm.model.sampler` only calls ``eps_fn(z, lambda) -> eps_hat``; guidance replaces
+that function, so it works unchanged in ancestral, DDIM, Heun and DPM-Solver++(2M) sampling.
+``w >= 0`` is the guidance weight; ``y`` the requested class, ``null`` the learned no-class token.
+
+* ``cfg``, classifier-free guidance (Ho & Salimans 2022, eq. 6, *their* ``w``):
+  ``eps~ = (1 + w) eps_hat(z, y) - w eps_hat(z, null)``. ``w = 0`` is the plain conditional
+  model (one network evaluation, the same numbers bit for bit); ``w > 0`` costs two network
+  evaluations per call (run as one batch of ``2B``). In the ``1 + w`` convention of
+  Dhariwal & Nichol / most code bases (``eps_u + s (eps_c - eps_u)``) this is ``s = 1 + w``.
+  Needs a class-conditional model.
+* ``classifier``, classifier guidance (Dhariwal & Nichol 2021, Algorithm 2 / eq. 14 for eps):
+  ``eps~ = eps_hat(z, c) - w sigma grad_z log p_phi(y | z, lambda)`` with a noise-conditional
+  classifier ``p_phi`` (:mod:`vdm.training.noisy_classifier`). Sign convention: the guided score is
+  ``grad log p(z) + w grad log p(y | z)`` and ``eps = -sigma * score``, hence the minus. ``c`` is
+  ``y`` for a conditional model (D&N's "conditional + guidance", so that ``w = 0`` is the same
+  conditional sampler as ``cfg`` at ``w = 0``) and nothing for an unconditional model. The
+  classifier runs one forward and one backward pass per call; ``w = 0`` skips it.
+
+Samples are drawn class-balanced (:func:`sample_labels`): image ``i`` gets class ``i mod K``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vdm.model.diffusion import DiffusionModel
+from vdm.model.likelihood import EpsFn
+from vdm.model.network import check_labels
+from vdm.model.sampler import network_evaluations, sample_batch
+from vdm.model.schedules import alpha_sigma
+
+GUIDANCE_KINDS: tuple[str, ...] = ("none", "cfg", "classifier")
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """One guidance setting: ``kind`` in :data:`GUIDANCE_KINDS` and weight ``w >= 0``.
+
+    ``none`` is plain sampling (conditional on the labels for a conditional model) and must
+    have ``weight = 0``. Model-dependent checks are in :func:`check_guidance`.
+    """
+
+    kind: str = "none"
+    weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in GUIDANCE_KINDS:
+            raise ValueError(f"unknown guidance kind {self.kind!r}; choose one of "
+                             f"{list(GUIDANCE_KINDS)}")
+        if isinstance(self.weight, bool) or not isinstance(self.weight, int | float):
+            raise ValueError(f"guidance.weights: expected a number, got {self.weight!r}")
+        if not math.isfinite(self.weight) or self.weight < 0:
+            raise ValueError(f"guidance.weights: a guidance weight must be finite and >= 0, got "
+                             f"{self.weight!r}")
+        if self.kind == "none" and self.weight != 0:
+            raise ValueError(f"guidance kind 'none' takes no weight, got {self.weight!r}; use "
+                             "'cfg' or 'classifier'")
+
+    @property
+    def name(self) -> str:
+        """File-name tag: ``none``, ``cfg-2``, ``classifier-0.5`` (weight in ``%g`` format)."""
+        return "none" if self.kind == "none" else f"{self.kind}-{self.weight:g}"
+
+
+@dataclass(frozen=True)
+class EvaluationSetting:
+    """How one set of samples of a model is drawn: sampler ``method``, ``steps`` and ``guidance``.
+
+    Its :attr:`name` is the folder name of its files: ``ancestral-25`` (no guidance),
+    ``ddim-10-cfg-2``, ``heun-12-classifier-0.5``; :func:`parse_setting` reads it back.
+    """
+
+    method: str
+    steps: int
+    guidance: Guidance = Guidance()
+
+    def __post_init__(self) -> None:
+        network_evaluations(self.method, self.steps)  # checks the sampler and the steps
+
+    @property
+    def name(self) -> str:
+        tail = "" if self.guidance.kind == "none" else f"-{self.guidance.name}"
+        return f"{self.method}-{self.steps}{tail}"
+
+    @property
+    def nfe(self) -> int:
+        """Diffusion-network evaluations per image (:func:`guided_nfe`)."""
+        return guided_nfe(self.guidance, self.method, self.steps)
+
+
+_SETTING = re.compile(r"^(?P<method>[a-z0-9]+)-(?P<steps>\d+)"
+                      r"(?:-(?P<kind>[a-z]+)-(?P<weight>[0-9.eE+-]+))?$")
+
+
+def parse_setting(name: str) -> EvaluationSetting:
+    """The :class:`EvaluationSetting` of a name ``<method>-<steps>[-<kind>-<weight>]``; a one-line
+    ``ValueError`` naming it otherwise."""
+    match = _SETTING.match(name)
+    if match is None:
+        raise ValueError(f"evaluation setting {name!r} is not <method>-<steps>[-<guidance kind>-"
+                         "<weight>], e.g. ddim-25 or ancestral-25-cfg-2")
+    kind = match["kind"] or "none"
+    try:
+        weight = float(match["weight"]) if match["weight"] else 0.0
+    except ValueError:
+        raise ValueError(f"evaluation setting {name!r}: weight {match['weight']!r} is not a number"
+                         ) from None
+    return EvaluationSetting(match["method"], int(match["steps"]), Guidance(kind, weight))
+
+
+def evaluation_settings(methods: list[str], steps: list[int], kinds: list[str] = (),
+                        weights: list[float] = (0.0,)) -> list[EvaluationSetting]:
+    """Every sampler setting (``methods`` x ``steps``) with every guidance setting: no guidance
+    and each of ``kinds`` with each weight > 0 (weight 0 of any kind is the same sampler as no
+    guidance, see the module docstring). The first is the primary setting."""
+    guidances = [Guidance()] + [Guidance(kind, float(w)) for kind in kinds for w in weights if w > 0]
+    return [EvaluationSetting(m, k, g) for m in methods for k in steps for g in guidances]
+
+
+def check_guidance(guidance: Guidance, model: DiffusionModel,
+                   classifier: nn.Module | None = None) -> None:
+    """One-line ``ValueError`` when ``guidance`` cannot be applied to ``model``: ``cfg`` on an
+    unconditional model, ``classifier`` guidance without a classifier or with a classifier of
+    another number of classes than a conditional model."""
+    if guidance.kind == "cfg" and model.num_classes is None:
+        raise ValueError(f"guidance {guidance.name!r}: classifier-free guidance needs a "
+                         "class-conditional model (conditioning.enabled: true); this one is "
+                         "unconditional")
+    if guidance.kind == "classifier":
+        if classifier is None:
+            raise ValueError(f"guidance {guidance.name!r}: classifier guidance needs a "
+                             "noise-conditional classifier (vdm noisy-classifier)")
+        classes = getattr(classifier, "num_classes", None)
+        if model.num_classes is not None and classes is not None and classes != model.num_classes:
+            raise ValueError(f"guidance {guidance.name!r}: the classifier has {classes} classes, "
+                             f"the model {model.num_classes}")
+
+
+def evaluations_per_call(guidance: Guidance) -> int:
+    """Diffusion-network evaluations per ``eps_fn`` call: 2 for ``cfg`` with ``w > 0``, else 1.
+
+    The NFE of a guided sampler is ``network_evaluations(method, steps) *
+    evaluations_per_call(guidance)``; it counts diffusion-network evaluations only. Classifier
+    guidance adds one classifier forward and backward pass per call (a much smaller network;
+    :func:`classifier_evaluations_per_call`)."""
+    return 2 if guidance.kind == "cfg" and guidance.weight > 0 else 1
+
+
+def classifier_evaluations_per_call(guidance: Guidance) -> int:
+    """Classifier forward+backward passes per ``eps_fn`` call: 1 for ``classifier`` with
+    ``w > 0``, else 0."""
+    return 1 if guidance.kind == "classifier" and guidance.weight > 0 else 0
+
+
+def guided_nfe(guidance: Guidance, method: str, steps: int) -> int:
+    """Diffusion-network evaluations per image of a guided sampler (see
+    :func:`evaluations_per_call`)."""
+    return network_evaluations(method, steps) * evaluations_per_call(guidance)
+
+
+def classifier_log_prob_grad(classifier: nn.Module, z: torch.Tensor, log_snr: torch.Tensor,
+                             labels: torch.Tensor) -> torch.Tensor:
+    """``grad_z log p(y | z, lambda)`` per example, shaped like ``z``.
+
+    ``classifier(z, log_snr) -> logits (B, K)``; ``log p`` is their log-softmax at ``labels``.
+    Examples are independent (no batch statistics), so the gradient of the batch sum is each
+    example's own gradient. Runs with gradients enabled even inside ``torch.no_grad``; the
+    classifier's parameters get no gradient.
+    """
+    with torch.enable_grad():
+        z_in = z.detach().requires_grad_(True)
+        logits = classifier(z_in, log_snr.detach())
+        log_probs = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), 1)
+        selected = log_probs.gather(1, labels.view(-1, 1)).sum()
+        (grad,) = torch.autograd.grad(selected, z_in)
+    return grad
+
+
+def guided_eps_fn(model: DiffusionModel, labels: torch.Tensor | None, guidance: Guidance,
+                  classifier: nn.Module | None = None) -> EpsFn:
+    """``eps_fn(z, lambda) -> eps~`` for one batch of ``labels`` (int64 ``(B,)`` classes
+    ``0..K-1`` on the model's device; None only for an unconditional model without guidance).
+
+    See the module docstring for the formulas. ``none``: ``eps_hat(z, y)`` (``eps_hat(z)`` for an
+    unconditional model); ``cfg``/``classifier`` with ``w = 0`` are that same function.
+    """
+    check_guidance(guidance, model, classifier)
+    if labels is None:
+        if guidance.kind != "none" or model.num_classes is not None:
+            raise ValueError(f"guidance {guidance.name!r}: labels are required (class-balanced "
+                             "ones from sample_labels)")
+        return model.eps
+    num_classes = model.num_classes or getattr(classifier, "num_classes", None)
+    if num_classes is None:
+        raise ValueError("labels given to an unconditional model without classifier guidance")
+    check_labels(labels, num_classes)
+    model_labels = labels if model.num_classes is not None else None
+    w = float(guidance.weight)
+
+    def conditional(z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
+        return model.eps(z, log_snr, model_labels)
+
+    if guidance.kind == "none" or w == 0:
+        return conditional
+    if guidance.kind == "cfg":
+        def cfg(z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
+            both = model.eps(torch.cat([z, z]), torch.cat([log_snr, log_snr]),
+                             torch.cat([labels, model.null_labels(len(labels), labels.device)]))
+            eps_c, eps_u = both.chunk(2)
+            return (1 + w) * eps_c - w * eps_u
+
+        return cfg
+
+    def classifier_guided(z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
+        eps = conditional(z, log_snr)
+        grad = classifier_log_prob_grad(classifier, z, log_snr, labels)
+        sigma = alpha_sigma(log_snr)[1].view(-1, *[1] * (z.dim() - 1))
+        return eps - (w * sigma * grad).to(eps.dtype)
+
+    return classifier_guided
+
+
+def sample_labels(num_samples: int, num_classes: int) -> torch.Tensor:
+    """Class-balanced labels ``i mod K``, int64 ``(N,)``: every class gets ``N // K`` or
+    ``N // K + 1`` images, exactly ``N / K`` when ``K`` divides ``N``."""
+    if num_classes < 1 or num_samples < 0:
+        raise ValueError(f"need num_classes >= 1 and num_samples >= 0, got {num_classes}, "
+                         f"{num_samples}")
+    return torch.arange(num_samples, dtype=torch.int64) % num_classes
+
+
+def sample_guided(model: DiffusionModel, guidance: Guidance, *, num_samples: int,
+                  num_classes: int | None, image_shape: tuple[int, int, int], num_levels: int,
+                  steps: int = 100, method: str = "ancestral", batch_size: int = 500,
+                  seed: int = 0, device: torch.device | str = "cpu", clip: bool = True,
+                  classifier: nn.Module | None = None, unconditional: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``num_samples`` guided images, uint8 ``(N, C, H, W)`` pixels, and their labels (CPU int64
+    ``(N,)``, class-balanced by :func:`sample_labels`; None for unconditional sampling).
+
+    Same random numbers as :func:`vdm.model.sampler.sample` (one ``torch.Generator(device)`` seeded
+    with ``seed``, batches of ``batch_size`` drawn in order), so an unconditional model with
+    guidance ``none`` gives exactly ``sample(model.eps, ...)``. ``num_classes``: the dataset's
+    (must equal the model's for a conditional model; may be None for an unconditional model
+    without guidance). ``unconditional``: sample a conditional model's unconditional mode (null
+    token; guidance must be ``none``). ``classifier``: the noise-conditional classifier for
+    ``classifier`` guidance, on ``device``.
+    """
+    check_guidance(guidance, model, classifier)
+    network_evaluations(method, steps)  # checks the sampler's name before any work
+    use_labels = not unconditional and (model.num_classes is not None or guidance.kind != "none")
+    if unconditional and (guidance.kind != "none" or model.num_classes is None):
+        raise ValueError("unconditional=True samples a conditional model with its null token "
+                         f"and no guidance; got guidance {guidance.name!r} on a "
+                         f"{'conditional' if model.num_classes else 'unconditional'} model")
+    if use_labels:
+        if num_classes is None:
+            raise ValueError(f"guidance {guidance.name!r}: num_classes is required")
+        if model.num_classes is not None and num_classes != model.num_classes:
+            raise ValueError(f"num_classes: {num_classes} given, the model has "
+                             f"{model.num_classes} classes")
+    all_labels = sample_labels(num_samples, num_classes) if use_labels else None
+    generator = torch.Generator(device).manual_seed(seed)
+    batches = []
+    for start in range(0, num_samples, batch_size):
+        n = min(batch_size, num_samples - start)
+        labels = None if all_labels is None else all_labels[start:start + n].to(device)
+        eps_fn = model.eps if unconditional else guided_eps_fn(model, labels, guidance, classifier)
+        batches.append(sample_batch(eps_fn, model.schedule, (n, *image_shape), num_levels, steps,
+                                    method, clip, generator, device).cpu())
+    images = torch.cat(batches) if batches else torch.empty(0, *image_shape, dtype=torch.uint8)
+    return images, all_labels

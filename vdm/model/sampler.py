@@ -1,0 +1,180 @@
+"""Sampling on the uniform time grid ``t_i = i/N``: ancestral (DDPM), DDIM, Heun and DPM-Solver++(2M).
+
+With ``x_hat = (z_t - sigma_t eps_hat) / alpha_t`` (clipped to ``[-1, 1]``) and
+``c = 1 - SNR(t)/SNR(s) = -expm1(lambda_t - lambda_s)`` for ``s < t``:
+
+* ``ancestral``: ``z_s ~ N(alpha_s [(1 - c) z_t / alpha_t + c x_hat], c sigma_s^2)``, the posterior
+  ``q(z_s | z_t, x = x_hat)`` (VDM eq. 28);
+* ``ddim`` (eta = 0): ``z_s = alpha_s x_hat + sigma_s eps_hat'`` with ``eps_hat'`` recomputed from
+  the clipped ``x_hat``.
+
+The deterministic samplers solve the probability-flow ODE (Song et al. 2021). In the variables
+``y = z / alpha`` and ``s = sigma / alpha = e^{-lambda/2}`` it reads ``dy/ds = eps_hat(alpha y,
+lambda)`` (Karras et al. 2022, EDM, eq. 4 with the VP scaling taken out), and
+
+* DDIM is its Euler method: ``y_s = y_t + (s_s - s_t) eps_hat_t``;
+* ``heun`` is EDM's second-order Heun method (Algorithm 1): an Euler step, then the average of
+  the slopes at both ends; two network evaluations per step;
+* ``dpmpp2m`` is DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): a second-order multistep method
+  on the data prediction in ``h = (lambda_s - lambda_t) / 2``, one evaluation per step, its first
+  step DDIM.
+
+The final ``z_0`` is denoised once more and rounded to the nearest of the data's ``K`` levels;
+images are returned as uint8 pixels ``0..255`` (``round(k * 255 / (K - 1))``).
+:func:`network_evaluations` gives the number of network evaluations (NFE) of each sampler.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vdm.core.data import levels_to_pixels, model_to_levels
+from vdm.core.provenance import atomic_output
+from vdm.model.likelihood import EpsFn
+from vdm.model.schedules import alpha_sigma
+
+SAMPLERS = ("ancestral", "ddim", "heun", "dpmpp2m")
+
+
+def network_evaluations(method: str, steps: int) -> int:
+    """Network evaluations (NFE) per image of ``method`` with ``steps`` steps, the final
+    denoising included: ``2 N + 1`` for Heun, ``N + 1`` for the others."""
+    if method not in SAMPLERS:
+        raise ValueError(f"sample method must be one of {SAMPLERS}, got {method!r}")
+    if steps < 1:
+        raise ValueError(f"sample steps must be >= 1, got {steps}")
+    return (2 * steps if method == "heun" else steps) + 1
+
+
+def _predict_x(eps_fn: EpsFn, z: torch.Tensor, log_snr: torch.Tensor, clip: bool
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x_hat, eps_hat)`` at a shared noise level ``log_snr`` (scalar tensor)."""
+    alpha, sigma = alpha_sigma(log_snr)
+    eps_hat = eps_fn(z, log_snr.expand(z.shape[0])).float()
+    x_hat = (z - sigma * eps_hat) / alpha
+    if clip:
+        x_hat = x_hat.clamp(-1.0, 1.0)
+        eps_hat = (z - alpha * x_hat) / sigma
+    return x_hat, eps_hat
+
+
+@torch.no_grad()
+def sample_batch(eps_fn: EpsFn, schedule: nn.Module, shape: tuple[int, ...], num_levels: int,
+                 steps: int = 100, method: str = "ancestral", clip: bool = True,
+                 generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """One batch of samples ``(B, C, H, W)``, uint8 pixels ``0..255``."""
+    network_evaluations(method, steps)  # checks the name
+    times = torch.linspace(1.0, 0.0, steps + 1, device=device)
+    log_snrs = schedule(times).float()
+    z = torch.randn(shape, generator=generator, device=device)
+    if method == "heun":
+        z = _heun(eps_fn, z, log_snrs, clip)
+    elif method == "dpmpp2m":
+        z = _dpmpp_2m(eps_fn, z, log_snrs, clip)
+    else:
+        z = _ancestral_or_ddim(eps_fn, z, log_snrs, clip, stochastic=method == "ancestral",
+                               generator=generator)
+    x_0, _ = _predict_x(eps_fn, z, log_snrs[-1], clip)
+    return levels_to_pixels(model_to_levels(x_0, num_levels), num_levels)
+
+
+def _ancestral_or_ddim(eps_fn: EpsFn, z: torch.Tensor, log_snrs: torch.Tensor, clip: bool,
+                       stochastic: bool, generator: torch.Generator | None) -> torch.Tensor:
+    """Ancestral (``stochastic``) or DDIM steps through ``log_snrs`` (module docstring)."""
+    for log_snr_t, log_snr_s in zip(log_snrs[:-1], log_snrs[1:], strict=True):
+        x_hat, eps_hat = _predict_x(eps_fn, z, log_snr_t, clip)
+        alpha_t, _ = alpha_sigma(log_snr_t)
+        alpha_s, sigma_s = alpha_sigma(log_snr_s)
+        if not stochastic:
+            z = alpha_s * x_hat + sigma_s * eps_hat
+        else:
+            c = -torch.expm1(log_snr_t - log_snr_s)
+            mean = alpha_s * ((1 - c) * z / alpha_t + c * x_hat)
+            noise = torch.randn(z.shape, generator=generator, device=z.device)
+            z = mean + (c.sqrt() * sigma_s) * noise
+    return z
+
+
+def _heun(eps_fn: EpsFn, z: torch.Tensor, log_snrs: torch.Tensor, clip: bool) -> torch.Tensor:
+    """EDM's Heun method for ``dy/ds = eps_hat`` from ``log_snrs[0]`` to ``log_snrs[-1]``; ``z`` in
+    and out (``y = z / alpha``, ``s = e^{-lambda/2}``)."""
+    y = z / alpha_sigma(log_snrs[0])[0]
+    for log_snr_t, log_snr_s in zip(log_snrs[:-1], log_snrs[1:], strict=True):
+        s_t, s_s = torch.exp(-0.5 * log_snr_t), torch.exp(-0.5 * log_snr_s)
+        _, slope = _predict_x(eps_fn, alpha_sigma(log_snr_t)[0] * y, log_snr_t, clip)
+        y_euler = y + (s_s - s_t) * slope
+        _, slope_end = _predict_x(eps_fn, alpha_sigma(log_snr_s)[0] * y_euler, log_snr_s, clip)
+        y = y + (s_s - s_t) * 0.5 * (slope + slope_end)
+    return alpha_sigma(log_snrs[-1])[0] * y
+
+
+def _dpmpp_2m(eps_fn: EpsFn, z: torch.Tensor, log_snrs: torch.Tensor, clip: bool) -> torch.Tensor:
+    """DPM-Solver++(2M): ``z_s = (sigma_s / sigma_t) z_t - alpha_s expm1(-h) D`` with
+    ``h = (lambda_s - lambda_t) / 2`` and ``D = (1 + 1/(2r)) x_hat_t - 1/(2r) x_hat_prev``,
+    ``r = h_prev / h`` (``D = x_hat_t`` on the first step)."""
+    x_prev, h_prev = None, None
+    for log_snr_t, log_snr_s in zip(log_snrs[:-1], log_snrs[1:], strict=True):
+        x_hat, _ = _predict_x(eps_fn, z, log_snr_t, clip)
+        h = 0.5 * (log_snr_s - log_snr_t)
+        if x_prev is None:
+            data = x_hat
+        else:
+            r = h_prev / h
+            data = (1 + 0.5 / r) * x_hat - (0.5 / r) * x_prev
+        (_, sigma_t), (alpha_s, sigma_s) = alpha_sigma(log_snr_t), alpha_sigma(log_snr_s)
+        z = (sigma_s / sigma_t) * z - alpha_s * torch.expm1(-h) * data
+        x_prev, h_prev = x_hat, h
+    return z
+
+
+def sample(eps_fn: EpsFn, schedule: nn.Module, image_shape: tuple[int, int, int],
+           num_samples: int, num_levels: int, *, steps: int = 100, method: str = "ancestral",
+           batch_size: int = 500, seed: int = 0, device: torch.device | str = "cpu",
+           clip: bool = True) -> torch.Tensor:
+    """``num_samples`` images ``(N, C, H, W)``, uint8 ``0..255``, reproducible from ``seed``."""
+    generator = torch.Generator(device).manual_seed(seed)
+    batches = []
+    for start in range(0, num_samples, batch_size):
+        n = min(batch_size, num_samples - start)
+        batches.append(sample_batch(eps_fn, schedule, (n, *image_shape), num_levels, steps,
+                                    method, clip, generator, device).cpu())
+    return torch.cat(batches)
+
+
+def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, columns: int = 10,
+              scale: int | None = None, padding: int = 1, title: str | None = None) -> Path:
+    """Save the first ``columns**2`` uint8 images ``(N, C, H, W)`` as one PNG grid, with an
+    optional one-line ``title`` in a white band above it."""
+    from PIL import Image  # imported here: sampling itself needs only torch
+
+    images = torch.as_tensor(images)[: columns * columns]
+    n, c, h, w = images.shape
+    rows = math.ceil(n / columns)
+    grid = torch.full((c, rows * (h + padding) + padding, columns * (w + padding) + padding), 255,
+                      dtype=torch.uint8)
+    for i, image in enumerate(images):
+        r, col = divmod(i, columns)
+        y, x = padding + r * (h + padding), padding + col * (w + padding)
+        grid[:, y:y + h, x:x + w] = image
+    array = grid.permute(1, 2, 0).numpy()
+    picture = Image.fromarray(array[..., 0] if c == 1 else array)
+    scale = scale or max(1, 256 // max(h, w))
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    if title:
+        from PIL import ImageDraw
+
+        band = 14
+        titled = Image.new(picture.mode, (picture.width, picture.height + band), 255 if c == 1
+                           else (255, 255, 255))
+        titled.paste(picture, (0, band))
+        ImageDraw.Draw(titled).text((2, 1), title, fill=0 if c == 1 else (0, 0, 0))
+        picture = titled
+    with atomic_output(path) as tmp:
+        picture.save(tmp)
+    return Path(path)

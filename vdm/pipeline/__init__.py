@@ -1,0 +1,1 @@
+"""The command line the Snakemake rules call (python -m vdm ...)."""

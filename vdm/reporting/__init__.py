@@ -1,0 +1,1 @@
+"""Tables, figures, statistics and the claims report over many runs."""

@@ -1,0 +1,1 @@
+"""Training loops: the diffusion model's trainer and the noise-conditional classifier."""
