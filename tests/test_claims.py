@@ -209,8 +209,10 @@ def test_stored_summary_regenerates_the_stored_report_byte_for_byte() -> None:
     ``VDM_UPDATE_GOLDEN=1 pytest tests/test_claims.py`` after an intended change."""
     summary = pd.read_csv(DATA / "claims_summary.csv")
     claims = evaluate_claims(summary)
+    command = ("python -m vdm claims --summary tests/data/claims_summary.csv "
+               "--run-name synthetic-fixture")
     markdown = claims_markdown(claims, run_name="synthetic-fixture", commit="0000000",
-                               command="python -m vdm claims tests/data/claims_summary.csv")
+                               command=command)
     csv = claims_csv(claims)
     if os.environ.get("VDM_UPDATE_GOLDEN"):
         (DATA / "claims.md").write_text(markdown, encoding="utf-8")
@@ -219,8 +221,7 @@ def test_stored_summary_regenerates_the_stored_report_byte_for_byte() -> None:
     assert csv == (DATA / "claims.csv").read_text(encoding="utf-8")
     # and again from the same input: deterministic
     assert claims_markdown(evaluate_claims(summary), run_name="synthetic-fixture",
-                           commit="0000000",
-                           command="python -m vdm claims tests/data/claims_summary.csv") == markdown
+                           commit="0000000", command=command) == markdown
     verdicts = dict(zip(claims["claim"], claims["verdict"], strict=True))
     assert verdicts["ddpm-eps-fid"] == "reproduced"
     assert verdicts["iddpm-cosine-nll"] == "contradicted"

@@ -22,7 +22,7 @@ from test_trainer import tiny_config
 
 from vdm.core.checkpoint import CheckpointError, load_checkpoint
 from vdm.pipeline.cli import main as cli_main
-from vdm.pipeline.commands import collect_metrics
+from vdm.pipeline.results_commands import collect_metrics
 from vdm.reporting.tables import load_metrics
 from vdm.training.trainer import NonFiniteLossError, Trainer, load_trained_model
 

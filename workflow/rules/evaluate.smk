@@ -209,7 +209,7 @@ rule collect:
         f"{LOGS}/collect/{RUN_NAME}.log",
     run:
         # in-process (no interpreter start-up): same as `python -m vdm collect`
-        from vdm.pipeline.commands import collect_metrics
+        from vdm.pipeline.results_commands import collect_metrics
 
         collect_metrics(input.train, input.nll, input.fid, output[0], input.sweep,
                         input.get("denoiser_floor"))
