@@ -101,7 +101,8 @@ def test_train_sample_nll_through_the_cli(tmp_path) -> None:
 
 
 def test_evaluate_equals_sample_nll_fid(tmp_path) -> None:
-    """The one-process `evaluate` writes the same numbers as `sample`, `nll` and `fid`."""
+    """The one-process `evaluate` writes the same numbers as `sample`, `nll`, `fid`, `sweep` and
+    `collect` run one after the other."""
 
     run = tmp_path / "run"
     assert main(["train", "--schedule", "learned", "--set", "model.channels=8",
@@ -119,10 +120,20 @@ def test_evaluate_equals_sample_nll_fid(tmp_path) -> None:
                  "--max-examples", "40", "--out", str(separate / "nll.json")]) == 0
     assert main(["fid", "--dataset", "digits", "--samples", str(separate / "s.npz"),
                  "--out", str(separate / "fid.json"), *fid_options]) == 0
+    assert main(["sweep", "--model", model, "--seed", seed, "--num-samples", "40",
+                 "--sample-batch-size", "40", "--settings", "heun-3", "ddim-4",
+                 "--out-dir", str(separate / "sweep"), *fid_options]) == 0
+    sweep_jsons = [str(separate / "sweep" / name / "fid.json") for name in ("heun-3", "ddim-4")]
+    assert main(["collect", "--train", str(run / "train.json"), "--nll", str(separate / "nll.json"),
+                 "--fid", str(separate / "fid.json"), "--sweep", *sweep_jsons,
+                 "--out", str(separate / "metrics.json")]) == 0
     assert main(["evaluate", "--model", model, "--seed", seed, "--num-samples", "40",
                  "--sample-steps", "4", "--num-time-samples", "2", "--max-examples", "40",
                  "--samples-out", str(fused / "s.npz"), "--nll-out", str(fused / "nll.json"),
-                 "--fid-out", str(fused / "fid.json"), *fid_options]) == 0
+                 "--fid-out", str(fused / "fid.json"), *fid_options,
+                 "--sweep-settings", "heun-3", "ddim-4", "--sweep-out-dir", str(fused / "sweep"),
+                 "--train-json", str(run / "train.json"),
+                 "--metrics-out", str(fused / "metrics.json")]) == 0
     with np.load(separate / "s.npz") as a, np.load(fused / "s.npz") as b:
         assert np.array_equal(a["images"], b["images"])
     for name, keys in (("nll.json", ("nll_bpd", "nll_bpd_se", "nll_diffusion_bpd")),
@@ -130,3 +141,9 @@ def test_evaluate_equals_sample_nll_fid(tmp_path) -> None:
         a, b = (json.loads((d / name).read_text()) for d in (separate, fused))
         assert [a[k] for k in keys] == [b[k] for k in keys], name
     assert json.loads((fused / "fid.json").read_text())["sampling"]["steps"] == 4
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (separate, fused))
+    strip = ("fid_file", )
+    assert [{k: v for k, v in e.items() if k not in strip} for e in a["evaluations"]] == \
+        [{k: v for k, v in e.items() if k not in strip} for e in b["evaluations"]]
+    assert [e["sampler"] for e in b["evaluations"]] == ["ancestral", "heun", "ddim"]
+    assert b["nll_bpd"] == a["nll_bpd"] and b["fid"] == a["fid"]

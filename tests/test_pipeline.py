@@ -158,7 +158,7 @@ def test_axes_report_has_every_new_table_and_plot(finished_axes: Path) -> None:
 @pytest.mark.slow
 def test_changing_sampler_or_guidance_settings_retrains_nothing(finished_axes: Path) -> None:
     """The sampler and guidance axes reuse the trained models: adding settings plans only
-    evaluation jobs (sweep, collect, tables), never training."""
+    evaluation jobs (the per-model evaluate job, tables), never training."""
     result = snakemake(finished_axes, "--cores", "2", "--configfile", "config/test.yaml",
                        "config/test_axes.yaml", "--config",
                        "sample={'num_samples':100,'methods':['ancestral','heun','ddim'],"
@@ -168,7 +168,7 @@ def test_changing_sampler_or_guidance_settings_retrains_nothing(finished_axes: P
     assert result.returncode == 0, result.stderr[-3000:]
     planned = {line.split()[0] for line in result.stdout.splitlines()
                if line and line.split()[0] in ("train", "noisy_classifier", "sweep", "evaluate")}
-    assert planned == {"sweep"}, result.stdout[-3000:]
+    assert planned == {"evaluate"}, result.stdout[-3000:]
 
 
 @pytest.mark.slow
@@ -239,6 +239,19 @@ BAD_CONFIGS = [  # (YAML of the config file, what the one-line error must say)
     ("seeds: [0, 1.5]", "invalid config key 'seeds.1': 1.5 is not of type 'integer'"),
     ("nll: {num_time_samples: 1}",
      "invalid config key 'nll.num_time_samples': 1 is less than the minimum of 2"),
+    ("parameterizations: [eps, mu]",
+     "invalid config key 'parameterizations.1': 'mu' is not one of ['eps', 'x0', 'v', 'score']"),
+    ("parameterizations: []", "invalid config key 'parameterizations': [] should be non-empty"),
+    ("sample: {methods: [euler]}", "invalid config key 'sample.methods.0': 'euler' is not one of"),
+    ("sample: {steps: [25, 0]}", "invalid config key 'sample.steps.1': 0 is less than the minimum of 1"),
+    ("sample: {methods: []}", "invalid config key 'sample.methods': [] should be non-empty"),
+    ("guidance: {kinds: [cfg]}", "invalid config key 'guidance.kinds': ['cfg'] needs "
+     "class-conditional models (conditioning.enabled: true)"),
+    ("conditioning: {enabled: true}\nguidance: {kinds: [cfg], weights: [0, -1]}",
+     "invalid config key 'guidance.weights.1': -1 is less than the minimum of 0"),
+    ("guidance: {weights: [0, 2]}", "invalid config key 'guidance.weights': [0, 2] has weights > 0 "
+     "but guidance.kinds is empty"),
+    ("baseline: {objective: eps}", "invalid config key 'baseline': 'schedule' is a required property"),
 ]
 
 

@@ -29,11 +29,13 @@ from workflow_copy import copy_workflow, venv_environment
 
 PROFILE = "workflow/profiles/slurm"
 TINY_CELLS = 2 * 2 * 2  # config/test.yaml: objectives x schedules x seeds
-# the jobs SLURM must run for the tiny grid (collect, aggregate, plots are local rules)
-SUBMITTED = {"prepare_data": 1, "fid_classifier": 1, "fid_reference": 1,
+# the jobs SLURM must run for the tiny grid (aggregate and plots are local rules; so is collect
+# when evaluation.fused is false, otherwise the evaluate job writes metrics.json itself)
+SUBMITTED = {"prepare_data": 1, "fid_classifier": 1, "fid_reference": 1, "fid_floor": 1,
              "train": TINY_CELLS, "evaluate": TINY_CELLS}
 LOCAL = ("collect", "aggregate", "plots")
-GPU_RULES = ("train", "evaluate", "sample", "nll", "fid", "fid_reference", "fid_classifier")
+GPU_RULES = ("train", "evaluate", "sample", "nll", "fid", "fid_reference", "fid_classifier",
+             "fid_floor", "sweep", "noisy_classifier")
 
 
 def snakemake(workdir: Path, *args: str, log: Path | None = None) -> subprocess.CompletedProcess:

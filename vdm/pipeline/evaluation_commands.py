@@ -312,22 +312,39 @@ def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--denoiser-floor-out", type=Path,
                         help="also the gap to the training set's optimal denoiser "
                              "(vdm.evaluation.optimal_denoiser) -> this JSON")
+    group = parser.add_argument_group("further settings and the run's metrics.json (as `vdm "
+                                      "sweep` and `vdm collect`)")
+    group.add_argument("--sweep-settings", nargs="*", default=[],
+                       help="further evaluation settings <method>-<steps>[-<guidance>-<weight>]")
+    group.add_argument("--sweep-out-dir", type=Path,
+                       help="writes <dir>/<setting>/samples.npz and fid.json")
+    group.add_argument("--noisy-classifier", type=Path,
+                       help="noise-conditional classifier for classifier-guided settings")
+    group.add_argument("--train-json", type=Path, help="the run's train.json (for --metrics-out)")
+    group.add_argument("--metrics-out", type=Path,
+                       help="also merge everything into the run's metrics.json (vdm collect)")
 
 
 def evaluate_main(args: argparse.Namespace) -> None:
-    """``sample`` + ``nll`` + ``fid`` of one model in one process: the interpreter, torch,
-    the model and the data are loaded once. Writes the same files, with the same numbers, as
-    the three separate commands."""
+    """``sample`` + ``nll`` + ``fid`` (+ ``sweep`` and ``collect``) of one model in one process:
+    the interpreter, torch, the model and the data are loaded once. Writes the same files, with
+    the same numbers, as the separate commands."""
     from vdm.evaluation.fid import check_extractor_weights
-    from vdm.model.guidance import EvaluationSetting
+    from vdm.model.guidance import EvaluationSetting, parse_setting
     from vdm.training.trainer import load_trained_model
 
     started = time.perf_counter()
+    settings = [parse_setting(name) for name in args.sweep_settings]
+    if settings and args.sweep_out_dir is None:
+        raise ValueError("--sweep-settings needs --sweep-out-dir")
+    if args.metrics_out and args.train_json is None:
+        raise ValueError("--metrics-out needs --train-json")
     set_threads(args.threads)
     device = resolve_device(args.device)
     model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
     check_extractor_weights(args.extractor, args.weights, config.dataset)  # before sampling
     _check_dataset_classifier(model, args.dataset_classifier, config.dataset)
+    check_sweep_settings(settings, model, args.noisy_classifier)
     ema = not args.no_ema
     write_samples(model, config, device, model_path=args.model,
                   setting=EvaluationSetting(args.method, args.sample_steps),
@@ -347,6 +364,12 @@ def evaluate_main(args: argparse.Namespace) -> None:
     if args.denoiser_floor_out:
         write_denoiser_floor(args.model, seed=args.seed, device=device, ema=ema,
                              out=args.denoiser_floor_out)
+    sweep = run_sweep(model, config, device, args, settings, args.sweep_out_dir) if settings else []
+    if args.metrics_out:
+        from vdm.pipeline.results_commands import collect_metrics
+
+        collect_metrics(args.train_json, args.nll_out, args.fid_out, args.metrics_out, sweep,
+                        args.denoiser_floor_out)
 
 
 def write_denoiser_floor(model_path: Path, *, seed: int, device, ema: bool, out: Path) -> None:
@@ -399,7 +422,7 @@ def sweep_main(args: argparse.Namespace) -> None:
     setting starts from the same seed, so differences between settings are paired (common random
     numbers); guided settings are checked against the model before any sampling."""
     from vdm.evaluation.fid import check_extractor_weights
-    from vdm.model.guidance import check_guidance, parse_setting
+    from vdm.model.guidance import parse_setting
     from vdm.training.trainer import load_trained_model
 
     settings = [parse_setting(name) for name in args.settings]  # before any work
@@ -408,22 +431,40 @@ def sweep_main(args: argparse.Namespace) -> None:
     model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
     check_extractor_weights(args.extractor, args.weights, config.dataset)
     _check_dataset_classifier(model, args.dataset_classifier, config.dataset)
+    check_sweep_settings(settings, model, args.noisy_classifier)
+    run_sweep(model, config, device, args, settings, args.out_dir)
+
+
+def check_sweep_settings(settings, model, noisy_classifier: Path | None) -> None:
+    """Before any sampling: every guided setting can be applied to ``model``."""
+    from vdm.model.guidance import check_guidance
+
     for setting in settings:
-        if setting.guidance.kind == "classifier" and args.noisy_classifier is None:
+        if setting.guidance.kind == "classifier" and noisy_classifier is None:
             raise ValueError(f"setting {setting.name}: classifier guidance needs "
                              "--noisy-classifier")
         if setting.guidance.kind == "cfg":
             check_guidance(setting.guidance, model)
+
+
+def run_sweep(model, config, device, args: argparse.Namespace, settings, out_dir: Path
+              ) -> list[Path]:
+    """Samples and FID of a loaded model for each evaluation setting -> ``out_dir/<setting>/``
+    (``samples.npz``, ``fid.json``); the same seed for every setting (paired). Returns the
+    ``fid.json`` paths. ``args`` holds the sampling and FID options of ``sweep``/``evaluate``."""
+    written = []
     for setting in settings:
         started = time.perf_counter()
-        samples = args.out_dir / setting.name / "samples.npz"
+        samples = out_dir / setting.name / "samples.npz"
         write_samples(model, config, device, model_path=args.model, setting=setting,
                       num_samples=args.num_samples, batch_size=args.sample_batch_size,
                       seed=args.seed, ema=not args.no_ema, clip=True, out=samples, grid=None,
                       started=started, noisy_classifier=args.noisy_classifier)
+        written.append(out_dir / setting.name / "fid.json")
         write_fid(samples, dataset=config.dataset, root=config.data_root,
                   split=args.reference_split, extractor=args.extractor, weights=args.weights,
                   cache_root=args.cache_root, device=device,
                   kid_subset_size=args.kid_subset_size, prc=not args.no_prc,
-                  batch_size=args.fid_batch_size, out=args.out_dir / setting.name / "fid.json",
+                  batch_size=args.fid_batch_size, out=written[-1],
                   started=time.perf_counter(), dataset_classifier=args.dataset_classifier)
+    return written

@@ -1,13 +1,17 @@
-# Per model: samples.npz + samples.png, nll.json, fid.json. Either one `evaluate` job (default:
-# one process start, model and data loaded once) or separate sample, nll and fid jobs
-# (evaluation.fused: false; right for big models). Same files, same numbers.
+# Per model: samples.npz + samples.png, nll.json, fid.json, sweep/<setting>/ for the further
+# sampler and guidance settings, metrics.json. Either one `evaluate` job (default: one process
+# start, model and data loaded once, also the sweep and the metrics) or separate sample, nll,
+# fid and sweep jobs and a local collect (evaluation.fused: false; right for big models). Same
+# files, same numbers.
 if config["evaluation"]["fused"]:
 
     rule evaluate:
         input:
             model=f"{RUN_DIR}/model.pt",
+            train=f"{RUN_DIR}/train.json",
             reference=f"{FID_DIR}/{EXTRACTOR}/reference.json",
             weights=classifier_weights(),
+            noisy_classifier=noisy_classifier_input(),
         output:
             samples=f"{RUN_DIR}/samples.npz",
             grid=report(f"{RUN_DIR}/samples.png", category="Samples",
@@ -18,10 +22,19 @@ if config["evaluation"]["fused"]:
                         caption="../report/samples.rst"),
             nll=f"{RUN_DIR}/nll.json",
             fid=f"{RUN_DIR}/fid.json",
+            sweep_samples=expand(f"{RUN_DIR}/sweep/{{setting}}/samples.npz",
+                                 setting=SWEEP_SETTINGS, allow_missing=True),
+            sweep_fids=expand(f"{RUN_DIR}/sweep/{{setting}}/fid.json", setting=SWEEP_SETTINGS,
+                              allow_missing=True),
+            metrics=f"{RUN_DIR}/metrics.json",
             **denoiser_floor_output(),
         params:
             floor=lambda wildcards, output: (f"--denoiser-floor-out {output.denoiser_floor}"
                                              if DENOISER_FLOOR else ""),
+            sweep=lambda wildcards, output: (
+                f"--sweep-settings {' '.join(SWEEP_SETTINGS)} --sweep-out-dir "
+                f"{os.path.dirname(output.metrics)}/sweep {noisy_classifier_arg()}"
+                if SWEEP_SETTINGS else ""),
             num_samples=config["sample"]["num_samples"],
             batch_size=config["sample"]["batch_size"],
             method=PRIMARY_METHOD,
@@ -57,6 +70,7 @@ if config["evaluation"]["fused"]:
             "{params.weights} --cache-root {params.cache} "
             "--kid-subset-size {params.f[kid_subset_size]} {params.prc} {params.judge} "
             "--fid-batch-size {params.f[batch_size]} --fid-out {output.fid} {params.floor} "
+            "{params.sweep} --train-json {input.train} --metrics-out {output.metrics} "
             "> {log} 2>&1"
 
 else:
@@ -153,7 +167,7 @@ else:
             "{params.judge} --out {output} > {log} 2>&1"
 
 
-if SWEEP_SETTINGS:
+if not config["evaluation"]["fused"] and SWEEP_SETTINGS:
 
     rule sweep:
         input:
@@ -195,21 +209,23 @@ if SWEEP_SETTINGS:
             "{params.noisy} --fid-batch-size {params.f[batch_size]} > {log} 2>&1"
 
 
-rule collect:
-    input:
-        train=f"{RUN_DIR}/train.json",
-        nll=f"{RUN_DIR}/nll.json",
-        fid=f"{RUN_DIR}/fid.json",
-        sweep=sweep_fids,
-        **denoiser_floor_output(),
-    output:
-        f"{RUN_DIR}/metrics.json",
-    localrule: True
-    log:
-        f"{LOGS}/collect/{RUN_NAME}.log",
-    run:
-        # in-process (no interpreter start-up): same as `python -m vdm collect`
-        from vdm.pipeline.results_commands import collect_metrics
+if not config["evaluation"]["fused"]:
 
-        collect_metrics(input.train, input.nll, input.fid, output[0], input.sweep,
-                        input.get("denoiser_floor"))
+    rule collect:
+        input:
+            train=f"{RUN_DIR}/train.json",
+            nll=f"{RUN_DIR}/nll.json",
+            fid=f"{RUN_DIR}/fid.json",
+            sweep=sweep_fids,
+            **denoiser_floor_output(),
+        output:
+            f"{RUN_DIR}/metrics.json",
+        localrule: True
+        log:
+            f"{LOGS}/collect/{RUN_NAME}.log",
+        run:
+            # in-process (no interpreter start-up): same as `python -m vdm collect`
+            from vdm.pipeline.results_commands import collect_metrics
+
+            collect_metrics(input.train, input.nll, input.fid, output[0], input.sweep,
+                            input.get("denoiser_floor"))

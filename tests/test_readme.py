@@ -1,0 +1,42 @@
+"""The README's results are generated, not hand-written: its claims snapshot is exactly what the code
+makes of the stored summary of the run it names."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from vdm.reporting.tables import claims_report
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_readme_claims_snapshot_is_regenerated_from_the_stored_summary() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- claims-snapshot:begin -->\n(.*?)<!-- claims-snapshot:end -->", readme,
+                      re.S)
+    assert block, "the README has no claims snapshot block"
+    summary = pd.read_csv(REPO / "tests" / "data" / "default_summary.csv")
+    markdown, _ = claims_report(summary, run_name="default")
+    expected = markdown.replace("# Published claims", "### Published claims", 1)
+    assert block.group(1) == expected
+    commit = summary["git_commit"].mode().iloc[0]
+    assert f"at commit `{commit}`" in block.group(1) and commit.startswith(
+        re.search(r"fresh clone at commit `([0-9a-f]+)`", readme).group(1))
+
+
+def test_readme_default_tables_match_the_stored_summary() -> None:
+    """The NLL and FID numbers quoted in the README's default-grid tables are the stored run's."""
+    from vdm.reporting.tables import cell_summary, primary_rows
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    summary = primary_rows(pd.read_csv(REPO / "tests" / "data" / "default_summary.csv"))
+    for metric, heading, decimals in (("nll_bpd", "| NLL, bits/dim |", 3),
+                                      ("fid", "| FID (classifier-digits) |", 2)):
+        table = readme[readme.index(heading):].split("\n\n")[0]
+        for cell in cell_summary(summary, metric).itertuples():
+            text = f"{cell.mean:.{decimals}f} ± {cell.ci:.{decimals}f}"
+            row = next(line for line in table.splitlines() if line.startswith(f"| {cell.objective} |"))
+            assert text in row, (metric, cell.objective, cell.schedule, text, row)
