@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -18,6 +20,15 @@ def gaussian_optimal_eps_fn(s: float):
         return (z - alpha * x_hat) / sigma
 
     return eps_fn
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny CPU workloads: one torch thread is fastest and avoids oversubscription."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture

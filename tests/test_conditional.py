@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +38,14 @@ from vdm.training.noisy_classifier import (
 )
 from vdm.training.trainer import Trainer, load_trained_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
 SHAPE = (1, 8, 8)
 TINY_MODEL = {"channels": 8, "channel_mults": [1, 2]}
 TINY_TRAIN = {"steps": 6, "batch_size": 32, "log_every": 2, "checkpoint_every": 4,
               "warmup_steps": 3, "threads": 1}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _tiny_model(num_classes: int | None = 10, parameterization: str = "eps",

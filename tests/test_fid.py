@@ -4,7 +4,6 @@ torch-fidelity)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +29,12 @@ from vdm.evaluation.feature_extractors import (
     train_classifier,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
 TRAIN_KW: dict[str, Any] = {"steps": 200, "batch_size": 64, "lr": 3e-3, "seed": 0,
                             "num_threads": 1}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny CPU workloads: one thread is fastest and avoids oversubscription."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -27,13 +26,9 @@ from vdm.model.objectives import get_objective
 from vdm.model.schedules import alpha_sigma
 from vdm.training.trainer import Trainer
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+
 
 
 def _noisy(x: torch.Tensor, lam: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -179,6 +179,21 @@ def plot_bars(df: pd.DataFrame, out_dir: PathLike,
     return [_bars(df, m, Path(out_dir) / f"{f}_bars.png", floor) for m, f in METRIC_FILES.items()]
 
 
+def _cell_errorbars(ax: Axes, cells: pd.DataFrame, x: str, y: str, objs: Sequence[str],
+                    scheds: Sequence[str]) -> list[Line2D]:
+    """One point per cell at (``mean_<x>``, ``mean_<y>``) with its 95% t-CIs on both axes;
+    colour = objective row, marker = schedule. Returns the legend handles."""
+    colours = _palette(objs)
+    markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(scheds)}
+    for c in cells.itertuples():
+        ax.errorbar(getattr(c, f"mean_{x}"), getattr(c, f"mean_{y}"), xerr=getattr(c, f"ci_{x}"),
+                    yerr=getattr(c, f"ci_{y}"), fmt=markers[c.schedule], ms=8, capsize=3,
+                    color=colours[c.objective], mec="black")
+    handles = [Line2D([], [], ls="", marker="o", color=colours[o], label=o) for o in objs]
+    return handles + [Line2D([], [], ls="", marker=markers[s], color="grey", label=s)
+                      for s in scheds]
+
+
 # --------------------------------------------------------------------------- trade-off
 def plot_tradeoff(df: pd.DataFrame, out_dir: PathLike,
                   floor: Mapping[str, Any] | None = None) -> Path:
@@ -193,14 +208,7 @@ def plot_tradeoff(df: pd.DataFrame, out_dir: PathLike,
     if cells.empty:
         _no_data(ax, "no cell has both FID and NLL")
         return _save(fig, Path(out_dir) / "fid_vs_nll.png")
-    colours = _palette(objs)
-    markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(scheds)}
-    for c in cells.itertuples():
-        ax.errorbar(c.mean_nll, c.mean_fid, xerr=c.ci_nll, yerr=c.ci_fid,
-                    fmt=markers[c.schedule], ms=8, capsize=3, color=colours[c.objective],
-                    mec="black")
-    handles = [Line2D([], [], ls="", marker="o", color=colours[o], label=o) for o in objs]
-    handles += [Line2D([], [], ls="", marker=markers[s], color="grey", label=s) for s in scheds]
+    handles = _cell_errorbars(ax, cells, "nll", "fid", objs, scheds)
     if floor is not None:
         _floor_line(ax, floor)
         handles.append(Line2D([], [], color="crimson", ls="--", label="real-data FID floor"))
@@ -351,19 +359,12 @@ def plot_ode_vs_elbo(df: pd.DataFrame, out_dir: PathLike) -> Path:
     if cells.empty:
         _no_data(ax, "no ODE likelihoods")
         return _save(fig, Path(out_dir) / "nll_ode_vs_elbo.png")
-    colours = _palette(objs)
-    markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(scheds)}
-    for c in cells.itertuples():
-        ax.errorbar(c.mean_elbo, c.mean_ode, xerr=c.ci_elbo, yerr=c.ci_ode,
-                    fmt=markers[c.schedule], ms=8, capsize=3, color=colours[c.objective],
-                    mec="black")
+    handles = _cell_errorbars(ax, cells, "elbo", "ode", objs, scheds)
     lo = float(min(cells["mean_elbo"].min(), cells["mean_ode"].min()))
     hi = float(max(cells["mean_elbo"].max(), cells["mean_ode"].max()))
     pad = 0.05 * (hi - lo) + 1e-3
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", ls="--", lw=1,
             label="ODE = ELBO")
-    handles = [Line2D([], [], ls="", marker="o", color=colours[o], label=o) for o in objs]
-    handles += [Line2D([], [], ls="", marker=markers[s], color="grey", label=s) for s in scheds]
     handles.append(Line2D([], [], ls="--", color="grey", label="ODE = ELBO"))
     ax.legend(handles=handles, title=f"{row_axis_name(df)} / schedule", fontsize=7)
     examples = sorted({int(n) for n in df.get("nll_ode_num_examples", pd.Series()).dropna()})
