@@ -276,3 +276,40 @@ def test_plots_main(df: pd.DataFrame, tmp_path: Path) -> None:
     written = plots.plots_main(summary, write_logs(tmp_path), write_grids(tmp_path),
                                tmp_path / "figs")
     assert len(written) == 7 and all(is_png(p) for p in written)
+
+
+def test_guidance_table_means_cis_and_the_classifiers_own_accuracy() -> None:
+    """One row per cell and one column per guidance weight; w = 0 (no guidance) opens every
+    kind's curve; the class-accuracy caption names the dataset classifier's test accuracy."""
+    accuracy = {0.0: [0.90, 0.92, 0.94], 2.0: [0.97, 0.98, 0.99]}
+    records = []
+    for seed in range(3):
+        for kind, weight in (("none", 0.0), ("cfg", 2.0)):
+            records.append({
+                "dataset": "digits", "conditioning": "class", "parameterization": "eps",
+                "objective": "eps", "schedule": "cosine", "seed": seed, "sampler": "ancestral",
+                "sample_steps": 25, "nfe": 26 if kind == "none" else 52,
+                "primary": kind == "none", "guidance_kind": kind, "guidance_weight": weight,
+                "fid": 1.0 + weight + seed, "class_accuracy": accuracy[weight][seed],
+                "classifier_test_accuracy": 0.977, "feature_extractor": "classifier-digits",
+                "num_fid_samples": 1000})
+    text = tables.guidance_markdown(pd.DataFrame(records))
+    assert "classifier-free guidance, eps~ = (1 + w) eps(z, c) - w eps(z, null)" in text
+    assert "its own accuracy on the real test images: 0.977" in text
+    unguided, guided = (T975_DOF2 * s / math.sqrt(3) for s in (0.02, 0.01))  # SDs of the seeds
+    assert f"| eps | cosine | 0.920 ± {unguided:.3f} | 0.980 ± {guided:.3f} |" in text
+    assert "| eps | cosine | 2.00 ± " in text and "| 4.00 ± " in text  # FID 1+w+seed
+
+
+def test_guidance_sample_panels_show_no_guidance_once_then_best_and_largest_per_kind() -> None:
+    rows = [("cfg", 0.0, 0.2), ("cfg", 0.5, 0.5), ("cfg", 4.0, 3.3),
+            ("classifier", 0.0, 0.2), ("classifier", 2.0, 0.1), ("classifier", 4.0, 0.4)]
+    cells = pd.DataFrame([{"objective": "eps", "schedule": "cosine", "guidance_kind": kind,
+                           "guidance_weight": weight, "fid_mean": fid}
+                          for kind, weight, fid in rows])
+    panels = plots.guidance_sample_panels(cells, ("eps", "cosine"))
+    assert [(kind, weight) for kind, weight, _ in panels] == [
+        ("none", 0.0), ("cfg", 0.5), ("cfg", 4.0), ("classifier", 2.0), ("classifier", 4.0)]
+    titles = [title for *_, title in panels]
+    assert titles[0].endswith("best FID of classifier-free guidance")  # classifier: w = 2 wins
+    assert "best FID of w > 0 (and overall)" in titles[3] and "(and overall)" not in titles[1]

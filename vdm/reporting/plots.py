@@ -453,12 +453,43 @@ def plot_guidance(df: pd.DataFrame, out_dir: PathLike) -> list[Path]:
     return written
 
 
+def guidance_sample_panels(cells: pd.DataFrame, cell: tuple[str, str]
+                           ) -> list[tuple[str, float, str]]:
+    """Panels of :func:`plot_guidance_samples` for ``cell`` (objective row, schedule), from
+    :func:`~vdm.reporting.tables.guidance_cells`: ``(kind, weight, title)`` for w = 0 (once,
+    kind ``none``), then per guidance kind its best-FID weight among w > 0 and its largest
+    weight (once if they coincide); titles say where the best FID overall is."""
+    in_cell = cells[(cells["objective"] == cell[0]) & (cells["schedule"] == cell[1])]
+    best_overall = {kind: float(curve.sort_values("fid_mean")["guidance_weight"].iloc[0])
+                    for kind, curve in in_cell.groupby("guidance_kind", sort=False)}
+    unguided_best = [GUIDANCE_NAMES.get(k, k) for k, w in best_overall.items() if w == 0]
+    if unguided_best and len(unguided_best) == len(best_overall):
+        unguided_best = ["every kind"]
+    panels = [("none", 0.0, "w = 0 (no guidance)" + (
+        f"\nbest FID of {' and '.join(unguided_best)}" if unguided_best else ""))]
+    for kind in ordered_levels(cells["guidance_kind"]):
+        guided = in_cell[(in_cell["guidance_kind"] == kind) & (in_cell["guidance_weight"] > 0)]
+        if guided.empty:
+            continue
+        best = float(guided.sort_values("fid_mean")["guidance_weight"].iloc[0])
+        largest = float(guided["guidance_weight"].max())
+        name = GUIDANCE_NAMES.get(kind, kind)
+        panels.append((kind, best, f"{name}\nw = {best:g}, best FID of w > 0"
+                       + (" (and overall)" if best_overall[kind] == best else "")))
+        if largest != best:
+            panels.append((kind, largest, f"{name}\nw = {largest:g}, the largest"))
+    return panels
+
+
 def plot_guidance_samples(df: pd.DataFrame, samples: Mapping[tuple[str, str, str], PathLike],
                           out_dir: PathLike, per_class: int = 8) -> Path:
-    """``guidance_samples.png``: for each guidance kind, the samples of one cell at w = 0 and at
-    its best-FID weight, one row per class. The cell is the one with the lowest mean FID at
-    w = 0; the images are those of its lowest seed. ``samples`` maps (objective row,
-    schedule, setting name) to that seed's ``samples.npz`` (with ``labels``)."""
+    """``guidance_samples.png``: the samples of one cell, one row per class: at w = 0 (no
+    guidance; one panel, shared by every kind), then for each guidance kind at its best-FID
+    weight among w > 0 and at its largest weight (the panel titles say which weight has the
+    best FID overall, w = 0 included). The cell is the one with the lowest mean FID at w = 0;
+    the images are those of its lowest seed, every panel from the same initial noise.
+    ``samples`` maps (objective row, schedule, setting name) to that seed's ``samples.npz``
+    (with ``labels``)."""
     cells = guidance_cells(df)
     path = Path(out_dir) / "guidance_samples.png"
     if cells.empty:
@@ -467,17 +498,11 @@ def plot_guidance_samples(df: pd.DataFrame, samples: Mapping[tuple[str, str, str
         return _save(fig, path)
     start = cells[cells["guidance_weight"] == 0].sort_values("fid_mean").iloc[0]
     cell = (start["objective"], start["schedule"])
-    panels = []
-    for kind in ordered_levels(cells["guidance_kind"]):
-        curve = cells[(cells["guidance_kind"] == kind) & (cells["objective"] == cell[0])
-                      & (cells["schedule"] == cell[1])]
-        best = curve.sort_values("fid_mean").iloc[0]
-        for weight in dict.fromkeys([0.0, float(best["guidance_weight"])]):
-            panels.append((kind, weight, weight == float(best["guidance_weight"])))
+    panels = guidance_sample_panels(cells, cell)
     primary = primary_rows(df)
     method, steps = primary["sampler"].iloc[0], int(primary["sample_steps"].iloc[0])
     fig, axes = _figure(1, len(panels), size=(2.6 * len(panels) + 0.8, 3.4))
-    for ax, (kind, weight, is_best) in zip(axes[0], panels, strict=True):
+    for ax, (kind, weight, title) in zip(axes[0], panels, strict=True):
         setting = f"{method}-{steps}" + ("" if weight == 0 else f"-{kind}-{weight:g}")
         source = samples.get((*cell, setting))
         ax.set_xticks([])
@@ -495,10 +520,7 @@ def plot_guidance_samples(df: pd.DataFrame, samples: Mapping[tuple[str, str, str
         ax.imshow(grid[0] if grid.shape[0] == 1 else grid.transpose(1, 2, 0),
                   cmap="gray" if grid.shape[0] == 1 else None, vmin=0, vmax=255,
                   interpolation="nearest")
-        label = "w = 0 (no guidance)" if weight == 0 else f"w = {weight:g}"
-        best_text = ", best FID" if is_best else ""
-        ax.set_title(f"{GUIDANCE_NAMES.get(kind, kind) if weight else ''}\n{label}{best_text}",
-                     fontsize=8)
+        ax.set_title(title, fontsize=8)
     axes[0, 0].set_ylabel("one row per class (0 at the top)", fontsize=8)
     _suptitle(fig, f"Guided samples of {cell[0]} · {cell[1]} (lowest seed)")
     return _save(fig, path)

@@ -267,8 +267,11 @@ def _metric_sentence(df: pd.DataFrame, metric: str) -> str:
                 "true label; the NLL table above is the model's unconditional mode, null "
                 "label); lower is better.")
     if metric == "class_accuracy":
+        own = _values(df, "classifier_test_accuracy").dropna()
+        own_text = (f" (its own accuracy on the real test images: {float(own.iloc[0]):.3f})"
+                    if len(own) else "")
         return ("Class accuracy of class-balanced samples under the dataset classifier (the "
-                "one the classifier FID uses); higher is better.")
+                f"one the classifier FID uses){own_text}; higher is better.")
     spec = metric_spec(metric)
     return f"{spec.name}{f' [{spec.unit}]' if spec.unit else ''}."
 
