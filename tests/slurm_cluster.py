@@ -131,10 +131,13 @@ ReturnToService=2
 # finished jobs stay visible to squeue (Snakemake's status command here) for 5 minutes
 MinJobAge=300
 NodeName={cluster.node} NodeAddr=127.0.0.1 CPUs={cluster.cpus} RealMemory={cluster.memory_mb} State=UNKNOWN
-# 2 jobs per CPU: a job here is mostly interpreter start-ups (sbatch -> snakemake -> srun ->
-# snakemake -> python -m vdm), and Snakemake polls at growing intervals; this keeps the CPUs busy
+# Up to 2 jobs per CPU for jobs that ask for it (sbatch --oversubscribe): such a job here is
+# mostly interpreter start-ups (sbatch -> snakemake -> srun -> snakemake -> python -m vdm), and
+# Snakemake polls at growing intervals, so sharing keeps the CPUs busy. Jobs that do not ask
+# (training, with train.threads torch threads) get their CPUs to themselves: two 2-thread
+# trainings on 2 CPUs would run several times slower than one after the other.
 PartitionName={cluster.partition} Nodes={cluster.node} Default=YES MaxTime=INFINITE \
- State=UP OverSubscribe=FORCE:2
+ State=UP OverSubscribe=YES:2
 """
 
 

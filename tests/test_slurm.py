@@ -4,7 +4,7 @@ test_tiny_grid_through_slurm is opt-in: it runs only with ``VDM_TEST_SLURM=1`` i
 (``.ci/run`` sets it), because it changes the system: it needs root, installs Debian's slurm-wlm
 and munge if missing, writes /etc/slurm/slurm.conf (restored afterwards) and starts munged,
 slurmctld, slurmd (see tests/slurm_cluster.py). A plain ``pytest`` skips it. It runs the tiny grid
-with `--profile workflow/profiles/slurm`, changing only what a site changes on the command line:
+(one seed) with `--profile workflow/profiles/slurm`, changing only what a site changes on the command line:
 the partition, node-sized memory, no GPUs (this node has none: gpu=0 removes the profile's
 `--gpus=1`), `squeue` as status command (no accounting database here, so no sacct) and a short
 first status check, and checks that every non-local job went through sbatch, training jobs with
@@ -28,7 +28,8 @@ import yaml
 from workflow_copy import copy_workflow, venv_environment
 
 PROFILE = "workflow/profiles/slurm"
-TINY_CELLS = 2 * 2 * 2  # config/test.yaml: objectives x schedules x seeds
+SEEDS = [0]  # the real SLURM run takes one seed of the tiny grid: the same jobs, half as many
+TINY_CELLS = 2 * 2 * len(SEEDS)  # config/test.yaml: objectives x schedules x seeds
 # the jobs SLURM must run for the tiny grid (aggregate and plots are local rules; so is collect
 # when evaluation.fused is false, otherwise the evaluate job writes metrics.json itself)
 SUBMITTED = {"prepare_data": 1, "fid_classifier": 1, "fid_reference": 1, "fid_floor": 1,
@@ -100,12 +101,14 @@ def test_tiny_grid_through_slurm(cluster: slurm_cluster.Cluster, tmp_path: Path)
     mem_mb = min(2000, cluster.memory_mb)  # sbatch refuses more than the node's RealMemory
     site = [f"{rule}:{key}={value}" for rule in SUBMITTED for key, value in
             (("gpu", 0), ("mem_mb", mem_mb), ("slurm_partition", cluster.partition))]
+    # the one-CPU jobs may share a CPU (see slurm_cluster.slurm_conf); training jobs may not
+    site += [f"{rule}:slurm_extra='--oversubscribe'" for rule in SUBMITTED if rule != "train"]
     log = tmp_path / "snakemake.log"
     threads = min(2, cluster.cpus)  # training asks for train.threads CPUs
     train = {**yaml.safe_load((work / "config/test.yaml").read_text())["train"], "threads": threads}
     result = snakemake(
         work, "--profile", PROFILE, "--configfile", "config/test.yaml",
-        "--config", f"train={train!r}".replace(" ", ""),
+        "--config", f"train={train!r}".replace(" ", ""), f"seeds={SEEDS!r}".replace(" ", ""),
         "--set-resources", *site,
         "--slurm-status-command", "squeue", "--slurm-no-account",
         "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs",
@@ -131,6 +134,7 @@ def test_tiny_grid_through_slurm(cluster: slurm_cluster.Cluster, tmp_path: Path)
         assert "--gpus" not in call and "--gres" not in call, call
         rule = re.search(r"--comment '?rule_(\w+?)(?:_wildcards_\S*)?'? ", call).group(1)
         assert f"--cpus-per-task={threads if rule == 'train' else 1}" in call, call
+        assert ("--oversubscribe" in call) == (rule != "train"), call
     # one SLURM log per job (.snakemake/slurm_logs/rule_<rule>/<wildcards>/<jobid>.log)
     assert {p.stem for p in slurm_logs} == slurm_ids
     assert Counter(p.relative_to(work / ".snakemake/slurm_logs").parts[0] for p in slurm_logs) \
