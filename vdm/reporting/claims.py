@@ -250,7 +250,7 @@ def _guidance(claim: Claim, rows: pd.DataFrame) -> dict[str, Any]:
     if "guidance_weight" not in subset or _metric_missing(subset, claim.metric):
         return _not_in_grid(claim, cells, f"no {claim.metric} values")
     weight = pd.to_numeric(subset["guidance_weight"], errors="coerce").fillna(0.0)
-    kind = (subset["guidance_kind"].fillna("none") if "guidance_kind" in subset
+    kind = (subset["guidance_kind"].astype(object).fillna("none") if "guidance_kind" in subset
             else pd.Series("none", index=subset.index))
     guided = subset[(kind == claim.guidance_kind) & (weight > 0)]
     if guided.empty:

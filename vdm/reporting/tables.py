@@ -336,7 +336,7 @@ def resolve_baseline(df: pd.DataFrame, baseline: Mapping[str, str] | None = None
         objective = df.get("base_objective", df["objective"])
         mask = (objective == keys["objective"]) & (df["schedule"] == keys["schedule"])
         if "parameterization" in df:
-            mask &= df["parameterization"].fillna("eps") == keys.get("parameterization", "eps")
+            mask &= df["parameterization"].astype(object).fillna("eps") == keys.get("parameterization", "eps")
         rows = df[mask]
         return None if rows.empty else (rows["objective"].iloc[0], keys["schedule"])
 
@@ -433,7 +433,8 @@ def sampler_settings(df: pd.DataFrame) -> list[tuple[str, int]]:
     """Distinct unguided ``(sampler, steps)`` settings of ``df`` in order of appearance."""
     if "sampler" not in df:
         return []
-    plain = df[df.get("guidance_kind", pd.Series("none", index=df.index)).fillna("none") == "none"]
+    kind = df.get("guidance_kind", pd.Series("none", index=df.index)).astype(object)
+    plain = df[kind.fillna("none") == "none"]
     plain = plain.dropna(subset=["sampler", "sample_steps"])
     return list(dict.fromkeys(zip(plain["sampler"], plain["sample_steps"].astype(int),
                                   strict=True)))
@@ -445,7 +446,7 @@ def sampler_sweep_cells(df: pd.DataFrame, metric: str = "fid", confidence: float
     half-width of ``metric`` over seeds and ``n``; the primary setting is marked. Rows in cell
     order, then sampler, then steps."""
     settings = sampler_settings(df)
-    unguided = df[df.get("guidance_kind", pd.Series("none", index=df.index)).fillna("none")
+    unguided = df[df.get("guidance_kind", pd.Series("none", index=df.index)).astype(object).fillna("none")
                   == "none"]
     rows = []
     for cell in cell_summary(unguided, metric).itertuples():
