@@ -44,6 +44,7 @@ from vdm.reporting.stats import (
     holm_adjust,
     one_sample_comparison,
 )
+from vdm.reporting.summary_rows import guidance_kind_column, primary_rows
 
 REPRODUCED = "reproduced"
 CONTRADICTED = "contradicted"
@@ -114,13 +115,6 @@ def _match(df: pd.DataFrame, key: Mapping[str, str]) -> pd.Series:
     for axis, value in key.items():
         mask &= df[axis] == value
     return mask
-
-
-def _primary(df: pd.DataFrame) -> pd.DataFrame:
-    if "primary" not in df:
-        return df
-    flag = df["primary"]
-    return df[flag.isna() | flag.astype(str).str.lower().isin(["true", "1", "1.0"])]
 
 
 def _by_seed(df: pd.DataFrame, metric: str) -> dict[Any, float]:
@@ -250,9 +244,7 @@ def _guidance(claim: Claim, rows: pd.DataFrame) -> dict[str, Any]:
     if "guidance_weight" not in subset or _metric_missing(subset, claim.metric):
         return _not_in_grid(claim, cells, f"no {claim.metric} values")
     weight = pd.to_numeric(subset["guidance_weight"], errors="coerce").fillna(0.0)
-    kind = (subset["guidance_kind"].astype(object).fillna("none") if "guidance_kind" in subset
-            else pd.Series("none", index=subset.index))
-    guided = subset[(kind == claim.guidance_kind) & (weight > 0)]
+    guided = subset[(guidance_kind_column(subset) == claim.guidance_kind) & (weight > 0)]
     if guided.empty:
         return _not_in_grid(claim, cells, f"no samples with {claim.guidance_kind} weight > 0")
     w_max = float(pd.to_numeric(guided["guidance_weight"]).max())
@@ -303,7 +295,7 @@ def evaluate_claims(summary: pd.DataFrame, registry: Sequence[Claim] = CLAIMS,
     rows = []
     for dataset in datasets:
         every = frame[frame["dataset"].astype(str) == dataset] if "dataset" in frame else frame
-        primary = _primary(every)
+        primary = primary_rows(every)
         for claim in registry:
             source = every if claim.kind == "guidance" else primary
             rows.append({"dataset": dataset, **_EVALUATORS[claim.kind](claim, source)})

@@ -179,6 +179,17 @@ def plot_bars(df: pd.DataFrame, out_dir: PathLike,
     return [_bars(df, m, Path(out_dir) / f"{f}_bars.png", floor) for m, f in METRIC_FILES.items()]
 
 
+def _paired_cells(df: pd.DataFrame, metrics: Mapping[str, str]) -> pd.DataFrame:
+    """Cells (objective row, schedule) that have both metrics: :func:`cell_summary` of each,
+    side by side as ``mean_<name>``, ``ci_<name>``, ``n_<name>`` (``metrics``: two
+    name → column pairs), the input of :func:`_cell_errorbars`."""
+    (x, x_metric), (y, y_metric) = metrics.items()
+    cells = cell_summary(df, x_metric).merge(cell_summary(df, y_metric),
+                                             on=["objective", "schedule"],
+                                             suffixes=(f"_{x}", f"_{y}"))
+    return cells.dropna(subset=[f"mean_{x}", f"mean_{y}"])
+
+
 def _cell_errorbars(ax: Axes, cells: pd.DataFrame, x: str, y: str, objs: Sequence[str],
                     scheds: Sequence[str]) -> list[Line2D]:
     """One point per cell at (``mean_<x>``, ``mean_<y>``) with its 95% t-CIs on both axes;
@@ -200,9 +211,7 @@ def plot_tradeoff(df: pd.DataFrame, out_dir: PathLike,
     """``fid_vs_nll.png``: cell means of FID against NLL with 95% t-CI error bars on both axes;
     colour = objective, marker = schedule."""
     objs, scheds = _levels(df)
-    cells = cell_summary(df, "nll_bpd").merge(
-        cell_summary(df, "fid"), on=["objective", "schedule"], suffixes=("_nll", "_fid"))
-    cells = cells.dropna(subset=["mean_nll", "mean_fid"])
+    cells = _paired_cells(df, {"nll": "nll_bpd", "fid": "fid"})
     fig, axes = _figure(size=(7.0, 5.0))
     ax = axes[0, 0]
     if cells.empty:
@@ -350,10 +359,7 @@ def plot_ode_vs_elbo(df: pd.DataFrame, out_dir: PathLike) -> Path:
     objs, scheds = _levels(df)
     paired = "nll_elbo_bpd_on_ode_examples" in df  # the ELBO on the ODE's images
     elbo = "nll_elbo_bpd_on_ode_examples" if paired else "nll_bpd"
-    cells = cell_summary(df, elbo).merge(cell_summary(df, "nll_ode_bpd"),
-                                               on=["objective", "schedule"],
-                                               suffixes=("_elbo", "_ode"))
-    cells = cells.dropna(subset=["mean_elbo", "mean_ode"])
+    cells = _paired_cells(df, {"elbo": elbo, "ode": "nll_ode_bpd"})
     fig, axes = _figure(size=(7.0, 5.5))
     ax = axes[0, 0]
     if cells.empty:

@@ -25,6 +25,7 @@ import pandas as pd
 from vdm.core.provenance import atomic_output, read_json
 from vdm.reporting import formatting
 from vdm.reporting.stats import compare_cells, holm_adjust, mean_ci
+from vdm.reporting.summary_rows import guidance_kind_column, primary_rows
 
 KEY_COLUMNS = ["dataset", "conditioning", "parameterization", "objective", "schedule", "seed"]
 #: the evaluation setting of a row (one model has a row per setting)
@@ -130,15 +131,6 @@ def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
         elif col not in TEXT_COLUMNS:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
-
-
-def primary_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each run's primary evaluation setting (all rows when there is no ``primary``
-    column or flag, e.g. a hand-made frame)."""
-    if "primary" not in df:
-        return df
-    flag = df["primary"]  # a missing flag (no evaluation settings recorded) counts as primary
-    return df[flag.isna() | flag.astype(str).str.lower().isin(["true", "1", "1.0"])]
 
 
 #: grid axes that, when the grid varies them, prefix the objective in a pivot row
@@ -433,8 +425,7 @@ def sampler_settings(df: pd.DataFrame) -> list[tuple[str, int]]:
     """Distinct unguided ``(sampler, steps)`` settings of ``df`` in order of appearance."""
     if "sampler" not in df:
         return []
-    kind = df.get("guidance_kind", pd.Series("none", index=df.index)).astype(object)
-    plain = df[kind.fillna("none") == "none"]
+    plain = df[guidance_kind_column(df) == "none"]
     plain = plain.dropna(subset=["sampler", "sample_steps"])
     return list(dict.fromkeys(zip(plain["sampler"], plain["sample_steps"].astype(int),
                                   strict=True)))
@@ -446,8 +437,7 @@ def sampler_sweep_cells(df: pd.DataFrame, metric: str = "fid", confidence: float
     half-width of ``metric`` over seeds and ``n``; the primary setting is marked. Rows in cell
     order, then sampler, then steps."""
     settings = sampler_settings(df)
-    unguided = df[df.get("guidance_kind", pd.Series("none", index=df.index)).astype(object).fillna("none")
-                  == "none"]
+    unguided = df[guidance_kind_column(df) == "none"]
     rows = []
     for cell in cell_summary(unguided, metric).itertuples():
         in_cell = unguided[(unguided["objective"] == cell.objective)
