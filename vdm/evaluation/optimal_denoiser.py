@@ -198,11 +198,25 @@ def denoiser_floor(model_path: str | Path, *, root: str | Path | None = None,
     ``note`` (:data:`OPTIMUM_NOTE`), ``weighting`` (:data:`WEIGHTING_NOTE`) and
     ``wall_seconds``.
     """
-    from vdm.core.data import load_dataset
     from vdm.training.trainer import load_trained_model
 
     started = time.perf_counter()
     model, config = load_trained_model(model_path, device, use_ema=use_ema)
+    return model_denoiser_floor(model, config, root=root, num_log_snrs=num_log_snrs,
+                                num_examples=num_examples, seed=seed, device=device,
+                                started=started)
+
+
+def model_denoiser_floor(model: Any, config: Any, *, root: str | Path | None = None,
+                         num_log_snrs: int = DEFAULT_NUM_LOG_SNRS, num_examples: int = 300,
+                         seed: int = 0, device: str = "cpu", started: float | None = None
+                         ) -> dict[str, Any]:
+    """:func:`denoiser_floor` of a model already loaded (with its run config), e.g. by the
+    fused evaluate job that has sampled and scored it; ``started`` (a ``time.perf_counter()``
+    value) defaults to now."""
+    from vdm.core.data import load_dataset
+
+    started = time.perf_counter() if started is None else started
     data_root = config.data_root if root is None else root
     train = load_dataset(config.dataset, "train", root=data_root)
     test = load_dataset(config.dataset, "test", root=data_root)

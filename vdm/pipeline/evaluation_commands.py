@@ -329,9 +329,7 @@ def evaluate_main(args: argparse.Namespace) -> None:
     """``sample`` + ``nll`` + ``fid`` (+ ``sweep`` and ``collect``) of one model in one process:
     the interpreter, torch, the model and the data are loaded once. Writes the same files, with
     the same numbers, as the separate commands."""
-    from vdm.evaluation.fid import check_extractor_weights
     from vdm.model.guidance import EvaluationSetting, parse_setting
-    from vdm.training.trainer import load_trained_model
 
     started = time.perf_counter()
     settings = [parse_setting(name) for name in args.sweep_settings]
@@ -339,12 +337,7 @@ def evaluate_main(args: argparse.Namespace) -> None:
         raise ValueError("--sweep-settings needs --sweep-out-dir")
     if args.metrics_out and args.train_json is None:
         raise ValueError("--metrics-out needs --train-json")
-    set_threads(args.threads)
-    device = resolve_device(args.device)
-    model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
-    check_extractor_weights(args.extractor, args.weights, config.dataset)  # before sampling
-    _check_dataset_classifier(model, args.dataset_classifier, config.dataset)
-    check_sweep_settings(settings, model, args.noisy_classifier)
+    model, config, device = load_checked_model(args, settings)
     ema = not args.no_ema
     write_samples(model, config, device, model_path=args.model,
                   setting=EvaluationSetting(args.method, args.sample_steps),
@@ -362,7 +355,7 @@ def evaluate_main(args: argparse.Namespace) -> None:
               prc=not args.no_prc, batch_size=args.fid_batch_size, out=args.fid_out,
               started=time.perf_counter(), dataset_classifier=args.dataset_classifier)
     if args.denoiser_floor_out:
-        write_denoiser_floor(args.model, seed=args.seed, device=device, ema=ema,
+        write_denoiser_floor(model, config, seed=args.seed, device=device,
                              out=args.denoiser_floor_out)
     sweep = run_sweep(model, config, device, args, settings, args.sweep_out_dir) if settings else []
     if args.metrics_out:
@@ -372,12 +365,13 @@ def evaluate_main(args: argparse.Namespace) -> None:
                         args.denoiser_floor_out)
 
 
-def write_denoiser_floor(model_path: Path, *, seed: int, device, ema: bool, out: Path) -> None:
-    """The run's gap to the training set's optimal denoiser
-    (:func:`vdm.evaluation.optimal_denoiser.denoiser_floor`) -> ``out`` (JSON)."""
-    from vdm.evaluation.optimal_denoiser import denoiser_floor
+def write_denoiser_floor(model, config, *, seed: int, device, out: Path) -> None:
+    """The gap of a loaded model (the weights the other metrics used) to the training set's
+    optimal denoiser (:func:`vdm.evaluation.optimal_denoiser.model_denoiser_floor`) -> ``out``
+    (JSON)."""
+    from vdm.evaluation.optimal_denoiser import model_denoiser_floor
 
-    floor = denoiser_floor(model_path, seed=seed, device=str(device), use_ema=ema)
+    floor = model_denoiser_floor(model, config, seed=seed, device=str(device))
     floor.update({"provenance": provenance(device), "wall_seconds": round(floor["wall_seconds"], 3)})
     write_json_atomic(out, floor)
     print(f"optimal-denoiser gap -> {out}")
@@ -421,18 +415,27 @@ def sweep_main(args: argparse.Namespace) -> None:
     one model for each evaluation setting, in one process (the model is loaded once). Every
     setting starts from the same seed, so differences between settings are paired (common random
     numbers); guided settings are checked against the model before any sampling."""
-    from vdm.evaluation.fid import check_extractor_weights
     from vdm.model.guidance import parse_setting
-    from vdm.training.trainer import load_trained_model
 
     settings = [parse_setting(name) for name in args.settings]  # before any work
+    model, config, device = load_checked_model(args, settings)
+    run_sweep(model, config, device, args, settings, args.out_dir)
+
+
+def load_checked_model(args: argparse.Namespace, settings) -> tuple[Any, Any, Any]:
+    """``(model, config, device)`` of ``evaluate`` and ``sweep``: threads and device set, the
+    model loaded (EMA weights unless ``--no-ema``), and before any sampling the FID extractor's
+    weights, a conditional model's dataset classifier and every guided setting checked."""
+    from vdm.evaluation.fid import check_extractor_weights
+    from vdm.training.trainer import load_trained_model
+
     set_threads(args.threads)
     device = resolve_device(args.device)
     model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
     check_extractor_weights(args.extractor, args.weights, config.dataset)
     _check_dataset_classifier(model, args.dataset_classifier, config.dataset)
     check_sweep_settings(settings, model, args.noisy_classifier)
-    run_sweep(model, config, device, args, settings, args.out_dir)
+    return model, config, device
 
 
 def check_sweep_settings(settings, model, noisy_classifier: Path | None) -> None:
