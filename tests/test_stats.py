@@ -218,15 +218,76 @@ def test_compare_cells_welch_when_seeds_differ() -> None:
     two_sided = sps.ttest_ind([1, 2, 3], [4, 6, 8], equal_var=False).confidence_interval(0.95)
     assert (c.ci_low, c.ci_high) == (pytest.approx(two_sided.low), pytest.approx(two_sided.high))
     assert math.isinf(ci.low)  # scipy's one-sided CI is one-sided; ours is always two-sided
-    # a NaN removes a seed from the set: then the seed sets differ → Welch
-    nan_seed = compare_cells({0: 1.0, 1: 2.0, 2: float("nan")}, {0: 1.5, 1: 2.5, 2: 3.0})
-    assert nan_seed.test == "Welch t" and nan_seed.n_a == 2
 
 
-def test_compare_cells_one_seed_each_is_nan() -> None:
-    c = compare_cells({0: 1.0}, {0: 2.0})
+def test_compare_cells_pairs_around_a_missing_value() -> None:
+    """Issue 18's example: one NaN (a failed FID) must not unpair the comparison. Trained on
+    the same seeds 0..4, A has no value on seed 4: paired on the 4 common seeds."""
+    nan = float("nan")
+    a = dict(enumerate([3.0, 3.5, 4.0, 4.5, nan]))
+    b = dict(enumerate([3.2, 3.75, 4.1, 4.8, 6.0]))
+    c = compare_cells(a, b, alternative="less")
+    # d = [−0.2, −0.25, −0.1, −0.3]: d̄ = −0.2125, Σ(d − d̄)² = 0.021875, s_d² = 0.021875/3,
+    # t = d̄ / (s_d/√4); ν = 3, where P(T_3 < t) = 1/2 + (θ + sin θ cos θ)/π, θ = atan(t/√3)
+    s_d = math.sqrt(0.021875 / 3)
+    t = -0.2125 / (s_d / 2)
+    theta = math.atan(t / math.sqrt(3))
+    assert c.test == "paired t" and (c.n_a, c.n_b) == (4, 4) and c.dof == 3
+    assert c.effect == pytest.approx(-0.2125) and c.t == pytest.approx(t)
+    assert c.p == pytest.approx(0.5 + (theta + math.sin(theta) * math.cos(theta)) / math.pi)
+    assert round(c.p, 4) == 0.0078  # the issue's number
+    assert (c.mean_a, c.mean_b) == (pytest.approx(3.75), pytest.approx(3.9625))  # over the pairs
+    half = sps.t.ppf(0.975, 3) * s_d / 2
+    assert (c.ci_low, c.ci_high) == (pytest.approx(-0.2125 - half), pytest.approx(-0.2125 + half))
+    # what the old rule (Welch over all finite values) said instead: effect −0.62, p = 0.162
+    welch = sps.ttest_ind([3.0, 3.5, 4.0, 4.5], list(b.values()), equal_var=False,
+                          alternative="less")
+    assert round(welch.pvalue, 3) == 0.162 and c.p < welch.pvalue / 20
+    # a NaN on either side, or both, drops only those seeds' pairs
+    b_nan = {**b, 1: nan}
+    assert compare_cells(a, b_nan).n_a == 3
+    assert compare_cells(a, b_nan).p == pytest.approx(
+        sps.ttest_rel([3.0, 4.0, 4.5], [3.2, 4.1, 4.8]).pvalue)
+
+
+def test_compare_cells_same_seeds_with_under_two_pairs_stays_paired_and_undefined() -> None:
+    # trained on the same seeds, one finite pair left: no test (never Welch on correlated runs)
+    c = compare_cells({0: 1.0, 1: float("nan"), 2: 3.0}, {0: 1.5, 1: 2.5, 2: float("nan")})
+    assert c.test == "paired t" and (c.n_a, c.n_b) == (1, 1) and c.effect == -0.5
+    assert all(math.isnan(v) for v in (c.ci_low, c.ci_high, c.t, c.dof, c.p))
+    one = compare_cells({0: 1.0}, {0: 2.0})
+    assert one.test == "paired t" and one.effect == -1.0 and math.isnan(one.p)
+
+
+def test_compare_cells_one_seed_each_on_different_seeds_is_welch_and_nan() -> None:
+    c = compare_cells({0: 1.0}, {1: 2.0})
     assert c.test == "Welch t" and c.effect == -1.0
     assert all(math.isnan(v) for v in (c.ci_low, c.ci_high, c.t, c.dof, c.p))
+
+
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_compare_cells_intervals_are_scipys(confidence: float) -> None:
+    a, b = {0: 1.0, 1: 2.5, 2: 2.0, 3: 4.0}, {0: 1.5, 1: 2.0, 2: 3.5, 3: 4.2}
+    paired = compare_cells(a, b, "greater", confidence)
+    ref = sps.ttest_rel(list(a.values()), list(b.values())).confidence_interval(confidence)
+    assert (paired.ci_low, paired.ci_high) == (pytest.approx(ref.low), pytest.approx(ref.high))
+    b_other = {k + 10: v for k, v in b.items()}
+    welch = compare_cells(a, b_other, "greater", confidence)
+    ref = sps.ttest_ind(list(a.values()), list(b.values()),
+                        equal_var=False).confidence_interval(confidence)
+    assert welch.test == "Welch t"
+    assert (welch.ci_low, welch.ci_high) == (pytest.approx(ref.low), pytest.approx(ref.high))
+
+
+def test_compare_cells_zero_spread_without_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same = compare_cells({0: 1.0, 1: 2.0}, {0: 0.5, 1: 1.5})  # d = [0.5, 0.5]
+        assert (same.ci_low, same.ci_high, same.effect) == (0.5, 0.5, 0.5)
+        assert math.isnan(same.p)
+        one_flat = compare_cells({0: 1.0, 1: 1.0, 2: 1.0}, {3: 1.0, 4: 2.0, 5: 3.0})
+        assert one_flat.test == "Welch t" and one_flat.p == pytest.approx(1 - math.sqrt(3 / 5))
+        assert mean_ci([4.0, 4.0]) == (4.0, 0.0)
 
 
 def test_one_sample_comparison() -> None:

@@ -8,16 +8,24 @@ Notation: for a sample ``x_1..x_n`` the mean is ``x̄ = Σ x_i / n`` and the unb
 variance is ``s² = Σ (x_i − x̄)² / (n − 1)``; ``t_{q,ν}`` is the ``q`` quantile of Student's t
 distribution with ``ν`` degrees of freedom.
 
-Comparisons between benchmark cells (:func:`compare_cells`) are paired by seed when both cells
-have the same seeds: cells that share a seed share initial weights, data order, training noise
-and evaluation noise (common random numbers), so the paired test is both correct and more
-powerful; Welch's test is the fallback. :func:`holm_adjust` corrects a family of p-values.
+The t-tests and their confidence intervals are scipy's (:func:`scipy.stats.ttest_1samp`,
+:func:`scipy.stats.ttest_rel`, :func:`scipy.stats.ttest_ind` with ``equal_var=False``, their
+``alternative=`` and ``.confidence_interval()``); this module adds the NaN handling, the
+degenerate cases and the choice of test. Comparisons between benchmark cells
+(:func:`compare_cells`) are paired by seed when both cells were trained on the same seeds:
+cells that share a seed share initial weights, data order, training noise and evaluation
+noise (common random numbers), so the paired test is both correct and more powerful. It pairs
+the seeds where both cells have a value (a missing value drops that seed's pair, not the
+pairing); Welch's test is used only when the cells were trained on different seeds.
+:func:`holm_adjust` corrects a family of p-values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -31,14 +39,42 @@ def _clean(values: ArrayLike) -> np.ndarray:
     return arr[~np.isnan(arr)]
 
 
+_NAN3 = (float("nan"),) * 3
+
+
+def _scipy_t(test: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``test(*args, **kwargs)`` (a :mod:`scipy.stats` t-test) without its warning about a sample
+    whose values are all equal ("precision loss ... catastrophic cancellation"): the callers
+    below pass such a sample only where zero spread is a valid input (one Welch side, or a
+    zero-width confidence interval), and refuse the undefined cases themselves."""
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.filterwarnings("ignore", message="Precision loss", category=RuntimeWarning)
+        return test(*args, **kwargs)
+
+
+def _t_dof_p(result: Any) -> tuple[float, float, float]:
+    """``(t, ν, p)`` of a scipy ``TtestResult``."""
+    return float(result.statistic), float(result.df), float(result.pvalue)
+
+
+def _two_sided_interval(test: Callable[..., Any], *args: Any, confidence: float,
+                        **kwargs: Any) -> tuple[float, float]:
+    """Two-sided ``confidence`` interval of a scipy t-test's estimate (its
+    ``.confidence_interval()``), whatever ``alternative`` the test itself uses."""
+    interval = _scipy_t(test, *args, alternative="two-sided", **kwargs).confidence_interval(
+        confidence)
+    return float(interval.low), float(interval.high)
+
+
 def mean_ci(values: ArrayLike, confidence: float = 0.95) -> tuple[float, float]:
     """Mean and half-width of the Student-t confidence interval of the mean.
 
     ``half_width = t_{(1+c)/2, n−1} · s / √n`` with ``c = confidence`` (for ``c = 0.95`` the
-    ``0.975`` quantile), so the interval is ``x̄ ± half_width``.
+    ``0.975`` quantile), so the interval is ``x̄ ± half_width``: half the width of
+    :func:`scipy.stats.ttest_1samp`'s ``confidence_interval(c)``.
 
     Returns ``(nan, nan)`` for no values and ``(x̄, nan)`` for a single value (no spread
-    estimate is possible from one seed).
+    estimate is possible from one seed); ``(x̄, 0)`` when all values are equal.
     """
     x = _clean(values)
     n = x.size
@@ -47,14 +83,19 @@ def mean_ci(values: ArrayLike, confidence: float = 0.95) -> tuple[float, float]:
     mean = float(x.mean())
     if n < 2:
         return mean, float("nan")
-    s = float(x.std(ddof=1))
-    t_crit = float(sps.t.ppf(0.5 + confidence / 2.0, df=n - 1))
-    return mean, t_crit * s / np.sqrt(n)
+    low, high = _two_sided_interval(sps.ttest_1samp, x, 0.0, confidence=confidence)
+    return mean, (high - low) / 2.0
+
+
+def _welch_defined(x: np.ndarray, y: np.ndarray) -> bool:
+    """Welch's test needs two values a side and some spread: ``s_a²/n_a + s_b²/n_b > 0``."""
+    return x.size >= 2 and y.size >= 2 and (x.var(ddof=1) / x.size + y.var(ddof=1) / y.size) > 0
 
 
 def welch_t_test(a: ArrayLike, b: ArrayLike,
                  alternative: str = "two-sided") -> tuple[float, float, float]:
-    """Welch t-test of ``mean(a) == mean(b)`` (unequal variances), two-sided by default.
+    """Welch t-test of ``mean(a) == mean(b)`` (unequal variances), two-sided by default:
+    :func:`scipy.stats.ttest_ind` with ``equal_var=False``.
 
     With ``v_a = s_a² / n_a`` and ``v_b = s_b² / n_b``:
 
@@ -69,17 +110,9 @@ def welch_t_test(a: ArrayLike, b: ArrayLike,
     """
     _check_alternative(alternative)
     x, y = _clean(a), _clean(b)
-    nan3 = (float("nan"),) * 3
-    if x.size < 2 or y.size < 2:
-        return nan3
-    va = float(x.var(ddof=1)) / x.size
-    vb = float(y.var(ddof=1)) / y.size
-    se2 = va + vb
-    if not se2 > 0.0:
-        return nan3
-    t = (float(x.mean()) - float(y.mean())) / np.sqrt(se2)
-    dof = se2**2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
-    return float(t), float(dof), t_p_value(float(t), float(dof), alternative)
+    if not _welch_defined(x, y):
+        return _NAN3
+    return _t_dof_p(_scipy_t(sps.ttest_ind, x, y, equal_var=False, alternative=alternative))
 
 
 def bootstrap_ci(
@@ -119,19 +152,6 @@ def _check_alternative(alternative: str) -> None:
         raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
 
 
-def t_p_value(t: float, dof: float, alternative: str = "two-sided") -> float:
-    """p-value of a t statistic with ``dof`` degrees of freedom: ``2 P(T > |t|)``
-    (``two-sided``), ``P(T < t)`` (``less``) or ``P(T > t)`` (``greater``); NaN in, NaN out."""
-    _check_alternative(alternative)
-    if not (np.isfinite(t) and np.isfinite(dof)):
-        return float("nan")
-    if alternative == "less":
-        return float(sps.t.cdf(t, df=dof))
-    if alternative == "greater":
-        return float(sps.t.sf(t, df=dof))
-    return 2.0 * float(sps.t.sf(abs(t), df=dof))
-
-
 def _paired_arrays(a: ArrayLike | Mapping[Hashable, float],
                    b: ArrayLike | Mapping[Hashable, float]) -> tuple[np.ndarray, np.ndarray]:
     """The pairs ``(a_i, b_i)`` with both values present and not NaN.
@@ -156,26 +176,23 @@ def _paired_arrays(a: ArrayLike | Mapping[Hashable, float],
 
 def one_sample_t_test(values: ArrayLike, mu: float = 0.0,
                       alternative: str = "two-sided") -> tuple[float, float, float]:
-    """Student t-test of ``mean(values) = mu``: ``t = (x̄ − mu) / (s / √n)``, ``ν = n − 1``.
+    """Student t-test of ``mean(values) = mu`` (:func:`scipy.stats.ttest_1samp`):
+    ``t = (x̄ − mu) / (s / √n)``, ``ν = n − 1``.
 
     Returns ``(t, ν, p)`` with ``p`` for ``alternative`` (``less``: the mean is below ``mu``).
     NaNs are dropped; all three are NaN for fewer than two values or zero spread.
     """
     _check_alternative(alternative)
     x = _clean(values)
-    if x.size < 2:
-        return (float("nan"),) * 3
-    se = float(x.std(ddof=1)) / np.sqrt(x.size)
-    if not se > 0.0:
-        return (float("nan"),) * 3
-    t = (float(x.mean()) - mu) / se
-    dof = float(x.size - 1)
-    return float(t), dof, t_p_value(t, dof, alternative)
+    if x.size < 2 or not x.std(ddof=1) > 0.0:
+        return _NAN3
+    return _t_dof_p(_scipy_t(sps.ttest_1samp, x, mu, alternative=alternative))
 
 
 def paired_t_test(a: ArrayLike | Mapping[Hashable, float], b: ArrayLike | Mapping[Hashable, float],
                   alternative: str = "two-sided") -> tuple[float, float, float]:
-    """Paired t-test of ``mean(a − b) = 0`` over matched replicates (seeds).
+    """Paired t-test of ``mean(a − b) = 0`` over matched replicates (seeds):
+    :func:`scipy.stats.ttest_rel` on the pairs.
 
     ``a`` and ``b`` are either two mappings ``{seed: value}`` (matched by seed; seeds missing
     on either side are left out) or two aligned sequences. A pair with a NaN on either side is
@@ -187,8 +204,11 @@ def paired_t_test(a: ArrayLike | Mapping[Hashable, float], b: ArrayLike | Mappin
     correlated and the spread of ``d_i`` is what matters. Returns ``(t, ν, p)``; all NaN for
     fewer than two pairs or zero spread of the differences.
     """
+    _check_alternative(alternative)
     x, y = _paired_arrays(a, b)
-    return one_sample_t_test(x - y, 0.0, alternative)
+    if x.size < 2 or not (x - y).std(ddof=1) > 0.0:
+        return _NAN3
+    return _t_dof_p(_scipy_t(sps.ttest_rel, x, y, alternative=alternative))
 
 
 def holm_adjust(p_values: ArrayLike) -> np.ndarray:
@@ -217,8 +237,9 @@ def holm_adjust(p_values: ArrayLike) -> np.ndarray:
 class Comparison:
     """Result of :func:`compare_cells`: ``a`` against ``b`` over seeds.
 
-    ``test``: ``"paired t"`` or ``"Welch t"``; ``n_a``, ``n_b``: values used (equal, the
-    number of pairs, for the paired test); ``mean_a``, ``mean_b``; ``effect = mean_a −
+    ``test``: ``"paired t"``, ``"Welch t"`` or ``"one-sample t"``; ``n_a``, ``n_b``: values
+    used (both the number of pairs for the paired test); ``mean_a``, ``mean_b``: means over
+    those values (for the paired test over the paired seeds only); ``effect = mean_a −
     mean_b`` (for the paired test the mean of the differences, which equals it);
     ``ci_low``, ``ci_high``: the two-sided ``confidence`` interval of that difference
     (whatever ``alternative``); ``t``, ``dof``, ``p`` (for ``alternative``). Undefined
@@ -248,52 +269,59 @@ WELCH_T = "Welch t"
 ONE_SAMPLE_T = "one-sample t"
 
 
-def _finite_by_key(values: Mapping[Hashable, float]) -> dict[Hashable, float]:
-    return {k: float(v) for k, v in values.items() if not np.isnan(float(v))}
-
-
 def compare_cells(a_by_seed: Mapping[Hashable, float], b_by_seed: Mapping[Hashable, float],
                   alternative: str = "two-sided", confidence: float = 0.95) -> Comparison:
-    """Compare two cells' per-seed values: paired t when the seeds match, Welch t otherwise.
+    """Compare two cells' per-seed values: paired t when the cells were trained on the same
+    seeds, Welch t when they were trained on different seeds.
 
-    NaN values are dropped first. When both cells then have the same seed set, with at least
-    two seeds, the comparison is paired by seed (:func:`paired_t_test`; CI
-    ``d̄ ± t_{(1+c)/2, n−1} s_d / √n``). Otherwise it is Welch's unequal-variance t-test
-    (:func:`welch_t_test`, with ``alternative``; CI ``(ā − b̄) ± t_{(1+c)/2, ν} √(s_a²/n_a +
-    s_b²/n_b)`` with the Welch–Satterthwaite ``ν``). The effect is ``mean(a) − mean(b)`` in the
-    metric's units.
+    The seeds a cell was trained on are the keys of its mapping; a NaN value (a metric that
+    was not computed for that run, e.g. a failed FID) keeps its seed in the cell.
+
+    * **Same seeds** (``set(a_by_seed) == set(b_by_seed)``): paired by seed over the ``n``
+      seeds where both values are finite (:func:`paired_t_test`, i.e.
+      :func:`scipy.stats.ttest_rel`); a NaN on one side drops that seed's pair only.
+      ``n_a = n_b = n``; ``mean_a``, ``mean_b`` are the means over those ``n`` seeds and the
+      effect ``d̄ = mean_a − mean_b`` is the mean difference, with the CI
+      ``d̄ ± t_{(1+c)/2, n−1} s_d / √n``. With fewer than two pairs the test is undefined
+      (NaN ``t``, ``dof``, ``p``).
+    * **Different seeds**: Welch's unequal-variance t-test over each cell's finite values
+      (:func:`welch_t_test`, i.e. :func:`scipy.stats.ttest_ind` with ``equal_var=False``);
+      effect ``ā − b̄``, CI ``(ā − b̄) ± t_{(1+c)/2, ν} √(s_a²/n_a + s_b²/n_b)`` with the
+      Welch–Satterthwaite ``ν``.
+
+    ``p`` is for ``alternative``; the CI (scipy's ``confidence_interval(confidence)``) is
+    always two-sided. The effect is in the metric's units.
     """
     _check_alternative(alternative)
-    a, b = _finite_by_key(a_by_seed), _finite_by_key(b_by_seed)
-    x, y = np.array(list(a.values()), dtype=float), np.array(list(b.values()), dtype=float)
+    if set(a_by_seed) == set(b_by_seed):
+        x, y = _paired_arrays(a_by_seed, b_by_seed)
+        n = int(x.size)
+        mean_a, mean_b = (float(v.mean()) if n else float("nan") for v in (x, y))
+        effect = float((x - y).mean()) if n else float("nan")
+        low = high = float("nan")
+        if n >= 2:  # a zero spread gives the zero-width interval [d̄, d̄]
+            low, high = _two_sided_interval(sps.ttest_rel, x, y, confidence=confidence)
+        t, dof, p = paired_t_test(x, y, alternative)
+        return Comparison(PAIRED_T, n, n, mean_a, mean_b, effect, low, high, t, dof, p,
+                          alternative)
+    x = _clean(list(a_by_seed.values()))
+    y = _clean(list(b_by_seed.values()))
     mean_a = float(x.mean()) if x.size else float("nan")
     mean_b = float(y.mean()) if y.size else float("nan")
-    quantile = 0.5 + confidence / 2.0
-    nan = float("nan")
-    if set(a) == set(b) and len(a) >= 2:
-        keys = sorted(a, key=repr)
-        d = np.array([a[k] - b[k] for k in keys])
-        t, dof, p = one_sample_t_test(d, 0.0, alternative)
-        half = (float(sps.t.ppf(quantile, df=d.size - 1)) * float(d.std(ddof=1)) / np.sqrt(d.size))
-        effect = float(d.mean())
-        return Comparison(PAIRED_T, d.size, d.size, mean_a, mean_b, effect, effect - half,
-                          effect + half, t, dof, p, alternative)
-    effect = mean_a - mean_b
+    low = high = float("nan")
+    if _welch_defined(x, y):
+        low, high = _two_sided_interval(sps.ttest_ind, x, y, equal_var=False,
+                                        confidence=confidence)
     t, dof, p = welch_t_test(x, y, alternative)
-    if np.isfinite(dof):
-        half = float(sps.t.ppf(quantile, df=dof)) * np.sqrt(x.var(ddof=1) / x.size
-                                                            + y.var(ddof=1) / y.size)
-        low, high = effect - half, effect + half
-    else:
-        low = high = nan
-    return Comparison(WELCH_T, int(x.size), int(y.size), mean_a, mean_b, effect, float(low),
-                      float(high), t, dof, p, alternative)
+    return Comparison(WELCH_T, int(x.size), int(y.size), mean_a, mean_b, mean_a - mean_b, low,
+                      high, t, dof, p, alternative)
 
 
 def one_sample_comparison(values: ArrayLike, alternative: str = "two-sided",
                           confidence: float = 0.95) -> Comparison:
-    """:class:`Comparison` of a sample of differences against zero (one-sample t): ``effect``
-    is their mean with the t-CI ``d̄ ± t_{(1+c)/2, n−1} s / √n``; ``n_b = 0``, ``mean_b = 0``."""
+    """:class:`Comparison` of a sample of differences against zero (one-sample t,
+    :func:`scipy.stats.ttest_1samp`): ``effect`` is their mean with the t-CI
+    ``d̄ ± t_{(1+c)/2, n−1} s / √n``; ``n_b = 0``, ``mean_b = 0``."""
     x = _clean(values)
     t, dof, p = one_sample_t_test(x, 0.0, alternative)
     mean, half = mean_ci(x, confidence)
