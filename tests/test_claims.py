@@ -236,3 +236,57 @@ def test_one_seed_per_cell_is_inconclusive_and_says_why() -> None:
     row = evaluate_claims(df, [_better()]).iloc[0]
     assert row["verdict"] == "inconclusive" and np.isnan(row["p"]) and np.isnan(row["p_holm"])
     assert "fewer than 2 seeds" in row["note"] and row["effect"] == -1.0
+
+
+def test_better_pairs_the_seeds_around_a_missing_value() -> None:
+    """Issue 18's example: A has no FID on seed 4; the cells were trained on the same seeds, so
+    the claim is paired on the 4 common seeds (not Welch over 4 against 5 values)."""
+    a, b = [3.0, 3.5, 4.0, 4.5, np.nan], [3.2, 3.75, 4.1, 4.8, 6.0]
+    row = evaluate_claims(_runs({("eps", "cosine"): a, ("eps", "linear"): b}), [_better()]).iloc[0]
+    ref = sps.ttest_rel(a[:4], b[:4], alternative="less")
+    assert row["test"] == "paired t" and row["n_a"] == row["n_b"] == 4
+    assert row["p"] == pytest.approx(ref.pvalue) and round(row["p"], 4) == 0.0078
+    assert row["effect"] == pytest.approx(-0.2125) and row["verdict"] == "reproduced"
+
+
+def _best_claim() -> Claim:
+    return Claim("b", CITE, "s", "nll_bpd", "lower", "best",
+                 a=cell(objective="elbo", schedule="learned"), requires="r")
+
+
+def test_best_with_a_competitor_without_values_names_it_and_is_never_reproduced() -> None:
+    """A beats the one competitor it can be compared with (p = 2.6e-4), but elbo/cosine has no
+    value at all: A is not shown to beat it, so the claim must not come out reproduced."""
+    cells = {("elbo", "learned"): [1.0, 1.1, 1.05], ("elbo", "cosine"): [np.nan] * 3,
+             ("eps", "cosine"): [1.9, 2.05, 1.93]}
+    row = evaluate_claims(_runs(cells, "nll_bpd"), [_best_claim()]).iloc[0]
+    assert row["missing"] == "no nll_bpd values in elbo/cosine"
+    assert row["verdict"] == "inconclusive"
+    assert np.isnan(row["p"]) and np.isnan(row["p_holm"])
+    assert "closest: eps/cosine" in row["cells"] and row["test"] == "paired t"
+    assert row["effect"] == pytest.approx(np.mean([-0.9, -0.95, -0.88]))
+    markdown = claims_markdown(evaluate_claims(_runs(cells, "nll_bpd"), [_best_claim()]),
+                               run_name="r", commit="c")
+    assert "missing: no nll_bpd values in elbo/cosine" in markdown
+    # without the empty cell the same data reproduce: the missing cell is what stops it
+    del cells[("elbo", "cosine")]
+    assert evaluate_claims(_runs(cells, "nll_bpd"), [_best_claim()]).iloc[0]["verdict"] == \
+        "reproduced"
+
+
+def test_best_with_a_missing_competitor_can_still_be_contradicted() -> None:
+    cells = {("elbo", "learned"): [1.0, 1.1, 1.05], ("elbo", "cosine"): [np.nan] * 3,
+             ("eps", "cosine"): [0.5, 0.62, 0.53]}  # eps/cosine beats A: A is not the best
+    row = evaluate_claims(_runs(cells, "nll_bpd"), [_best_claim()]).iloc[0]
+    p_opp = sps.ttest_rel(cells[("elbo", "learned")], cells[("eps", "cosine")],
+                          alternative="greater").pvalue
+    assert row["p_opposite"] == pytest.approx(p_opp) and row["verdict"] == "contradicted"
+    assert row["missing"] == "no nll_bpd values in elbo/cosine"
+
+
+def test_best_with_no_competitor_values_is_not_in_the_grid_and_names_them() -> None:
+    cells = {("elbo", "learned"): [1.0, 1.1, 1.05], ("elbo", "cosine"): [np.nan] * 3,
+             ("eps", "cosine"): [np.nan, np.inf, np.nan]}
+    row = evaluate_claims(_runs(cells, "nll_bpd"), [_best_claim()]).iloc[0]
+    assert row["verdict"] == "not in this grid" and row["test"] == ""
+    assert row["missing"] == "no nll_bpd values in elbo/cosine, eps/cosine (needs r)"

@@ -4,15 +4,18 @@ tested on ``summary.csv``, one row per claim and dataset.
 Tests (all one-sided, in the direction the paper claims; :mod:`vdm.reporting.stats`):
 
 * ``better``: cell A (the claimed winner) against cell B over seeds on the primary evaluation
-  setting: paired t-test by seed when both cells have the same seeds (cells that share a seed
-  share initial weights, data order, training noise and evaluation noise: common random
-  numbers), Welch t-test otherwise.
+  setting: paired t-test by seed when both cells were trained on the same seeds (cells that
+  share a seed share initial weights, data order, training noise and evaluation noise: common
+  random numbers), over the seeds where both have a value; Welch t-test only when they were
+  trained on different seeds (:func:`vdm.reporting.stats.compare_cells`).
 * ``best``: A against every competitor cell. A is declared best only if it beats each one:
   intersection–union test, ``p = max_j p_j`` over the competitors (a valid level-α test of "A
   beats all", no multiplicity correction needed); the effect shown is against the competitor
   attaining that largest p (the closest one). Contradicted when some competitor is
   significantly better than A: ``min(1, k · min_j p'_j)`` (Bonferroni over the ``k``
-  competitors) of the opposite one-sided tests.
+  competitors) of the opposite one-sided tests. A competitor without any value of the metric
+  cannot be beaten: it is named under ``missing``, ``p`` is undefined and the claim is never
+  reproduced (it can still be contradicted by a competitor that beats A).
 * ``sign``: one-sample t-test of the per-run values (a paired per-run difference) against 0.
 * ``guidance``: the metric at the largest guidance weight of the grid against weight 0 for the
   same runs (same model, sampler and steps): paired t-test by run.
@@ -24,7 +27,8 @@ in this run (every dataset; claims not in the grid, or whose test is undefined, 
 counted), separately to the claimed-direction p-values and to the opposite-direction ones.
 Verdict at ``alpha``: ``reproduced`` (Holm-adjusted p < alpha), ``contradicted`` (the
 opposite-direction test is significant after the same correction), ``inconclusive``, or
-``not in this grid`` (the cells or columns it needs are named).
+``not in this grid`` (nothing could be tested; the cells or columns it needs are named under
+``missing``). A tested claim with something under ``missing`` is never ``reproduced``.
 """
 
 from __future__ import annotations
@@ -118,10 +122,16 @@ def _match(df: pd.DataFrame, key: Mapping[str, str]) -> pd.Series:
 
 
 def _by_seed(df: pd.DataFrame, metric: str) -> dict[Any, float]:
-    """``{seed: value}`` of the finite values of ``metric`` (mean over duplicate rows)."""
+    """``{seed: value}`` of ``metric`` for every seed of ``df``: the mean of its finite values
+    over duplicate rows, NaN for a seed without one (the seed stays: the cell was trained on it,
+    so :func:`~vdm.reporting.stats.compare_cells` still pairs the other seeds)."""
     values = pd.to_numeric(df[metric], errors="coerce")
-    finite = values[np.isfinite(values)]
-    return {k: float(v) for k, v in finite.groupby(df.loc[finite.index, "seed"]).mean().items()}
+    values = values.where(np.isfinite(values))
+    return {k: float(v) for k, v in values.groupby(df["seed"]).mean().items()}
+
+
+def _has_values(by_seed: Mapping[Any, float]) -> bool:
+    return any(np.isfinite(v) for v in by_seed.values())
 
 
 # --------------------------------------------------------------------------- per kind
@@ -191,16 +201,17 @@ def _best(claim: Claim, rows: pd.DataFrame) -> dict[str, Any]:
         return _not_in_grid(claim, cells, f"no {claim.metric} values")
     a = _by_seed(a_rows, claim.metric)
     alternative = _alternative(claim)
-    results = []
+    results, without_values = [], []
     for key in competitors:
-        b_rows = rows[_match(rows, key)]
-        b = _by_seed(b_rows, claim.metric)
-        if not b:
+        b = _by_seed(rows[_match(rows, key)], claim.metric)
+        if not _has_values(b):  # A cannot be shown to beat it: named, never skipped
+            without_values.append(cell_label(key))
             continue
         results.append((key, compare_cells(a, b, alternative),
                         compare_cells(a, b, _OPPOSITE[alternative]).p))
+    missing = f"no {claim.metric} values in {', '.join(without_values)}" if without_values else ""
     if not results:
-        return _not_in_grid(claim, cells, f"no {claim.metric} values in the other cells")
+        return _not_in_grid(claim, cells, missing)
     p_values = np.array([c.p for _, c, _ in results])
     if np.isnan(p_values).any():  # some comparison is undefined: A is not shown to beat it
         closest = int(np.flatnonzero(np.isnan(p_values))[0])
@@ -213,7 +224,10 @@ def _best(claim: Claim, rows: pd.DataFrame) -> dict[str, Any]:
     cells = (f"{cell_label(a_key)} vs {scope}: {len(results)} cells; closest: "
              f"{cell_label(key)}")
     note = _steps_note(a_rows, pool)
-    return _row(claim, cells, comparison, p_opposite, note=note)
+    row = _row(claim, cells, comparison, p_opposite, missing=missing, note=note)
+    if missing:  # the intersection–union p over all competitors is undefined
+        row["p"] = np.nan
+    return row
 
 
 def _sign(claim: Claim, rows: pd.DataFrame) -> dict[str, Any]:
@@ -309,9 +323,9 @@ def evaluate_claims(summary: pd.DataFrame, registry: Sequence[Claim] = CLAIMS,
 
 
 def _verdict(row: Any, alpha: float) -> str:
-    if row.missing:
+    if row.missing and not row.test:  # nothing could be tested
         return NOT_IN_GRID
-    if row.p_holm < alpha:
+    if row.p_holm < alpha and not row.missing:  # never decided over a cell it could not compare
         return REPRODUCED
     if row.p_opposite_holm < alpha:
         return CONTRADICTED
