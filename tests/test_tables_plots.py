@@ -170,7 +170,29 @@ def test_significance_falls_back_to_welch_when_seeds_differ(df: pd.DataFrame) ->
     ref = sps.ttest_ind(FID["elbo", "linear"][:2], FID["eps", "linear"], equal_var=False)
     assert sig.loc[("elbo", "linear"), "test"] == "Welch t"
     assert sig.loc[("elbo", "linear"), "p"] == pytest.approx(ref.pvalue)
+    assert pd.isna(sig.loc[("elbo", "linear"), "n_pairs"])
     assert sig.loc[("eps", "cosine"), "test"] == "paired t"
+    assert sig.loc[("eps", "cosine"), "n_pairs"] == 3
+
+
+def test_significance_pairs_around_a_missing_value(df: pd.DataFrame) -> None:
+    """A NaN (a failed FID) on seed 2 of elbo/linear: the runs were trained on the baseline's
+    seeds, so the test stays paired, on the 2 seeds left, and says so (n_pairs, caption)."""
+    failed = df.assign(fid=df["fid"].where(~((df["objective"] == "elbo")
+                                              & (df["schedule"] == "linear")
+                                              & (df["seed"] == 2))))
+    sig = tables.significance_table(failed, "fid").set_index(["objective", "schedule"])
+    row = sig.loc[("elbo", "linear")]
+    ref = sps.ttest_rel(FID["elbo", "linear"][:2], FID["eps", "linear"][:2])
+    assert row["test"] == "paired t" and row["n"] == 2 and row["n_pairs"] == 2
+    assert row["p"] == pytest.approx(ref.pvalue)
+    # Δ is the tested difference (over the pairs), centred in its CI: (5.0 − 3.0 + 5.5 − 3.2)/2
+    assert row["diff"] == pytest.approx(2.15) == pytest.approx((row["ci_low"] + row["ci_high"]) / 2)
+    assert row["mean"] - row["baseline_mean"] == pytest.approx(5.25 - 3.2)  # all values
+    markdown = tables.significance_table_markdown(failed, "fid")
+    assert "| pairs |" in markdown and "over the seeds where both have a value" in markdown
+    line = next(r for r in markdown.splitlines() if r.startswith("| elbo | linear |"))
+    assert line.split("|")[3:5] == [" 2 ", " 2 "]  # n, pairs
 
 
 def test_significance_baseline_without_eps_linear_is_stated_and_configurable(df) -> None:
@@ -198,8 +220,9 @@ def test_write_tables_files(df: pd.DataFrame, tmp_path: Path) -> None:
                 "nll_bpd_se", "train_seconds", "steps", "logsnr_min", "feature_extractor"]:
         assert col in summary.columns
     sig = pd.read_csv(paths["significance.csv"])
-    assert {"dataset", "metric", "objective", "schedule", "diff", "ci_low", "ci_high", "test", "t",
-            "dof", "p", "p_holm"} <= set(sig.columns)
+    assert {"dataset", "metric", "objective", "schedule", "n", "n_pairs", "diff", "ci_low",
+            "ci_high", "test", "t", "dof", "p", "p_holm"} <= set(sig.columns)
+    assert set(sig.loc[sig["test"] == "paired t", "n_pairs"]) == {3}
     assert len(sig) == 8
     md = paths["summary.md"].read_text()
     assert "**2.570 ± 0.050**" in md and "paired t" in md and "| Δ vs base |" in md

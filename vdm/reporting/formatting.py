@@ -151,6 +151,7 @@ def significance_cells(sig: pd.DataFrame, decimals: int, latex: bool = False) ->
         "objective": [esc(v) for v in sig["objective"]],
         "schedule": [esc(v) for v in sig["schedule"]],
         "n": [str(v) for v in sig["n"]],
+        "pairs": [MISSING if pd.isna(v) else str(v) for v in sig["n_pairs"]],
         "mean": [fmt_num(v, decimals) for v in sig["mean"]],
         "Δ vs base": [fmt_num(v, decimals) for v in sig["diff"]],
         "95% CI of Δ": [MISSING if is_missing(lo) else
@@ -195,10 +196,12 @@ def significance_caption_text(name: str, unit: str, baseline: tuple[str, str] | 
     unit = f" ({unit})" if unit else ""
     base = f"(`{baseline[0]}`, `{baseline[1]}`), {why}" if baseline else "(none: no cells)"
     used = " and ".join(tests) if tests else "no test (too few seeds)"
-    return (f"{name} of each cell vs the baseline {base}: Δ = cell mean − baseline mean{unit} "
-            "with its 95% CI. Two-sided tests over seeds: paired t across seeds where both cells "
-            "have the same seeds (they share initial weights, data order, training noise and "
-            "evaluation seed: common random numbers), Welch t otherwise; used here: "
-            f"{used}. p (Holm) = Holm-adjusted across the {comparisons} comparisons of this "
-            f"table; * = Holm-adjusted p < {alpha:g}; n/a where a cell has < 2 seeds or zero "
-            "variance.")
+    return (f"{name} of each cell vs the baseline {base}: Δ = cell − baseline{unit} with its "
+            "95% CI. Two-sided tests over seeds: paired t where the cell and the baseline were "
+            "trained on the same seeds (they share initial weights, data order, training noise "
+            "and evaluation seed: common random numbers), over the seeds where both have a value "
+            "(pairs; Δ = the mean difference over them, which is cell mean − baseline mean when "
+            "no value is missing); Welch t (Δ = cell mean − baseline mean) only where they were "
+            f"trained on different seeds; used here: {used}. p (Holm) = Holm-adjusted across the "
+            f"{comparisons} comparisons of this table; * = Holm-adjusted p < {alpha:g}; n/a "
+            "where a cell has < 2 seeds (or pairs) or zero variance.")

@@ -6,7 +6,10 @@ the primary rows; when the grid varies the network's parameterization, a pivot r
 ``parameterization / objective`` (:func:`display_frame`). The primary rows are aggregated per
 cell (objective, schedule) over seeds as
 ``mean ± t_{0.975,n−1}·s/√n`` (:func:`vdm.reporting.stats.mean_ci`) and compared with the DDPM baseline
-cell (``eps``, ``linear``) by a two-sided Welch t-test (:func:`vdm.reporting.stats.welch_t_test`).
+cell (``eps``, ``linear``) by two-sided t-tests, Holm-adjusted across the table
+(:func:`vdm.reporting.stats.compare_cells`): paired by seed when the cell and the baseline were
+trained on the same seeds (over the ``n_pairs`` seeds where both have a value), Welch's test
+only when they were trained on different seeds.
 Objectives and schedules keep the order in which they first appear in the data (the config
 order when the runs are listed in config order) unless an explicit order is passed.
 """
@@ -24,7 +27,7 @@ import pandas as pd
 
 from vdm.core.provenance import atomic_output, read_json
 from vdm.reporting import formatting
-from vdm.reporting.stats import compare_cells, holm_adjust, mean_ci
+from vdm.reporting.stats import PAIRED_T, compare_cells, holm_adjust, mean_ci
 from vdm.reporting.summary_rows import guidance_kind_column, primary_rows
 
 KEY_COLUMNS = ["dataset", "conditioning", "parameterization", "objective", "schedule", "seed"]
@@ -347,15 +350,20 @@ def significance_table(df: pd.DataFrame, metric: str, baseline: Mapping[str, str
     """Each cell vs the baseline cell (:func:`resolve_baseline`), two-sided.
 
     Cells that share a seed share initial weights, data order, training noise and evaluation
-    seed (common random numbers), so when both cells have the same seeds (≥ 2) the test is the
-    paired t-test across seeds, otherwise Welch's t-test (:func:`vdm.reporting.stats.compare_cells`). The
-    p-values of the table are Holm-adjusted across its comparisons
-    (:func:`vdm.reporting.stats.holm_adjust`); a cell is ``significant`` when its adjusted p < alpha.
+    seed (common random numbers), so when a cell and the baseline were trained on the same seeds
+    the test is the paired t-test over the seeds where both have a value (a missing value drops
+    that seed's pair only; ≥ 2 pairs needed), and Welch's t-test only when they were trained on
+    different seeds (:func:`vdm.reporting.stats.compare_cells`). The p-values of the table are
+    Holm-adjusted across its comparisons (:func:`vdm.reporting.stats.holm_adjust`); a cell is
+    ``significant`` when its adjusted p < alpha.
 
-    Columns: metric, objective, schedule, n, mean, baseline_mean, diff (= mean − baseline_mean),
-    ci_low / ci_high (95% CI of the difference), test ("paired t" / "Welch t"), t, dof, p,
-    p_holm, significant and mark (``*`` if significant, ``base`` for the baseline). Stats are
-    NaN where undefined (n < 2, zero variance, no baseline).
+    Columns: metric, objective, schedule, n (the cell's values), n_pairs (the pairs of a paired
+    test; empty for Welch and the baseline), mean, baseline_mean (over each cell's values),
+    diff (the tested difference: the mean of the paired differences, which is mean −
+    baseline_mean when no value is missing; mean − baseline_mean for Welch), ci_low / ci_high
+    (95% CI of diff), test ("paired t" / "Welch t"), t, dof, p, p_holm, significant and mark
+    (``*`` if significant, ``base`` for the baseline). Stats are NaN where undefined (< 2
+    values or pairs, zero variance, no baseline).
     """
     chosen, _ = resolve_baseline(df, baseline, **order)
     values = _values(df, metric)
@@ -371,18 +379,22 @@ def significance_table(df: pd.DataFrame, metric: str, baseline: Mapping[str, str
     for c in cell_summary(df, metric, **order).itertuples():
         is_base = (c.objective, c.schedule) == chosen
         row = {"metric": metric, "objective": c.objective, "schedule": c.schedule, "n": c.n,
-               "mean": c.mean, "baseline_mean": base_mean, "diff": c.mean - base_mean,
-               "ci_low": np.nan, "ci_high": np.nan, "test": "", "t": np.nan, "dof": np.nan,
-               "p": np.nan}
+               "n_pairs": pd.NA, "mean": c.mean, "baseline_mean": base_mean,
+               "diff": c.mean - base_mean, "ci_low": np.nan, "ci_high": np.nan, "test": "",
+               "t": np.nan, "dof": np.nan, "p": np.nan}
         if not is_base and base:
             comparison = compare_cells(by_seed(c.objective, c.schedule), base)
-            row.update(ci_low=comparison.ci_low, ci_high=comparison.ci_high,
-                       test=comparison.test, t=comparison.t, dof=comparison.dof, p=comparison.p)
+            row.update(diff=comparison.effect, ci_low=comparison.ci_low,
+                       ci_high=comparison.ci_high, test=comparison.test, t=comparison.t,
+                       dof=comparison.dof, p=comparison.p)
+            if comparison.test == PAIRED_T:
+                row["n_pairs"] = comparison.n_a
         row["is_base"] = is_base
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
         return table
+    table["n_pairs"] = table["n_pairs"].astype("Int64")
     table["p_holm"] = holm_adjust(table["p"].to_numpy(dtype=float))
     table["significant"] = table["p_holm"] < alpha
     table["mark"] = ["base" if b else ("*" if s else "") for b, s in zip(
