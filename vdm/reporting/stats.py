@@ -89,7 +89,8 @@ def mean_ci(values: ArrayLike, confidence: float = 0.95) -> tuple[float, float]:
 
 def _welch_defined(x: np.ndarray, y: np.ndarray) -> bool:
     """Welch's test needs two values a side and some spread: ``s_a²/n_a + s_b²/n_b > 0``."""
-    return x.size >= 2 and y.size >= 2 and (x.var(ddof=1) / x.size + y.var(ddof=1) / y.size) > 0
+    return bool(x.size >= 2 and y.size >= 2
+                and x.var(ddof=1) / x.size + y.var(ddof=1) / y.size > 0)
 
 
 def welch_t_test(a: ArrayLike, b: ArrayLike,
