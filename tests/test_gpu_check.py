@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from vdm.bench import gpu_check
-from vdm.bench.measure import cell_run_config
+from vdm.bench.configs import cell_run_config
 from vdm.core.data import synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]

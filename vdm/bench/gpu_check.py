@@ -53,7 +53,9 @@ from typing import Any
 
 import torch
 
-from vdm.bench.measure import REPO, Sizes, cell_run_config, load_pipeline_config, run_bench
+from vdm.bench.configs import REPO, cell_run_config, load_pipeline_config
+from vdm.bench.measure import run_bench
+from vdm.bench.sizes import Sizes
 from vdm.core.config import apply_overrides
 from vdm.core.provenance import provenance, resolve_device, strict_fp32, write_json_atomic
 from vdm.model.objectives import OBJECTIVES
@@ -200,7 +202,7 @@ def eager_vs_compiled(run_config: Any, data: Any, weights: dict[str, torch.Tenso
 def stage_train(options: CheckOptions, work: Path, deadline: float,
                 emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Every objective x schedule on the MNIST-size config, bf16 (+ compile); see module doc."""
-    from vdm.bench.measure import time_real_trainer
+    from vdm.bench.train_timing import time_real_trainer
     from vdm.core.data import synthetic_dataset
     from vdm.training.trainer import NonFiniteLossError
 
@@ -249,7 +251,7 @@ def stage_train(options: CheckOptions, work: Path, deadline: float,
 def stage_sample_nll(options: CheckOptions, work: Path, deadline: float,
                      emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Sampling (fp32, bf16) and NLL (fp32) of the eps/cosine model on the device."""
-    from vdm.bench.measure import bf16_eps
+    from vdm.bench.eval_timing import bf16_eps
     from vdm.core.data import dataset_info, synthetic_dataset
     from vdm.evaluation.evaluate import evaluate_nll
     from vdm.model.diffusion import build_model
