@@ -17,7 +17,7 @@ import pytest
 import torch
 from test_trainer import TINY, tiny_config
 
-from vdm.bench import cli, gpu_check
+from vdm.bench import cli, gpu_stages
 from vdm.bench.configs import cell_run_config
 from vdm.bench.sizes import Sizes
 from vdm.core.data import synthetic_dataset
@@ -70,15 +70,15 @@ def test_every_objective_is_finite_under_bf16_and_compile(tmp_path: Path, schedu
 
 @pytest.mark.parametrize("schedule", ["cosine", "learned"])
 def test_compiled_and_eager_losses_agree(schedule: str) -> None:
-    config = gpu_check._config("mnist", gpu_check.CheckOptions(out="unused", device="cuda",
-                                                               tiny=True), ["model.dropout=0.0"])
+    config = gpu_stages._config("mnist", gpu_stages.CheckOptions(out="unused", device="cuda",
+                                                                 tiny=True), ["model.dropout=0.0"])
     run = cell_run_config(config, "eps", schedule, threads=1)
     data = synthetic_dataset("mnist", "train", 64)
     weights = Trainer(run, "/nonexistent-unused", train_data=data).model.state_dict()
     generator = torch.Generator().manual_seed(0)
     weights = {k: v + 0.05 * torch.randn(v.shape, generator=generator).to(v.device)
                if v.is_floating_point() else v for k, v in weights.items()}
-    out = gpu_check.eager_vs_compiled(run, data, weights, rtol=0.05)
+    out = gpu_stages.eager_vs_compiled(run, data, weights, rtol=0.05)
     assert out["ok"], out
 
 
