@@ -1,4 +1,4 @@
-"""vdm.bench.measure: every measurement with tiny sizes, the grid accounting, FLOP counting and MFU, the
+"""vdm.bench: every measurement with tiny sizes, the grid accounting, FLOP counting and MFU, the
 bare loop's settings, the synthetic-data bench on a CIFAR-10-shaped config, and the JSON of a run."""
 
 from __future__ import annotations
@@ -12,11 +12,22 @@ import pytest
 import torch
 from torch import nn
 
-from vdm.bench import measure as bench
+from vdm.bench import (
+    cli,
+    clock,
+    configs,
+    eval_timing,
+    flops,
+    grid,
+    report,
+    sizes,
+    train_timing,
+    workflow_copy,
+)
 from vdm.core.config import run_config_from_dict
 from vdm.core.provenance import resolve_device
 
-TINY = bench.Sizes(train_steps=6, warmup_steps=2, repeats=2, nll_repeats=2, num_samples=40,
+TINY = sizes.Sizes(train_steps=6, warmup_steps=2, repeats=2, nll_repeats=2, num_samples=40,
                    sample_repeats=1, classifier_steps=10, run_grid=False, variants=("fp32", "bf16"),
                    peak_size=256)
 #: the CIFAR-10 config shrunk for a CPU test (same structure: attention at 16x16, 3x32x32, 256
@@ -33,20 +44,20 @@ def _positive(value) -> bool:
 
 @pytest.fixture(scope="module")
 def config() -> dict:
-    return bench.load_pipeline_config()
+    return configs.load_pipeline_config()
 
 
 @pytest.fixture(scope="module")
 def quick_json(tmp_path_factory) -> dict:
     """One tiny end-to-end run of ``python -m vdm.bench --quick --json``."""
     path = tmp_path_factory.mktemp("bench") / "bench.json"
-    assert bench.main(["--quick", "--json", str(path)], sizes=TINY) == 0
+    assert cli.main(["--quick", "--json", str(path)], sizes=TINY) == 0
     return json.loads(path.read_text())
 
 
 def test_config_follows_config_file(config) -> None:
     assert config["model"]["channels"] == 16 and config["train"]["batch_size"] == 128
-    run = bench.cell_run_config(config, "eps", "cosine", threads=1, steps=7)
+    run = configs.cell_run_config(config, "eps", "cosine", threads=1, steps=7)
     assert run.model.channel_mults == config["model"]["channel_mults"]
     assert (run.train.steps, run.train.threads, run.train.batch_size) == (7, 1, 128)
     assert run.train.lr == config["train"]["lr"]
@@ -54,9 +65,9 @@ def test_config_follows_config_file(config) -> None:
 
 def test_window_rate() -> None:
     stamps = [0.0, 5.0, 6.0, 7.0, 8.0]  # warm-up step 0 took 5 s
-    assert bench._window_rate(stamps, batch_size=10, warmup=1) == pytest.approx(30 / 3)
+    assert clock.window_rate(stamps, batch_size=10, warmup=1) == pytest.approx(30 / 3)
     with pytest.raises(ValueError):
-        bench._window_rate(stamps[:2], batch_size=10, warmup=1)
+        clock.window_rate(stamps[:2], batch_size=10, warmup=1)
 
 
 def test_quick_json_has_every_key(quick_json, config) -> None:
@@ -130,16 +141,16 @@ def test_sample_and_fid_sections(quick_json) -> None:
 
 
 def test_bf16_sampling_verdict() -> None:
-    ok = bench.bf16_sampling_verdict(fid_fp32=10.0, fid_fp32_seed1=10.5, fid_bf16=9.8)
+    ok = eval_timing.bf16_sampling_verdict(fid_fp32=10.0, fid_fp32_seed1=10.5, fid_bf16=9.8)
     assert ok["sample_bf16_fid_shift"] == pytest.approx(0.2)
     assert ok["sample_fid_seed_noise"] == pytest.approx(0.5) and ok["ok"] is True
-    bad = bench.bf16_sampling_verdict(fid_fp32=10.0, fid_fp32_seed1=10.1, fid_bf16=11.0)
+    bad = eval_timing.bf16_sampling_verdict(fid_fp32=10.0, fid_fp32_seed1=10.1, fid_bf16=11.0)
     assert bad["ok"] is False and bad["recommended"] == "fp32"
 
 
 def test_bare_loop_measures_its_window(config) -> None:
-    run = bench.cell_run_config(config, "eps", "cosine", threads=1, steps=5)
-    out = bench.time_bare_loop(run, (1, 8, 8), steps=5, warmup=1)
+    run = configs.cell_run_config(config, "eps", "cosine", threads=1, steps=5)
+    out = train_timing.time_bare_loop(run, (1, 8, 8), steps=5, warmup=1)
     assert out["timed_steps"] == 3 and _positive(out["images_per_s"])
 
 
@@ -149,9 +160,9 @@ def test_bare_loop_runs_with_exactly_the_trainers_settings(config, variant: str)
     from vdm.core.data import load_dataset
     from vdm.training.trainer import Trainer
 
-    run = bench.with_variant(bench.cell_run_config(config, "eps", "cosine", threads=1), variant)
+    run = configs.with_variant(configs.cell_run_config(config, "eps", "cosine", threads=1), variant)
     trainer = Trainer(run, "/nonexistent-unused", train_data=load_dataset("digits", "train"))
-    loop = bench.BareLoop(run, (1, 8, 8), 17)
+    loop = train_timing.BareLoop(run, (1, 8, 8), 17)
     assert loop.settings == trainer.settings
     assert loop.settings["bf16_autocast"] == variant.startswith("bf16")
     assert loop.settings["torch_compile"] == variant.endswith("compile")
@@ -170,13 +181,13 @@ def test_bare_loop_runs_with_exactly_the_trainers_settings(config, variant: str)
 
 def test_variant_names() -> None:
     base = run_config_from_dict({})
-    assert bench.variant_name(False, False) == "fp32"
-    assert bench.variant_name(True, True) == "bf16-compile"
-    compiled = bench.with_variant(base, "bf16-compile").train
+    assert configs.variant_name(False, False) == "fp32"
+    assert configs.variant_name(True, True) == "bf16-compile"
+    compiled = configs.with_variant(base, "bf16-compile").train
     assert compiled.bf16 and compiled.compile
-    assert not bench.with_variant(base, "fp32").train.bf16
+    assert not configs.with_variant(base, "fp32").train.bf16
     with pytest.raises(ValueError, match="unknown precision variant"):
-        bench.with_variant(base, "fp16")
+        configs.with_variant(base, "fp16")
 
 
 def test_flop_counter_convention_is_two_per_multiply_add() -> None:
@@ -193,7 +204,7 @@ def test_flop_counter_convention_is_two_per_multiply_add() -> None:
     with counter:
         layer(torch.randn(m, k)).sum().backward()
     assert counter.get_total_flops() == 4 * m * n * k
-    assert bench.mfu(images_per_s=1000.0, flops_per_image=1e9, peak_flops_per_s=1e13) == 0.1
+    assert flops.mfu(images_per_s=1000.0, flops_per_image=1e9, peak_flops_per_s=1e13) == 0.1
     assert out.shape == (m, n)
 
 
@@ -203,11 +214,11 @@ def test_training_flops_of_the_unet_match_the_closed_form(config) -> None:
     block, 2 x 2 B (HW)^2 C (q k^T and the weighted sum of v); per image, for any batch."""
     from vdm.model.network import AttentionBlock, UNet
 
-    run = bench.cell_run_config(config, "eps", "cosine")
+    run = configs.cell_run_config(config, "eps", "cosine")
     kwargs = {**dataclasses.asdict(run.model), "attention_resolutions": [4]}
     run = dataclasses.replace(run, model=dataclasses.replace(run.model, attention_resolutions=[4]))
-    counted = bench.count_training_flops(run, (1, 8, 8))
-    assert bench.count_training_flops(run, (1, 8, 8), batch=4)["flops_per_image"] == pytest.approx(
+    counted = flops.count_training_flops(run, (1, 8, 8))
+    assert flops.count_training_flops(run, (1, 8, 8), batch=4)["flops_per_image"] == pytest.approx(
         counted["flops_per_image"])
     network, batch, closed = UNet((1, 8, 8), **kwargs), 3, []
 
@@ -232,11 +243,11 @@ def test_training_flops_of_the_unet_match_the_closed_form(config) -> None:
 
 
 def test_matmul_peak_and_mfu_on_cpu() -> None:
-    peak = bench.measure_matmul_peak(torch.device("cpu"), torch.float32, 128, repeats=2)
+    peak = flops.measure_matmul_peak(torch.device("cpu"), torch.float32, 128, repeats=2)
     assert peak["flops_per_s"] == pytest.approx(2 * 128**3 / peak["best_seconds"])
     assert _positive(peak["flops_per_s"]) and peak["dtype"] == "float32"
-    assert bench.reference_dtype(torch.device("cpu")) == torch.float32
-    assert bench.reference_dtype(torch.device("cuda")) == torch.bfloat16
+    assert flops.reference_dtype(torch.device("cpu")) == torch.float32
+    assert flops.reference_dtype(torch.device("cuda")) == torch.bfloat16
 
 
 def test_mfu_section_is_the_arithmetic_of_its_parts(quick_json) -> None:
@@ -254,18 +265,18 @@ def test_mfu_section_is_the_arithmetic_of_its_parts(quick_json) -> None:
 def test_resolved_config_copies_are_current() -> None:
     """vdm/bench/resolved_configs.json (read where Snakemake and PyYAML are missing) equals what the
     schema resolves now; regenerate with `python -m vdm.bench --write-resolved-configs`."""
-    for name in bench.RESOLVED_CONFIG_FILES:
-        path = bench.REPO / "config" / name
-        assert bench.resolved_config_copy(path) == bench.load_pipeline_config(path), name
+    for name in configs.RESOLVED_CONFIG_FILES:
+        path = configs.REPO / "config" / name
+        assert configs.resolved_config_copy(path) == configs.load_pipeline_config(path), name
 
 
 def test_resolved_config_copy_refuses_a_changed_file(tmp_path) -> None:
     changed = tmp_path / "cifar10.yaml"
-    changed.write_text((bench.REPO / "config" / "cifar10.yaml").read_text() + "\n# edited\n")
+    changed.write_text((configs.REPO / "config" / "cifar10.yaml").read_text() + "\n# edited\n")
     with pytest.raises(ValueError, match="changed since its resolved copy"):
-        bench.resolved_config_copy(changed)
+        configs.resolved_config_copy(changed)
     with pytest.raises(ValueError, match="holds no resolved copy"):
-        bench.resolved_config_copy(tmp_path / "other.yaml")
+        configs.resolved_config_copy(tmp_path / "other.yaml")
 
 
 SYNTHETIC = dataclasses.replace(TINY, num_samples=8, sample_steps=3, nll_examples=16,
@@ -277,8 +288,8 @@ def test_synthetic_cifar_bench_on_cpu(tmp_path) -> None:
     files, MFU and efficiency reported, FID skipped with a note (no Inception weights)."""
     path = tmp_path / "bench.json"
     argv = ["--device", "cpu", "--synthetic", "--quick", "--no-grid", "--config",
-            str(bench.REPO / "config" / "cifar10.yaml"), *SMALL_CIFAR, "--json", str(path)]
-    assert bench.main(argv, sizes=SYNTHETIC) == 0
+            str(configs.REPO / "config" / "cifar10.yaml"), *SMALL_CIFAR, "--json", str(path)]
+    assert cli.main(argv, sizes=SYNTHETIC) == 0
     result = json.loads(path.read_text())
     assert result["synthetic"] and result["device"] == "cpu" and result["device_name"] == "cpu"
     assert result["train"]["variant"] == "bf16" and set(result["train"]["variants"]) == {"bf16"}
@@ -313,10 +324,10 @@ job      count
 -----  -------
 train        1
 """
-    assert bench.parse_job_stats(output) == {"all": 1, "train": 36, "total": 37}
-    assert bench.parse_cores(output) == 2
-    assert bench.parse_job_stats("Nothing to be done.") == {}
-    assert bench.parse_cores("no cores line") is None
+    assert grid.parse_job_stats(output) == {"all": 1, "train": 36, "total": 37}
+    assert grid.parse_cores(output) == 2
+    assert grid.parse_job_stats("Nothing to be done.") == {}
+    assert grid.parse_cores("no cores line") is None
 
 
 def test_compute_seconds_and_overhead(tmp_path) -> None:
@@ -330,7 +341,7 @@ def test_compute_seconds_and_overhead(tmp_path) -> None:
     old = tmp_path / "digits" / "runs" / "uncond" / "eps" / "eps" / "linear" / "seed0"
     old.mkdir(parents=True)
     (old / "train.json").write_text(json.dumps({"train_seconds": 4.0}))  # fallback
-    out = bench.compute_seconds(tmp_path)
+    out = grid.compute_seconds(tmp_path)
     assert out["seconds"] == pytest.approx(18.0)
     assert out["per_rule"]["train"] == {"files": 2, "seconds": 14.0, "fallback_train_seconds": 1,
                                         "missing": 0}
@@ -340,14 +351,14 @@ def test_compute_seconds_and_overhead(tmp_path) -> None:
     (sweep / "fid.json").write_text(json.dumps({"wall_seconds": 1.0}))
     np.savez(sweep / "samples.npz", images=np.zeros((1, 1, 8, 8), np.uint8),
              meta=json.dumps({"wall_seconds": 2.0}))
-    with_sweep = bench.compute_seconds(tmp_path)
+    with_sweep = grid.compute_seconds(tmp_path)
     assert with_sweep["seconds"] == pytest.approx(21.0)
     assert with_sweep["per_rule"]["sweep_sample"]["seconds"] == pytest.approx(2.0)
-    assert bench.overhead_share(out["seconds"], wall=12.0, cores=2) == pytest.approx(0.25)
+    assert grid.overhead_share(out["seconds"], wall=12.0, cores=2) == pytest.approx(0.25)
 
 
 def test_copy_workflow(tmp_path) -> None:
-    dest = bench.copy_workflow(tmp_path / "copy")
+    dest = workflow_copy.copy_workflow(tmp_path / "copy")
     assert (dest / "Snakefile").is_file() and (dest / "config" / "config.yaml").is_file()
     assert (dest / "workflow" / "rules" / "train.smk").is_file()
     assert (dest / "profiles" / "default" / "profile.yaml").is_file()  # the default profile
@@ -355,7 +366,7 @@ def test_copy_workflow(tmp_path) -> None:
 
 
 def test_table_lists_metrics_with_units_and_goals(quick_json) -> None:
-    table = bench.format_table(quick_json)
+    table = report.format_table(quick_json)
     lines = table.splitlines()
     assert lines[1].split()[:5] == ["metric", "value", "unit", "goal", "met?"]
     row = next(line for line in lines if line.startswith("train_loop_efficiency "))

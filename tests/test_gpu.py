@@ -17,8 +17,9 @@ import pytest
 import torch
 from test_trainer import TINY, tiny_config
 
-from vdm.bench import gpu_check
-from vdm.bench import measure as bench
+from vdm.bench import cli, gpu_stages
+from vdm.bench.configs import cell_run_config
+from vdm.bench.sizes import Sizes
 from vdm.core.data import synthetic_dataset
 from vdm.model.objectives import OBJECTIVES
 from vdm.training.trainer import NonFiniteLossError, Trainer
@@ -69,15 +70,15 @@ def test_every_objective_is_finite_under_bf16_and_compile(tmp_path: Path, schedu
 
 @pytest.mark.parametrize("schedule", ["cosine", "learned"])
 def test_compiled_and_eager_losses_agree(schedule: str) -> None:
-    config = gpu_check._config("mnist", gpu_check.CheckOptions(out="unused", device="cuda",
-                                                               tiny=True), ["model.dropout=0.0"])
-    run = bench.cell_run_config(config, "eps", schedule, threads=1)
+    config = gpu_stages._config("mnist", gpu_stages.CheckOptions(out="unused", device="cuda",
+                                                                 tiny=True), ["model.dropout=0.0"])
+    run = cell_run_config(config, "eps", schedule, threads=1)
     data = synthetic_dataset("mnist", "train", 64)
     weights = Trainer(run, "/nonexistent-unused", train_data=data).model.state_dict()
     generator = torch.Generator().manual_seed(0)
     weights = {k: v + 0.05 * torch.randn(v.shape, generator=generator).to(v.device)
                if v.is_floating_point() else v for k, v in weights.items()}
-    out = gpu_check.eager_vs_compiled(run, data, weights, rtol=0.05)
+    out = gpu_stages.eager_vs_compiled(run, data, weights, rtol=0.05)
     assert out["ok"], out
 
 
@@ -117,14 +118,14 @@ def test_nan_stop_names_the_first_bad_step_on_cuda(tmp_path: Path) -> None:
 
 def test_bench_on_cuda_reports_mfu_and_efficiency(tmp_path: Path) -> None:
     path = tmp_path / "bench.json"
-    sizes = bench.Sizes(train_steps=12, warmup_steps=4, repeats=1, nll_repeats=2, num_samples=16,
-                        sample_repeats=1, classifier_steps=None, run_grid=False,
-                        variants=("fp32", "bf16"), sample_steps=3, nll_examples=32,
-                        learned=True, peak_size=2048)
+    sizes = Sizes(train_steps=12, warmup_steps=4, repeats=1, nll_repeats=2, num_samples=16,
+                  sample_repeats=1, classifier_steps=None, run_grid=False,
+                  variants=("fp32", "bf16"), sample_steps=3, nll_examples=32,
+                  learned=True, peak_size=2048)
     argv = ["--device", "cuda", "--synthetic", "--quick", "--no-grid", "--config",
             str(REPO / "config" / "cifar10.yaml"), "--set", "model.channels=32",
             "--set", "train.batch_size=32", "--set", "train.compile=false", "--json", str(path)]
-    assert bench.main(argv, sizes=sizes) == 0
+    assert cli.main(argv, sizes=sizes) == 0
     result = json.loads(path.read_text())
     metrics = result["metrics"]
     assert result["device"].startswith("cuda") and result["mfu"]["peak_dtype"] == "bf16"

@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from vdm.bench import gpu_check
-from vdm.bench.measure import cell_run_config
+from vdm.bench import gpu_check, gpu_stages
+from vdm.bench.configs import cell_run_config
 from vdm.core.data import synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,8 +131,8 @@ def test_eager_vs_compiled_compares_losses_of_the_same_weights(monkeypatch, requ
                         lambda self, *a, **k: compile_module(self, *a, **{**k, "backend": "aot_eager"}))
     torch._dynamo.reset()  # and again at the end: later tests compile other shapes afresh
     request.addfinalizer(torch._dynamo.reset)
-    config = gpu_check._config("mnist", gpu_check.CheckOptions(out="unused", device="cpu",
-                                                               tiny=True), ["model.dropout=0.0"])
+    config = gpu_stages._config("mnist", gpu_stages.CheckOptions(out="unused", device="cpu",
+                                                                 tiny=True), ["model.dropout=0.0"])
     run = cell_run_config(config, "elbo", "learned", threads=1)
     data = synthetic_dataset("mnist", "train", 32)
     from vdm.training.trainer import Trainer
@@ -141,10 +141,10 @@ def test_eager_vs_compiled_compares_losses_of_the_same_weights(monkeypatch, requ
     generator = torch.Generator().manual_seed(0)
     weights = {k: v + 0.05 * torch.randn(v.shape, generator=generator) if v.is_floating_point()
                else v for k, v in weights.items()}  # away from the zero-initialised output
-    out = gpu_check.eager_vs_compiled(run, data, weights, rtol=0.05)
+    out = gpu_stages.eager_vs_compiled(run, data, weights, rtol=0.05)
     assert out["ok"] and out["batch"] == 8 and out["max_rel_diff"] < 1e-3
     assert out["eager_mean_loss"] != pytest.approx(1.0, abs=1e-3)  # a nontrivial network
-    assert not gpu_check.eager_vs_compiled(run, data, weights, rtol=-1.0)["ok"]
+    assert not gpu_stages.eager_vs_compiled(run, data, weights, rtol=-1.0)["ok"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
