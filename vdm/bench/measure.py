@@ -140,10 +140,11 @@ import torch.nn.functional as F
 from vdm.core.config import RunConfig, apply_overrides, load_config_file, run_config_from_dict
 from vdm.core.data import SPLIT_SIZES, ImageData, dataset_info, synthetic_dataset
 from vdm.core.provenance import provenance, read_json, resolve_device, strict_fp32, write_json_atomic
+from vdm.core.schema import SCHEMA_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
-SCHEMA = REPO / "config" / "schema.yaml"
+SCHEMA = SCHEMA_FILE  # package data: also there when the package is installed
 RESOLVED_CONFIGS = Path(__file__).with_name("resolved_configs.json")
 RESOLVED_CONFIG_FILES = ("config.yaml", "mnist.yaml", "cifar10.yaml")
 WORKFLOW_FILES = ("Snakefile", "workflow", "config")
@@ -238,9 +239,12 @@ def _sha256(path: Path) -> str:
 def load_pipeline_config(path: str | Path = DEFAULT_CONFIG) -> dict[str, Any]:
     """The pipeline config at ``path`` with the schema's defaults filled in (as the Snakefile).
 
-    Without Snakemake or PyYAML (the GPU machines have neither): the resolved copy of a file of
-    the same name in ``vdm/bench/resolved_configs.json`` (:func:`resolved_config_copy`).
+    Without Snakemake or PyYAML (the GPU machines have neither), or where a shipped config is not
+    there (an installed package has no ``config/``): the resolved copy of a file of the same name in
+    ``vdm/bench/resolved_configs.json`` (:func:`resolved_config_copy`).
     """
+    if not Path(path).is_file() and Path(path).name in RESOLVED_CONFIG_FILES:
+        return resolved_config_copy(path)
     try:
         import yaml  # noqa: F401  (load_config_file needs it for YAML files)
         from snakemake.utils import validate
@@ -283,6 +287,8 @@ def cell_run_config(config: dict[str, Any], objective: str, schedule: str, seed:
     from vdm.core.config import workflow_cell
 
     cell = workflow_cell(config, objective, schedule, seed)
+    # complete: an unconditional cell leaves label_dropout to the schema, unread without PyYAML
+    cell["conditioning"] = {**config.get("conditioning", {}), **cell["conditioning"]}
     cell["train"] = dict(cell["train"])
     if threads is not None:
         cell["train"]["threads"] = threads
