@@ -61,6 +61,16 @@ def test_digits_match_scikit_learn_loader_and_splitter(digits: dict[str, ImageDa
         assert np.array_equal(digits[split].labels.numpy(), bunch.target[idx]), split
 
 
+def test_digits_content_hashes_are_those_of_earlier_runs(digits: dict[str, ImageData]) -> None:
+    """data.json's content_hash of each split, which also names the cached FID reference
+    statistics: every earlier version read these exact images (from scikit-learn's CSV)."""
+    from vdm.evaluation.fid import content_hash
+
+    assert content_hash(digits["train"].images) == "8c4efb9a976cafc0"
+    assert content_hash(digits["test"].images) == "12bf501a6b48e29f"
+    assert content_hash(digits["test"].labels) == "beb3d8af1abc29bb"
+
+
 def test_digits_split_disjoint_and_deterministic(digits: dict[str, ImageData]) -> None:
     from sklearn.datasets import load_digits
 

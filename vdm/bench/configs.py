@@ -20,10 +20,11 @@ from typing import Any
 
 from vdm.core.config import RunConfig, load_config_file, run_config_from_dict, workflow_cell
 from vdm.core.provenance import write_json_atomic
+from vdm.core.schema import SCHEMA_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
-SCHEMA = REPO / "config" / "schema.yaml"
+SCHEMA = SCHEMA_FILE  # package data: also there when the package is installed
 RESOLVED_CONFIGS = Path(__file__).with_name("resolved_configs.json")
 RESOLVED_CONFIG_FILES = ("config.yaml", "mnist.yaml", "cifar10.yaml")
 VARIANTS = ("fp32", "bf16", "bf16-compile")
@@ -36,9 +37,12 @@ def _sha256(path: Path) -> str:
 def load_pipeline_config(path: str | Path = DEFAULT_CONFIG) -> dict[str, Any]:
     """The pipeline config at ``path`` with the schema's defaults filled in (as the Snakefile).
 
-    Without Snakemake or PyYAML (the GPU machines have neither): the resolved copy of a file of
-    the same name in ``vdm/bench/resolved_configs.json`` (:func:`resolved_config_copy`).
+    Without Snakemake or PyYAML (the GPU machines have neither), or where a shipped config is not
+    there (an installed package has no ``config/``): the resolved copy of a file of the same name in
+    ``vdm/bench/resolved_configs.json`` (:func:`resolved_config_copy`).
     """
+    if not Path(path).is_file() and Path(path).name in RESOLVED_CONFIG_FILES:
+        return resolved_config_copy(path)
     try:
         import yaml  # noqa: F401  (load_config_file needs it for YAML files)
         from snakemake.utils import validate
@@ -79,6 +83,8 @@ def cell_run_config(config: dict[str, Any], objective: str, schedule: str, seed:
     """The :class:`RunConfig` of one grid cell, built like ``run_config`` in common.smk;
     ``threads`` / ``steps`` override ``train.threads`` / ``train.steps`` when given."""
     cell = workflow_cell(config, objective, schedule, seed)
+    # complete: an unconditional cell leaves label_dropout to the schema, unread without PyYAML
+    cell["conditioning"] = {**config.get("conditioning", {}), **cell["conditioning"]}
     cell["train"] = dict(cell["train"])
     if threads is not None:
         cell["train"]["threads"] = threads

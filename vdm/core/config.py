@@ -1,56 +1,92 @@
 """Configuration of one run (one objective x schedule x seed), with strict key checking.
 
-A run configuration is a nested mapping (YAML/JSON) turned into :class:`RunConfig`; unknown keys
-and wrongly typed values fail immediately with a one-line error naming the key.
+A run configuration is a nested mapping (YAML/JSON) validated against the package's schema
+(``$defs/run`` of ``config/schema.yaml``, :mod:`vdm.core.schema`), which holds every type, range
+and default, and turned into :class:`RunConfig`, its typed view; unknown keys and wrongly typed
+values fail immediately with a one-line error naming the key.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import re
-import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vdm.core.schema import SCHEMA_FILE, run_schema_view, validate_with_defaults, workflow_schema
 
-@dataclass
+
+def run_config_default(key: str) -> Any:
+    """The schema's default of run-config key ``key`` (dotted, e.g. ``train.steps``): the
+    ``default`` of ``$defs/run`` at that key (needs PyYAML, not jsonschema).
+
+    Raises a one-line ``ValueError`` naming the key where the schema cannot be read (a Python
+    without PyYAML, as on the GPU-check machines, whose run configs are complete)."""
+    try:
+        node: Any = run_schema_view()
+    except ImportError as error:
+        raise ValueError(f"config key {key!r} is not given and its default is in the package's "
+                         f"schema, which needs {error.name or 'PyYAML'} to read "
+                         "(pip install pyyaml)") from None
+    for part in key.split("."):
+        node = node["properties"][part]
+    return copy.deepcopy(node["default"])
+
+
+def _defaults_from_schema(prefix: str = "") -> Callable[[type], type]:
+    """Make the decorated class a dataclass whose every field defaults to the schema's default
+    of ``prefix + name`` (:func:`run_config_default`, read when a default is needed), or to its
+    own class's defaults for a field that is a dataclass: defaults are written only in the
+    schema."""
+    def decorate(cls: type) -> type:
+        hints = typing.get_type_hints(cls)
+        for name in cls.__annotations__:
+            factory = (hints[name] if dataclasses.is_dataclass(hints[name])
+                       else functools.partial(run_config_default, prefix + name))
+            setattr(cls, name, field(default_factory=factory))
+        return dataclass(cls)
+    return decorate
+
+
+@_defaults_from_schema("model.")
 class ModelConfig:
-    """UNet size (see :class:`vdm.model.network.UNet`). Defaults: the digits default grid's."""
+    """UNet size (see :class:`vdm.model.network.UNet`)."""
 
-    channels: int = 16
-    channel_mults: list[int] = field(default_factory=lambda: [1, 2])
-    num_res_blocks: int = 1
-    attention_resolutions: list[int] = field(default_factory=list)
-    dropout: float = 0.0
+    channels: int
+    channel_mults: list[int]
+    num_res_blocks: int
+    attention_resolutions: list[int]
+    dropout: float
 
 
-@dataclass
+@_defaults_from_schema("train.")
 class TrainConfig:
-    """Optimisation settings (AdamW, linear warm-up then constant LR, EMA of the weights).
+    """Optimisation settings (AdamW, linear warm-up then constant LR, EMA of the weights)."""
 
-    Defaults: the digits default grid's (config/config.yaml)."""
-
-    steps: int = 300
-    batch_size: int = 128
-    lr: float = 3e-3
-    schedule_lr: float | None = None  # learned schedule's LR; None = same as lr
-    warmup_steps: int = 50
-    weight_decay: float = 0.0
-    adam_beta2: float = 0.999
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    log_every: int = 10
-    checkpoint_every: int = 250
-    bf16: bool = False
-    compile: bool = False
-    threads: int | None = None  # torch intra-op threads on CPU; None = torch default
+    steps: int
+    batch_size: int
+    lr: float
+    schedule_lr: float | None  # learned schedule's LR; None = same as lr
+    warmup_steps: int
+    weight_decay: float
+    adam_beta2: float
+    grad_clip: float
+    ema_decay: float
+    log_every: int
+    checkpoint_every: int
+    bf16: bool
+    compile: bool
+    threads: int | None  # torch intra-op threads on CPU; None = torch default
 
 
-@dataclass
+@_defaults_from_schema("conditioning.")
 class ConditioningConfig:
     """Class-conditional training (Ho & Salimans 2022, classifier-free guidance).
 
@@ -62,94 +98,90 @@ class ConditioningConfig:
     (0.1 as in Ho & Salimans 2022); must lie in ``[0, 1)``.
     """
 
-    enabled: bool = False
-    label_dropout: float = 0.1
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.label_dropout < 1.0:
-            raise ValueError(f"config key 'conditioning.label_dropout': must be in [0, 1), got "
-                             f"{self.label_dropout!r}")
+    enabled: bool
+    label_dropout: float
 
 
-@dataclass
+@_defaults_from_schema()
 class RunConfig:
-    """Everything that determines one trained model."""
+    """Everything that determines one trained model: the typed view of a run config validated
+    by :func:`run_config_from_dict`. ``RunConfig()`` is the schema's default run."""
 
-    dataset: str = "digits"
-    data_root: str = "data"
-    download: bool = False
-    objective: str = "eps"
-    schedule: str = "cosine"
-    parameterization: str = "eps"  # what the network outputs (vdm.model.parameterizations)
-    seed: int = 0
-    device: str = "auto"
-    logsnr_min: float = -10.0  # fixed schedules: truncation; learned: initial end point
-    logsnr_max: float = 7.0
-    objective_kwargs: dict[str, float] = field(default_factory=dict)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
+    dataset: str
+    data_root: str
+    download: bool
+    objective: str
+    schedule: str
+    parameterization: str  # what the network outputs (vdm.model.parameterizations)
+    seed: int
+    device: str
+    logsnr_min: float  # fixed schedules: truncation; learned: initial end point
+    logsnr_max: float
+    objective_kwargs: dict[str, float]
+    model: ModelConfig
+    train: TrainConfig
+    conditioning: ConditioningConfig
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _check_type(key: str, value: Any, annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(annotation):
-            return None
-        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
-        origin = typing.get_origin(annotation)
-    if origin is list:
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"config key {key!r}: expected a list, got {value!r}")
-        (item_type,) = typing.get_args(annotation)
-        return [_check_type(f"{key}[{i}]", v, item_type) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"config key {key!r}: expected a mapping, got {value!r}")
-        return dict(value)
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if annotation in (int, float, str, bool) and (
-            not isinstance(value, annotation) or (annotation is int and isinstance(value, bool))):
-        raise ValueError(f"config key {key!r}: expected {annotation.__name__}, got {value!r}")
-    return value
-
-
-def _from_mapping(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+def _typed_view(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """``cls`` built from a validated mapping: nested dataclasses built in turn, integers given
+    for ``float`` fields made floats (``lr: 1`` is 1.0), absent keys left to the defaults."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - set(hints))
     if unknown:
         raise ValueError(f"unknown config key {prefix + unknown[0]!r}")
-    kwargs = {}
+    values = {}
     for name, value in data.items():
-        if dataclasses.is_dataclass(hints[name]):
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
-                raise ValueError(f"config key {prefix + name!r}: expected a mapping")
-            kwargs[name] = _from_mapping(hints[name], value, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _check_type(prefix + name, value, hints[name])
-    return cls(**kwargs)
+                raise ValueError(f"config key {prefix + name!r}: expected a mapping, got {value!r}")
+            value = _typed_view(hint, value, f"{prefix}{name}.")
+        elif hint in (float, float | None) and type(value) is int:
+            value = float(value)
+        values[name] = value
+    return cls(**values)
 
 
 def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
-    """Validate and build a :class:`RunConfig` (missing keys take their defaults)."""
-    return _from_mapping(RunConfig, data)
+    """Validate a run config against the schema's ``$defs/run`` (unknown keys, names, types and
+    ranges; a one-line ``ValueError`` naming the key), fill in the schema's defaults and build
+    the :class:`RunConfig`. Strings that spell a number, integer or boolean where the schema asks
+    for one are taken as it (YAML 1.1 reads ``1e-4`` as a string; see
+    :func:`coerce_command_line_values`).
+
+    Without PyYAML or jsonschema (the GPU-check machines, whose run configs are complete cells of
+    the schema-resolved configs in ``vdm/bench/resolved_configs.json``) a complete run config is
+    taken as it is; a key left out fails there, naming it."""
+    try:
+        data = json.loads(json.dumps(data))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"run config is not a JSON-like mapping: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"run config: expected a mapping, got {data!r}")
+    try:
+        import jsonschema
+
+        schema = run_schema_view()
+    except ImportError:
+        return _typed_view(RunConfig, data)
+    coerce_command_line_values(data, schema)
+    try:
+        validate_with_defaults(data, schema)
+    except jsonschema.ValidationError as error:
+        raise ValueError(describe_schema_error(error) or error.message) from None
+    return _typed_view(RunConfig, data)
 
 
 # --------------------------------------------------------------------------- workflow configs
 #: the grid axes of a workflow config (config/config.yaml) and the run-config key each sets
 GRID_AXES = {"parameterizations": "parameterization", "objectives": "objective",
              "schedules": "schedule", "seeds": "seed"}
-WORKFLOW_SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+#: the package's schema file (config/schema.yaml in the checkout; package data when installed)
+WORKFLOW_SCHEMA = SCHEMA_FILE
 
 
 def is_workflow_config(data: dict[str, Any]) -> bool:
@@ -157,18 +189,16 @@ def is_workflow_config(data: dict[str, Any]) -> bool:
     return any(axis in data for axis in GRID_AXES)
 
 
-def validate_workflow_config(data: dict[str, Any], schema: str | Path = WORKFLOW_SCHEMA
-                             ) -> dict[str, Any]:
-    """Validate a workflow config against config/schema.yaml and fill in its defaults, as the
-    Snakefile does; one-line ``ValueError`` naming the key otherwise."""
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
+def validate_workflow_config(data: dict[str, Any]) -> dict[str, Any]:
+    """Validate a workflow config against the package's schema (config/schema.yaml) and fill in
+    its defaults, as the Snakefile does; one-line ``ValueError`` naming the key otherwise."""
+    import jsonschema
 
     data = json.loads(json.dumps(data))
     try:
-        validate(data, str(schema))
-    except WorkflowError as error:
-        raise ValueError(describe_schema_error(error) or str(error).splitlines()[0]) from None
+        validate_with_defaults(data, workflow_schema())
+    except jsonschema.ValidationError as error:
+        raise ValueError(describe_schema_error(error) or error.message) from None
     check_workflow_config(data)
     return data
 

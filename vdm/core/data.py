@@ -209,40 +209,28 @@ def _check_name(name: str) -> None:
 
 #: The fixed split as index arrays into scikit-learn's digits, in the order
 #: ``train_test_split(arange(1797), test_size=300, random_state=0, stratify=labels)`` returns
-#: them (tests/test_data.py checks that it still does). Stored so that loading digits needs
-#: neither an import of scikit-learn (about 1.3 s per process) nor its splitter.
+#: them (tests/test_data.py checks that it still does). Stored so that loading digits needs no
+#: splitter (a change of scikit-learn's splitting could not move images between the splits).
 DIGITS_SPLIT_FILE = Path(__file__).with_name("digits_split.npz")
 
 
-def _digits_csv() -> Path:
-    """scikit-learn's ``datasets/data/digits.csv.gz``, located without importing scikit-learn."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("digits ship with scikit-learn, which is not installed "
-                                "(pip install scikit-learn)")
-    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
-
-
 def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn digits with a fixed stratified split: 1497 train / 300 test images.
-
-    Reads the 1797 x 65 CSV that ``sklearn.datasets.load_digits`` reads (64 pixel values
-    0..16, then the label) and the stored split indices.
-    """
-    path = _digits_csv()
+    """scikit-learn digits (:func:`sklearn.datasets.load_digits`: 1797 images of 8x8 grey levels
+    0..16 and their labels 0..9) with the fixed stratified split: 1497 train / 300 test images,
+    as level indices (uint8) and labels (int64)."""
     try:
-        table = np.loadtxt(path, delimiter=",", dtype=np.int64)
-    except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"{path} is not scikit-learn's digits table (1797 rows of 64 pixels and "
-                         f"a label): {error}") from None
-    if table.shape != (1797, 65):
-        raise ValueError(f"{path}: expected 1797 rows of 65 values, got {table.shape}")
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise FileNotFoundError("digits ship with scikit-learn, which is not installed "
+                                "(pip install scikit-learn)") from None
+    pixels, labels = load_digits(return_X_y=True)
+    if pixels.shape != (1797, 64) or not np.array_equal(pixels, np.clip(np.rint(pixels), 0, 16)):
+        raise ValueError("sklearn.datasets.load_digits returned something other than 1797 images "
+                         f"of 64 grey levels 0..16 (shape {pixels.shape})")
     with np.load(DIGITS_SPLIT_FILE) as split_indices:
         idx = split_indices[split].astype(np.int64)
-    images = table[idx, :64].reshape(-1, 1, 8, 8).astype(np.uint8)  # levels 0..16
-    return images, table[idx, 64]
+    images = pixels[idx].reshape(-1, 1, 8, 8).astype(np.uint8)  # levels 0..16
+    return images, labels[idx].astype(np.int64)
 
 
 def _missing(name: str, path: Path) -> FileNotFoundError:

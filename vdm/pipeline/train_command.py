@@ -19,7 +19,14 @@ def train_arguments(parser: argparse.ArgumentParser) -> None:
     from vdm.model.parameterizations import PARAMETERIZATIONS
     from vdm.model.schedules import SCHEDULES
 
-    defaults = RunConfig()
+    try:
+        defaults = RunConfig().to_dict()  # the schema's defaults
+    except ValueError:  # no PyYAML/jsonschema to read the schema (the GPU-check machines)
+        defaults = {}
+
+    def default(key: str) -> str:
+        return f" (default: {defaults[key]})" if key in defaults else ""
+
     parser.add_argument("--config", type=Path,
                         help="a run config (YAML/JSON, the keys of vdm.core.config.RunConfig) or a "
                              "workflow config such as config/config.yaml, whose cell is picked "
@@ -29,16 +36,16 @@ def train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="override a run-config key, e.g. train.steps=500 (repeatable)")
-    parser.add_argument("--dataset", help=f"one of {', '.join(sorted(DATASETS))} "
-                                          f"(default: {defaults.dataset})")
-    parser.add_argument("--objective", help=f"one of {', '.join(OBJECTIVES)} "
-                                            f"(default: {defaults.objective})")
-    parser.add_argument("--schedule", help=f"one of {', '.join(SCHEDULES)} "
-                                           f"(default: {defaults.schedule})")
+    parser.add_argument("--dataset", help=f"one of {', '.join(sorted(DATASETS))}"
+                                          f"{default('dataset')}")
+    parser.add_argument("--objective", help=f"one of {', '.join(OBJECTIVES)}"
+                                            f"{default('objective')}")
+    parser.add_argument("--schedule", help=f"one of {', '.join(SCHEDULES)}"
+                                           f"{default('schedule')}")
     parser.add_argument("--parameterization",
-                        help=f"what the network outputs: one of {', '.join(PARAMETERIZATIONS)} "
-                             f"(default: {defaults.parameterization})")
-    parser.add_argument("--seed", type=int, help=f"(default: {defaults.seed})")
+                        help=f"what the network outputs: one of {', '.join(PARAMETERIZATIONS)}"
+                             f"{default('parameterization')}")
+    parser.add_argument("--seed", type=int, help=f"one run's seed{default('seed')}")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
     parser.add_argument("--stop-at", type=int, help="stop after this step, leaving state.pt")
 
