@@ -19,7 +19,7 @@ from vdm.reporting.claims import (
     evaluate_claims,
 )
 from vdm.reporting.stats import holm_adjust
-from vdm.reporting.tables import SUMMARY_COLUMNS
+from vdm.reporting.summary_columns import SUMMARY_COLUMNS
 
 DATA = Path(__file__).parent / "data"
 CITE = Citation("A & B", 2000, "0000.00000", "t")

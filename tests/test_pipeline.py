@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from workflow_copy import copy_workflow, venv_environment
 
-from vdm.reporting.tables import SUMMARY_COLUMNS
+from vdm.reporting.summary_columns import SUMMARY_COLUMNS
 
 TINY_CELLS = 2 * 2 * 2  # config/test.yaml: objectives x schedules x seeds
 PLOT_NAMES = ("fid_heatmap", "nll_heatmap", "fid_bars", "nll_bars", "fid_vs_nll", "loss_curves",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vdm.reporting.tables import claims_report
+from vdm.reporting.claims_report import claims_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,8 @@ def test_readme_claims_snapshot_is_regenerated_from_the_stored_summary() -> None
 
 def test_readme_default_tables_match_the_stored_summary() -> None:
     """The NLL and FID numbers quoted in the README's default-grid tables are the stored run's."""
-    from vdm.reporting.tables import cell_summary, primary_rows
+    from vdm.reporting.aggregation import cell_summary
+    from vdm.reporting.summary_rows import primary_rows
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     summary = primary_rows(pd.read_csv(REPO / "tests" / "data" / "default_summary.csv"))

@@ -23,7 +23,7 @@ from test_trainer import tiny_config
 from vdm.core.checkpoint import CheckpointError, load_checkpoint
 from vdm.pipeline.cli import main as cli_main
 from vdm.pipeline.results_commands import collect_metrics
-from vdm.reporting.tables import load_metrics
+from vdm.reporting.summary_load import load_metrics
 from vdm.training.trainer import NonFiniteLossError, Trainer, load_trained_model
 
 LONGER = {"steps": 40, "batch_size": 32, "log_every": 2, "checkpoint_every": 10,

@@ -1,4 +1,5 @@
-"""vdm.reporting.tables and vdm.reporting.plots on a synthetic 2 objectives × 2 schedules × 3 seeds
+"""The result tables (vdm.reporting.summary_load, aggregation, significance, table_text,
+table_files) and vdm.reporting.plots on a synthetic 2 objectives × 2 schedules × 3 seeds
 benchmark."""
 
 from __future__ import annotations
@@ -13,7 +14,19 @@ import pytest
 from PIL import Image
 from scipy import stats as sps
 
-from vdm.reporting import plots, tables
+from vdm.reporting import plots
+from vdm.reporting.aggregation import cell_summary
+from vdm.reporting.significance import significance_table
+from vdm.reporting.summary_columns import OPTIONAL_COLUMNS, SUMMARY_COLUMNS
+from vdm.reporting.summary_load import load_metrics, summary_long
+from vdm.reporting.table_files import aggregate_main, write_tables
+from vdm.reporting.table_text import (
+    guidance_markdown,
+    pivot_table_latex,
+    pivot_table_markdown,
+    significance_caption,
+    significance_table_markdown,
+)
 
 # Objectives / schedules deliberately listed in non-alphabetical order.
 OBJECTIVES = ["eps", "elbo"]
@@ -77,10 +90,10 @@ def test_load_metrics_flattens_scalars(tmp_path: Path) -> None:
     rec = json.loads(paths[0].read_text())
     del rec["fid"]  # a run without FID
     paths[0].write_text(json.dumps(rec))
-    loaded = tables.load_metrics(paths)
+    loaded = load_metrics(paths)
     assert len(loaded) == 12
     assert "config" not in loaded and "provenance" not in loaded
-    assert set(tables.SUMMARY_COLUMNS) - set(tables.OPTIONAL_COLUMNS) <= set(loaded.columns)
+    assert set(SUMMARY_COLUMNS) - set(OPTIONAL_COLUMNS) <= set(loaded.columns)
     assert "nll_ode_bpd" not in loaded  # optional columns no run has stay out
     assert loaded["primary"].all() and loaded["parameterization"].eq("eps").all()
     assert math.isnan(loaded.loc[0, "fid"]) and loaded.loc[1, "fid"] == 3.2
@@ -88,7 +101,7 @@ def test_load_metrics_flattens_scalars(tmp_path: Path) -> None:
 
 def test_summary_long_order_and_columns(df: pd.DataFrame) -> None:
     shuffled = df.sample(frac=1.0, random_state=0)
-    long = tables.summary_long(shuffled, objective_order=OBJECTIVES, schedule_order=SCHEDULES)
+    long = summary_long(shuffled, objective_order=OBJECTIVES, schedule_order=SCHEDULES)
     assert list(long.columns[:6]) == ["dataset", "conditioning", "parameterization", "objective",
                                       "schedule", "seed"]
     expected = [(o, s, k) for o in OBJECTIVES for s in SCHEDULES for k in range(3)]
@@ -96,7 +109,7 @@ def test_summary_long_order_and_columns(df: pd.DataFrame) -> None:
 
 
 def test_cell_summary_matches_hand_ci(df: pd.DataFrame) -> None:
-    cells = tables.cell_summary(df, "nll_bpd")
+    cells = cell_summary(df, "nll_bpd")
     assert list(zip(cells["objective"], cells["schedule"], strict=True)) == \
         [(o, s) for o in OBJECTIVES for s in SCHEDULES]
     row = cells.iloc[0]  # eps/linear: [2.70, 2.72, 2.74] → mean 2.72, s = 0.02
@@ -106,7 +119,7 @@ def test_cell_summary_matches_hand_ci(df: pd.DataFrame) -> None:
 
 
 def test_pivot_markdown_marks_best_and_keeps_order(df: pd.DataFrame) -> None:
-    nll = tables.pivot_table_markdown(df, "nll_bpd")
+    nll = pivot_table_markdown(df, "nll_bpd")
     rows = table_rows(nll)
     assert rows[0] == "| objective | linear | cosine |"
     assert [r.split("|")[1].strip() for r in rows[2:]] == ["eps", "elbo", "λ range"]
@@ -114,14 +127,14 @@ def test_pivot_markdown_marks_best_and_keeps_order(df: pd.DataFrame) -> None:
     assert "**2.570 ± 0.050**" in nll
     assert sum(r.count("**") for r in rows) == 2  # exactly one bold cell
     assert "bits/dim" in nll and "[-10.00, 7.00]" in nll and "[-9.00, 6.00]" in nll
-    fid = tables.pivot_table_markdown(df, "fid")
+    fid = pivot_table_markdown(df, "fid")
     # eps/cosine mean 3.0, s = 0.1 → half-width 0.24841 → "0.25"
     assert "**3.00 ± 0.25**" in fid
     assert "classifier-digits" in fid and "not Inception" in fid
 
 
 def test_pivot_explicit_order(df: pd.DataFrame) -> None:
-    md = tables.pivot_table_markdown(df, "fid", objective_order=["elbo"],
+    md = pivot_table_markdown(df, "fid", objective_order=["elbo"],
                                      schedule_order=["cosine", "linear"])
     rows = table_rows(md)
     assert rows[0] == "| objective | cosine | linear |"
@@ -130,7 +143,7 @@ def test_pivot_explicit_order(df: pd.DataFrame) -> None:
 
 def test_pivot_latex_bold_escaped_ascii(df: pd.DataFrame) -> None:
     df = df.assign(objective=df["objective"].replace({"elbo": "min_snr"}))
-    tex = tables.pivot_table_latex(df, "nll_bpd", label="tab:nll")
+    tex = pivot_table_latex(df, "nll_bpd", label="tab:nll")
     assert r"\textbf{2.570 $\pm$ 0.050}" in tex
     assert r"min\_snr" in tex and r"\begin{tabular}" in tex and r"\toprule" in tex
     assert r"\label{tab:nll}" in tex and "bits/dim" in tex
@@ -143,7 +156,7 @@ def test_significance_is_paired_by_seed_and_holm_adjusted(df: pd.DataFrame) -> N
     """Every cell has seeds 0, 1, 2: paired t-tests against the baseline, Holm across cells."""
     noisy = df.assign(fid=df["fid"] + np.where(df["seed"] == 1, 0.05, 0.0)
                       * np.where(df["objective"] == "elbo", 1, -1))
-    sig = tables.significance_table(noisy, "fid").set_index(["objective", "schedule"])
+    sig = significance_table(noisy, "fid").set_index(["objective", "schedule"])
     values = {k: noisy.loc[(noisy["objective"] == k[0]) & (noisy["schedule"] == k[1]), "fid"]
               .to_numpy() for k in FID}
     raw = {k: sps.ttest_rel(values[k], values["eps", "linear"]).pvalue
@@ -160,13 +173,13 @@ def test_significance_is_paired_by_seed_and_holm_adjusted(df: pd.DataFrame) -> N
                                                              differences.mean() + half))
     assert bool(row["significant"]) == (row["p_holm"] < 0.05)
     assert sig.loc[("eps", "linear"), "mark"] == "base"
-    caption = tables.significance_caption(noisy, "fid")
+    caption = significance_caption(noisy, "fid")
     assert "paired t" in caption and "Holm" in caption and "the DDPM baseline" in caption
 
 
 def test_significance_falls_back_to_welch_when_seeds_differ(df: pd.DataFrame) -> None:
     uneven = df[~((df["objective"] == "elbo") & (df["schedule"] == "linear") & (df["seed"] == 2))]
-    sig = tables.significance_table(uneven, "fid").set_index(["objective", "schedule"])
+    sig = significance_table(uneven, "fid").set_index(["objective", "schedule"])
     ref = sps.ttest_ind(FID["elbo", "linear"][:2], FID["eps", "linear"], equal_var=False)
     assert sig.loc[("elbo", "linear"), "test"] == "Welch t"
     assert sig.loc[("elbo", "linear"), "p"] == pytest.approx(ref.pvalue)
@@ -181,7 +194,7 @@ def test_significance_pairs_around_a_missing_value(df: pd.DataFrame) -> None:
     failed = df.assign(fid=df["fid"].where(~((df["objective"] == "elbo")
                                               & (df["schedule"] == "linear")
                                               & (df["seed"] == 2))))
-    sig = tables.significance_table(failed, "fid").set_index(["objective", "schedule"])
+    sig = significance_table(failed, "fid").set_index(["objective", "schedule"])
     row = sig.loc[("elbo", "linear")]
     ref = sps.ttest_rel(FID["elbo", "linear"][:2], FID["eps", "linear"][:2])
     assert row["test"] == "paired t" and row["n"] == 2 and row["n_pairs"] == 2
@@ -189,7 +202,7 @@ def test_significance_pairs_around_a_missing_value(df: pd.DataFrame) -> None:
     # Δ is the tested difference (over the pairs), centred in its CI: (5.0 − 3.0 + 5.5 − 3.2)/2
     assert row["diff"] == pytest.approx(2.15) == pytest.approx((row["ci_low"] + row["ci_high"]) / 2)
     assert row["mean"] - row["baseline_mean"] == pytest.approx(5.25 - 3.2)  # all values
-    markdown = tables.significance_table_markdown(failed, "fid")
+    markdown = significance_table_markdown(failed, "fid")
     assert "| pairs |" in markdown and "over the seeds where both have a value" in markdown
     line = next(r for r in markdown.splitlines() if r.startswith("| elbo | linear |"))
     assert line.split("|")[3:5] == [" 2 ", " 2 "]  # n, pairs
@@ -199,20 +212,20 @@ def test_significance_baseline_without_eps_linear_is_stated_and_configurable(df)
     """A grid without ε + linear compares against its first cell, named in the caption; a
     configured baseline wins when present."""
     no_ddpm = df[~((df["objective"] == "eps") & (df["schedule"] == "linear"))]
-    sig = tables.significance_table(no_ddpm, "nll_bpd")
+    sig = significance_table(no_ddpm, "nll_bpd")
     assert len(sig) == 3 and sig["p"].notna().sum() == 2
     assert sig.loc[sig["mark"] == "base", ["objective", "schedule"]].values.tolist() == [
         ["eps", "cosine"]]
     assert "the grid's first cell (the grid has no ε + linear cell)" in \
-        tables.significance_caption(no_ddpm, "nll_bpd")
+        significance_caption(no_ddpm, "nll_bpd")
     chosen = {"objective": "elbo", "schedule": "cosine"}
-    configured = tables.significance_table(df, "nll_bpd", baseline=chosen)
+    configured = significance_table(df, "nll_bpd", baseline=chosen)
     assert configured.loc[configured["mark"] == "base", "objective"].tolist() == ["elbo"]
-    assert "the configured baseline" in tables.significance_caption(df, "nll_bpd", chosen)
+    assert "the configured baseline" in significance_caption(df, "nll_bpd", chosen)
 
 
 def test_write_tables_files(df: pd.DataFrame, tmp_path: Path) -> None:
-    paths = tables.write_tables(df, tmp_path / "out")
+    paths = write_tables(df, tmp_path / "out")
     assert set(paths) == {"summary.csv", "summary.md", "summary.tex", "significance.csv",
                           "claims.md", "claims.csv"}
     summary = pd.read_csv(paths["summary.csv"])
@@ -231,18 +244,18 @@ def test_write_tables_files(df: pd.DataFrame, tmp_path: Path) -> None:
 
 
 def test_aggregate_main(tmp_path: Path) -> None:
-    paths = tables.aggregate_main(write_metrics(tmp_path), tmp_path / "agg")
+    paths = aggregate_main(write_metrics(tmp_path), tmp_path / "agg")
     assert all(p.stat().st_size > 0 for p in paths.values())
 
 
 def test_tables_one_seed_and_missing_fid(df: pd.DataFrame, tmp_path: Path) -> None:
     one = df[df["seed"] == 0].assign(fid=np.nan)
-    md = tables.pivot_table_markdown(one, "nll_bpd")
+    md = pivot_table_markdown(one, "nll_bpd")
     assert "**2.550**" in md and "±" not in table_rows(md)[2]
-    assert "n/a" in tables.pivot_table_markdown(one, "fid")
-    sig = tables.significance_table(one, "nll_bpd")
+    assert "n/a" in pivot_table_markdown(one, "fid")
+    sig = significance_table(one, "nll_bpd")
     assert sig["p"].isna().all() and not sig["significant"].any()
-    paths = tables.write_tables(one, tmp_path)
+    paths = write_tables(one, tmp_path)
     assert paths["summary.tex"].read_text().isascii()
 
 
@@ -295,7 +308,7 @@ def test_loss_curves_and_montage(tmp_path: Path) -> None:
 
 
 def test_plots_main(df: pd.DataFrame, tmp_path: Path) -> None:
-    summary = tables.write_tables(df, tmp_path)["summary.csv"]
+    summary = write_tables(df, tmp_path)["summary.csv"]
     written = plots.plots_main(summary, write_logs(tmp_path), write_grids(tmp_path),
                                tmp_path / "figs")
     assert len(written) == 7 and all(is_png(p) for p in written)
@@ -316,7 +329,7 @@ def test_guidance_table_means_cis_and_the_classifiers_own_accuracy() -> None:
                 "fid": 1.0 + weight + seed, "class_accuracy": accuracy[weight][seed],
                 "classifier_test_accuracy": 0.977, "feature_extractor": "classifier-digits",
                 "num_fid_samples": 1000})
-    text = tables.guidance_markdown(pd.DataFrame(records))
+    text = guidance_markdown(pd.DataFrame(records))
     assert "classifier-free guidance, eps~ = (1 + w) eps(z, c) - w eps(z, null)" in text
     assert "its own accuracy on the real test images: 0.977" in text
     unguided, guided = (T975_DOF2 * s / math.sqrt(3) for s in (0.02, 0.01))  # SDs of the seeds

@@ -17,6 +17,7 @@ from vdm.core.provenance import (
     read_json,
     write_json_atomic,
 )
+from vdm.reporting.summary_columns import FINITE_METRICS
 
 
 # ----- results ----------------------------------------------------------------------------
@@ -74,8 +75,6 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
     naming the file and key when a metric is NaN/infinite (e.g. a diverged model), so that
     nothing non-finite reaches the tables and plots.
     """
-    from vdm.reporting.tables import FINITE_METRICS
-
     train = read_json(Path(train_json))
     nll = read_json(Path(nll_json))
     sources = {"train": train_json, "nll": nll_json, "fid": fid_json}
@@ -174,7 +173,7 @@ def parse_baseline(items: list[str] | None) -> dict[str, str] | None:
 
 
 def aggregate_main(args: argparse.Namespace) -> None:
-    from vdm.reporting.tables import aggregate_main as write_all_tables
+    from vdm.reporting.table_files import aggregate_main as write_all_tables
 
     for path in [*args.metrics, *([args.floor] if args.floor else [])]:
         if not path.is_file():
@@ -196,7 +195,7 @@ def claims_arguments(parser: argparse.ArgumentParser) -> None:
 def claims_main(args: argparse.Namespace) -> None:
     """Print ``claims.md`` of a ``summary.csv`` (:func:`vdm.reporting.claims.evaluate_claims`): which
     published findings reproduce in that grid; the same text as the grid's own claims.md."""
-    from vdm.reporting.tables import claims_report
+    from vdm.reporting.claims_report import claims_report
 
     if not args.summary.is_file():
         raise FileNotFoundError(f"summary table not found: {args.summary}")
@@ -218,7 +217,7 @@ def run_key(path: Path) -> tuple[str, str, str, str, int]:
 def labelled_run_keys(paths: list[Path]) -> dict[Path, tuple[str, str, int]]:
     """``(row label, schedule, seed)`` of each run file: the label is the objective, prefixed by
     the conditioning and/or the parameterization when the files span several of them (as the
-    tables' :func:`vdm.reporting.tables.display_frame`)."""
+    tables' :func:`vdm.reporting.summary_rows.display_frame`)."""
     keys = {path: run_key(path) for path in paths}
     varying = [i for i in (0, 1) if len({key[i] for key in keys.values()}) > 1]
     return {path: (" / ".join([*(key[i] for i in varying), key[2]]), key[3], key[4])

@@ -1,6 +1,6 @@
 """Text rendering helpers for the result tables: numbers, Markdown and LaTeX.
 
-Pure string functions with no knowledge of the benchmark's columns; :mod:`vdm.reporting.tables` builds
+Pure string functions with no knowledge of the benchmark's columns; :mod:`vdm.reporting.table_text` builds
 the tables and uses these to print them. Captions are written once in Markdown flavour
 (Unicode symbols such as ``±``, ``λ``, ``−`` and `` `code` ``) and converted for LaTeX by
 :func:`latex_text`, so ``summary.tex`` is plain ASCII and needs only ``booktabs``.
@@ -145,7 +145,7 @@ def lambda_cell(row: pd.Series | None, latex: bool) -> str:
 
 
 def significance_cells(sig: pd.DataFrame, decimals: int, latex: bool = False) -> pd.DataFrame:
-    """Formatted strings, with short headers, of a ``vdm.reporting.tables.significance_table`` frame."""
+    """Formatted strings, with short headers, of a ``vdm.reporting.significance.significance_table`` frame."""
     esc = latex_escape if latex else str
     return pd.DataFrame({
         "objective": [esc(v) for v in sig["objective"]],

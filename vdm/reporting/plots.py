@@ -25,18 +25,15 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from vdm.core.provenance import atomic_output
-from vdm.reporting.tables import (
+from vdm.reporting.aggregation import (
     cell_summary,
-    display_frame,
     fid_label,
     guidance_cells,
     guidance_kinds,
-    ordered_levels,
-    primary_rows,
-    row_axis_name,
     sampler_settings,
     sampler_sweep_cells,
 )
+from vdm.reporting.summary_rows import display_frame, ordered_levels, primary_rows, row_axis_name
 
 METRIC_FILES = {"fid": "fid", "nll_bpd": "nll"}
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -462,7 +459,7 @@ def plot_guidance(df: pd.DataFrame, out_dir: PathLike) -> list[Path]:
 def guidance_sample_panels(cells: pd.DataFrame, cell: tuple[str, str]
                            ) -> list[tuple[str, float, str]]:
     """Panels of :func:`plot_guidance_samples` for ``cell`` (objective row, schedule), from
-    :func:`~vdm.reporting.tables.guidance_cells`: ``(kind, weight, title)`` for w = 0 (once,
+    :func:`~vdm.reporting.aggregation.guidance_cells`: ``(kind, weight, title)`` for w = 0 (once,
     kind ``none``), then per guidance kind its best-FID weight among w > 0 and its largest
     weight (once if they coincide); titles say where the best FID overall is."""
     in_cell = cells[(cells["objective"] == cell[0]) & (cells["schedule"] == cell[1])]

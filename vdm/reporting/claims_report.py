@@ -1,0 +1,25 @@
+"""The claims files of a grid: ``claims.md`` and ``claims.csv`` of its ``summary.csv``.
+
+Which published claims reproduce is decided by :mod:`vdm.reporting.claims`; this module names
+the run, the commit and the command that regenerates the report.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from vdm.reporting.claims import claims_csv, claims_markdown, evaluate_claims
+
+
+def claims_report(summary: pd.DataFrame, *, run_name: str, commit: str | None = None
+                  ) -> tuple[str, str]:
+    """``(claims.md, claims.csv)`` text of a summary (:mod:`vdm.reporting.claims`); ``commit`` defaults to
+    the runs' most common ``git_commit``."""
+    if commit is None:
+        commits = summary.get("git_commit", pd.Series(dtype=str)).dropna()
+        commit = str(commits.mode().iloc[0]) if len(commits) else "unknown"
+    claims = evaluate_claims(summary)
+    command = (f"python -m vdm claims --summary results/{run_name}/tables/summary.csv "
+               f"--run-name {run_name}")
+    return (claims_markdown(claims, run_name=run_name, commit=commit, command=command),
+            claims_csv(claims))

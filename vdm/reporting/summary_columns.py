@@ -1,0 +1,71 @@
+"""The columns of ``summary.csv`` and how each metric is named and printed.
+
+Constants only (no dependencies): :data:`SUMMARY_COLUMNS` is the standard column order of the
+long table (:func:`vdm.reporting.summary_load.summary_long`), :data:`OPTIONAL_COLUMNS` those
+left out when no run has them, :data:`FINITE_METRICS` those that must be finite whenever present
+(checked by ``vdm collect`` and again when tabulating), :data:`METRICS` the short name, unit and
+decimals of the tabulated metrics (NLLs in bits/dim, per dimension), and which metrics get a
+pivot table or a guidance table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KEY_COLUMNS = ["dataset", "conditioning", "parameterization", "objective", "schedule", "seed"]
+#: the evaluation setting of a row (one model has a row per setting)
+EVALUATION_COLUMNS = ["sampler", "sample_steps", "nfe", "guidance_kind", "guidance_weight",
+                      "primary"]
+SUMMARY_COLUMNS = KEY_COLUMNS + EVALUATION_COLUMNS + [
+    "steps", "train_seconds", "num_params", "final_loss", "logsnr_max", "logsnr_min",
+    "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd", "nll_prior_bpd",
+    "nll_diffusion_bpd", "nll_ode_bpd", "nll_ode_bpd_se", "nll_ode_num_examples",
+    "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd", "nll_ode_minus_elbo_bpd_se",
+    "nll_cond_bpd", "nll_cond_bpd_se",
+    "fid", "fid_se", "kid", "kid_std", "precision", "recall", "class_accuracy",
+    "classifier_test_accuracy", "denoiser_gap_train", "denoiser_gap_test",
+    "per_class_fid_mean", "feature_extractor", "num_fid_samples",
+    "git_commit", "metrics_file",
+]
+TEXT_COLUMNS = {"dataset", "conditioning", "parameterization", "objective", "schedule", "sampler",
+                "guidance_kind", "feature_extractor", "git_commit", "metrics_file"}
+#: columns that stay out of the table when no run has them (e.g. precision/recall not computed)
+OPTIONAL_COLUMNS = ("precision", "recall", "nll_ode_bpd", "nll_ode_bpd_se", "nll_ode_num_examples",
+                    "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd",
+                    "nll_ode_minus_elbo_bpd_se", "nll_cond_bpd", "nll_cond_bpd_se",
+                    "class_accuracy", "classifier_test_accuracy", "per_class_fid_mean", "fid_se",
+                    "denoiser_gap_train", "denoiser_gap_test")
+#: metrics that must be finite numbers whenever present (checked by ``collect`` and again when
+#: tabulating): NaN never reaches a table or plot
+FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd",
+                  "nll_prior_bpd", "nll_diffusion_bpd", "nll_ode_bpd", "nll_ode_bpd_se",
+                  "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd",
+                  "nll_ode_minus_elbo_bpd_se", "nll_cond_bpd", "nll_cond_bpd_se", "fid", "fid_se",
+                  "kid", "kid_std", "class_accuracy", "per_class_fid_mean", "denoiser_gap_train",
+                  "denoiser_gap_test")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How a metric is named and printed: short ``name``, ``unit`` and decimal places."""
+
+    name: str
+    unit: str
+    decimals: int
+
+
+METRICS = {"fid": MetricSpec("FID", "", 2), "nll_bpd": MetricSpec("NLL", "bits/dim", 3),
+           "nll_ode_bpd": MetricSpec("ODE NLL", "bits/dim", 3),
+           "nll_cond_bpd": MetricSpec("conditional NLL -log p(x|y)", "bits/dim", 3),
+           "class_accuracy": MetricSpec("class accuracy", "", 3),
+           "precision": MetricSpec("precision", "", 3), "recall": MetricSpec("recall", "", 3)}
+PIVOT_METRICS = ("fid", "nll_bpd")
+#: pivots written only when some run has the metric
+OPTIONAL_PIVOT_METRICS = ("nll_ode_bpd", "nll_cond_bpd")
+#: what the guidance tables show per guidance kind and weight
+GUIDANCE_METRICS = ("fid", "class_accuracy", "precision", "recall")
+
+
+def metric_spec(metric: str) -> MetricSpec:
+    """The :class:`MetricSpec` of a column (a generic one for unknown columns)."""
+    return METRICS.get(metric, MetricSpec(metric, "", 3))
