@@ -6,8 +6,8 @@ alpha x + sigma eps`` with ``alpha^2 = sigmoid(lambda)``, ``sigma^2 = sigmoid(-l
 models it will guide; trained once per dataset and range, whatever the schedule's shape, since
 a fixed schedule only reparameterises time inside that range; a learned schedule's end points
 move in training, which :func:`vdm.model.guidance.classifier_range_check` records and warns
-about), ``x`` in ``[-1, 1]`` are the
-model inputs of :mod:`vdm.core.data` and ``eps ~ N(0, I)``; the loss is the cross-entropy.
+about), ``x`` in ``[-1, 1]`` are the model inputs of :mod:`vdm.core.data` and ``eps ~ N(0, I)``;
+the loss is the cross-entropy.
 
 The network is a small ResNet built from the UNet's pieces (:class:`vdm.model.network.ResBlock`:
 GroupNorm + SiLU, no batch statistics, so each example's gradient ``grad_z log p(y | z)`` is its
