@@ -128,6 +128,9 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     assert summary["class_accuracy"].between(0, 1).all() and summary["fid"].gt(0).all()
     for column in ("nll_ode_bpd", "nll_ode_minus_elbo_bpd", "nll_cond_bpd"):
         assert summary[column].notna().all(), column
+    guided = summary["guidance_kind"] == "classifier"  # cosine spans the classifier's range
+    flag = summary["model_range_outside_classifier"].astype(str)
+    assert flag[guided].eq("False").all() and summary.loc[~guided, flag.name].isna().all()
     sweep = pd.read_csv(finished_axes / "results/test-axes/tables/sampler_sweep.csv")
     assert set(sweep["sampler"]) == {"ancestral", "heun"} and len(sweep) == 4
     guidance = pd.read_csv(finished_axes / "results/test-axes/tables/guidance.csv")

@@ -19,6 +19,12 @@ that function, so it works unchanged in ancestral, DDIM, Heun and DPM-Solver++(2
   classifier runs one forward and one backward pass per call; ``w = 0`` skips it.
 
 Samples are drawn class-balanced (:func:`sample_labels`): image ``i`` gets class ``i mod K``.
+
+The noise-conditional classifier is trained on one log-SNR range ``[logsnr_min, logsnr_max]``
+(its ``meta``), but a learned schedule moves its end points during training, so a guided
+model may sample at ``lambda`` the classifier never saw: :func:`classifier_range_check` compares
+the two ranges and :func:`classifier_range_warning` says so when the model's leaves the
+classifier's.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +42,7 @@ from vdm.model.diffusion import DiffusionModel
 from vdm.model.likelihood import EpsFn
 from vdm.model.network import check_labels
 from vdm.model.sampler import network_evaluations, sample_batch
-from vdm.model.schedules import alpha_sigma
+from vdm.model.schedules import alpha_sigma, schedule_endpoints
 
 GUIDANCE_KINDS: tuple[str, ...] = ("none", "cfg", "classifier")
 
@@ -142,6 +149,52 @@ def check_guidance(guidance: Guidance, model: DiffusionModel,
         if model.num_classes is not None and classes is not None and classes != model.num_classes:
             raise ValueError(f"guidance {guidance.name!r}: the classifier has {classes} classes, "
                              f"the model {model.num_classes}")
+
+
+#: what :func:`classifier_range_check` records (in the samples' meta and their ``fid.json``)
+CLASSIFIER_RANGE_KEYS = ("classifier_lambda_range", "model_lambda_range",
+                         "model_range_outside_classifier")
+#: log-SNR slack (nats) before a model's end point counts as outside the classifier's range:
+#: far below anything that matters, above float32 round-off of a schedule's end points
+LAMBDA_RANGE_SLACK = 1e-3
+
+
+def classifier_range_check(model: DiffusionModel, classifier: nn.Module) -> dict[str, Any]:
+    """Whether the log-SNR range a model is sampled over lies inside its classifier's.
+
+    Every sampler of :mod:`vdm.model.sampler` evaluates the guided ``eps_fn`` at ``lambda(t)``
+    on a grid from ``t = 1`` to ``t = 0``, i.e. on ``[lambda(1), lambda(0)]``: the model's range,
+    from its schedule's end points (:func:`vdm.model.schedules.schedule_endpoints`; a learned
+    schedule's move in training). The classifier's range is the ``[logsnr_min, logsnr_max]``
+    of its ``meta`` (attached by :func:`vdm.training.noisy_classifier.load_noisy_classifier`).
+    Returns ``classifier_lambda_range`` and ``model_lambda_range`` (``[min, max]``, nats of
+    log-SNR) and ``model_range_outside_classifier`` (True when either model end point is more
+    than :data:`LAMBDA_RANGE_SLACK` beyond the classifier's). One-line ``ValueError`` when the
+    classifier records no range.
+    """
+    meta = getattr(classifier, "meta", None) or {}
+    missing = [key for key in ("logsnr_min", "logsnr_max") if key not in meta]
+    if missing:
+        raise ValueError(f"the noisy classifier's meta lacks {', '.join(missing)}: its training "
+                         "log-SNR range is unknown (retrain it with `python -m vdm "
+                         "noisy-classifier`)")
+    low, high = float(meta["logsnr_min"]), float(meta["logsnr_max"])
+    model_high, model_low = (float(v.detach()) for v in schedule_endpoints(model.schedule))
+    outside = model_low < low - LAMBDA_RANGE_SLACK or model_high > high + LAMBDA_RANGE_SLACK
+    return {"classifier_lambda_range": [low, high], "model_lambda_range": [model_low, model_high],
+            "model_range_outside_classifier": bool(outside)}
+
+
+def classifier_range_warning(check: dict[str, Any]) -> str | None:
+    """One line for the job log when a :func:`classifier_range_check` found the model's range
+    outside the classifier's; None otherwise (also for an empty ``check``: no classifier)."""
+    if not check.get("model_range_outside_classifier"):
+        return None
+    (low, high), (model_low, model_high) = (check["classifier_lambda_range"],
+                                            check["model_lambda_range"])
+    return (f"the model samples log-SNR [{model_low:.4g}, {model_high:.4g}] (its schedule's end "
+            f"points), outside the noisy classifier's training range [{low:g}, {high:g}]: "
+            "classifier guidance there extrapolates the classifier")
 
 
 def evaluations_per_call(guidance: Guidance) -> int:

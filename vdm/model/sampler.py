@@ -22,6 +22,18 @@ lambda)`` (Karras et al. 2022, EDM, eq. 4 with the VP scaling taken out), and
 The final ``z_0`` is denoised once more and rounded to the nearest of the data's ``K`` levels;
 images are returned as uint8 pixels ``0..255`` (``round(k * 255 / (K - 1))``).
 :func:`network_evaluations` gives the number of network evaluations (NFE) of each sampler.
+
+What ``N`` steps count: ``N`` steps on the grid ``lambda(i/N)`` from ``lambda(1) = lambda_min``
+to ``lambda(0) = lambda_max`` (not to ``sigma = 0``), then the final denoising at ``lambda_max``:
+``N + 1`` evaluations for ancestral, DDIM and DPM-Solver++(2M) (the N-step samplers of DDPM,
+DDIM and DPM-Solver++, whose last step lands on ``sigma = 0``, use ``N``) and ``2N + 1`` for Heun,
+whose last step also makes its correction (EDM's N-step Heun skips it at ``sigma = 0``: ``2N - 1``).
+
+With ``clip`` (on in every grid; ``vdm sample --no-clip`` turns it off) every step uses the
+clipped ``x_hat`` and the ``eps_hat`` recomputed from it, so DDIM, Heun and DPM-Solver++(2M)
+integrate ``dy/ds = eps_clip``, the ODE of the clipped denoiser, not the model's own
+probability-flow ODE (the two agree while ``x_hat`` stays in ``[-1, 1]``), and the ancestral
+sampler draws from ``q(z_s | z_t, x = clip(x_hat))``.
 """
 
 from __future__ import annotations
@@ -43,7 +55,8 @@ SAMPLERS = ("ancestral", "ddim", "heun", "dpmpp2m")
 
 def network_evaluations(method: str, steps: int) -> int:
     """Network evaluations (NFE) per image of ``method`` with ``steps`` steps, the final
-    denoising included: ``2 N + 1`` for Heun, ``N + 1`` for the others."""
+    denoising included: ``2 N + 1`` for Heun, ``N + 1`` for the others (what the steps are:
+    module docstring)."""
     if method not in SAMPLERS:
         raise ValueError(f"sample method must be one of {SAMPLERS}, got {method!r}")
     if steps < 1:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,12 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
     """Draw samples of a loaded model with an :class:`vdm.model.guidance.EvaluationSetting` (sampler,
     steps, guidance); a conditional model's samples are class-balanced (image ``i`` of class
     ``i mod K``). Writes ``samples.npz`` (uint8 ``images``, int64 ``labels`` when there are
-    classes, and a meta JSON with the setting and ``wall_seconds`` since ``started``) and
-    optionally the grid PNG, atomically."""
+    classes, and a meta JSON with the setting and ``wall_seconds`` since ``started``; with
+    classifier guidance also :func:`vdm.model.guidance.classifier_range_check`'s ranges, and a
+    warning line on stderr when the model's leaves the classifier's) and optionally the grid
+    PNG, atomically."""
     from vdm.core.data import dataset_info
-    from vdm.model.guidance import sample_guided
+    from vdm.model.guidance import classifier_range_check, classifier_range_warning, sample_guided
     from vdm.model.sampler import save_grid
 
     info = dataset_info(config.dataset)
@@ -65,6 +68,10 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
         if noisy_classifier is None:
             raise ValueError("classifier guidance needs --noisy-classifier (vdm noisy-classifier)")
         classifier = load_noisy_classifier(noisy_classifier, config.dataset, device)
+    ranges = ({} if classifier is None or setting.guidance.weight == 0
+              else classifier_range_check(model, classifier))
+    if warning := classifier_range_warning(ranges):  # learned end points may have moved
+        print(f"vdm sample: warning: {setting.name}: {warning}", file=sys.stderr)
     classes = model.num_classes is not None or setting.guidance.kind != "none"
     images, labels = sample_guided(
         model, setting.guidance, num_samples=num_samples,
@@ -75,7 +82,7 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
             "steps": setting.steps, "method": setting.method, "nfe": setting.nfe,
             "guidance_kind": setting.guidance.kind, "guidance_weight": setting.guidance.weight,
             "conditional": model.num_classes is not None, "seed": seed, "ema": ema,
-            "noisy_classifier": None if classifier is None else str(noisy_classifier),
+            "noisy_classifier": None if classifier is None else str(noisy_classifier), **ranges,
             "run_config": config.to_dict(), "provenance": provenance(device),
             "wall_seconds": round(time.perf_counter() - started, 3)}
     arrays = {"images": images.numpy()} | ({} if labels is None else {"labels": labels.numpy()})
@@ -211,6 +218,7 @@ def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
     per-class FID (``per_class_fid``, or ``per_class_fid_skipped`` with the reason)."""
     from vdm.core.data import load_dataset
     from vdm.evaluation.fid import compute_metrics, load_sample_labels, load_samples, load_samples_meta
+    from vdm.model.guidance import CLASSIFIER_RANGE_KEYS
 
     samples = load_samples(samples_path)
     reference_data = load_dataset(dataset, split, root)
@@ -239,7 +247,8 @@ def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
     result.update({"samples": str(samples_path), "reference_split": split,
                    "sampling": {key: sampling.get(key) for key in (
                        "num_samples", "setting", "steps", "method", "nfe", "guidance_kind",
-                       "guidance_weight", "conditional", "seed", "ema", "wall_seconds")},
+                       "guidance_weight", "conditional", "seed", "ema", "wall_seconds")}
+                   | {key: sampling[key] for key in CLASSIFIER_RANGE_KEYS if key in sampling},
                    "provenance": provenance(device),
                    "wall_seconds": round(time.perf_counter() - started, 3)})
     write_json_atomic(out, result)

@@ -51,6 +51,8 @@ def evaluation_record(fid: dict[str, Any], source: Path, primary: bool) -> dict[
               **{key: fid[key] for key in ("precision", "recall")
                  if math.isfinite(fid.get(key, math.nan))},
               **{key: fid[key] for key in OPTIONAL_FID_KEYS if fid.get(key) is not None},
+              **{key: sampling[key] for key in ("model_range_outside_classifier",)
+                 if key in sampling},  # classifier-guided: lambda range beyond the classifier's
               "num_fid_samples": fid["num_samples"], "fid_file": str(source)}
     if fid.get("per_class_fid"):
         record["per_class_fid_mean"] = float(np.mean(list(fid["per_class_fid"].values())))

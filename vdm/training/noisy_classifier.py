@@ -4,8 +4,10 @@ Dhariwal & Nichol (2021) guide sampling with a classifier trained on *noisy* ima
 alpha x + sigma eps`` with ``alpha^2 = sigmoid(lambda)``, ``sigma^2 = sigmoid(-lambda)``. Here
 ``lambda`` is drawn uniformly on ``[logsnr_min, logsnr_max]`` (the log-SNR range of the diffusion
 models it will guide; trained once per dataset and range, whatever the schedule's shape, since
-a fixed schedule only reparameterises time inside that range), ``x`` in ``[-1, 1]`` are the
-model inputs of :mod:`vdm.core.data` and ``eps ~ N(0, I)``; the loss is the cross-entropy.
+a fixed schedule only reparameterises time inside that range; a learned schedule's end points
+move in training, which :func:`vdm.model.guidance.classifier_range_check` records and warns
+about), ``x`` in ``[-1, 1]`` are the model inputs of :mod:`vdm.core.data` and ``eps ~ N(0, I)``;
+the loss is the cross-entropy.
 
 The network is a small ResNet built from the UNet's pieces (:class:`vdm.model.network.ResBlock`:
 GroupNorm + SiLU, no batch statistics, so each example's gradient ``grad_z log p(y | z)`` is its
