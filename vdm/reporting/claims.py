@@ -13,7 +13,13 @@ Tests (all one-sided, in the direction the paper claims; :mod:`vdm.reporting.sta
   attaining that largest p (the closest one). Contradicted when some competitor is
   significantly better than A: ``min(1, k · min_j p'_j)`` (Bonferroni over the ``k``
   competitors) of the opposite one-sided tests.
-* ``sign``: one-sample t-test of the per-run values (a paired per-run difference) against 0.
+* ``sign``: a paired per-run difference against 0, per cell: one-sample t-test over the cell's
+  seeds (independent runs), never pooled over the runs of different cells, which share
+  evaluation noise (dequantization, probes, ELBO draws), initial weights and data order when
+  they share a seed. The claim must hold in every cell that has the metric: intersection–union
+  test, ``p = max_j p_j``; the effect shown is that weakest cell's. Contradicted when some cell
+  is significantly on the other side: Holm's adjustment across the cells of the opposite
+  one-sided p-values (its smallest value).
 * ``guidance``: the metric at the largest guidance weight of the grid against weight 0 for the
   same runs (same model, sampler and steps): paired t-test by run.
 
@@ -219,16 +225,29 @@ def _best(claim: Claim, rows: pd.DataFrame) -> dict[str, Any]:
 def _sign(claim: Claim, rows: pd.DataFrame) -> dict[str, Any]:
     key = dict(claim.a)
     subset = rows[_match(rows, key)]
-    cells = f"{claim.metric} per run, {cell_label(key)}"
+    cells = f"{claim.metric} per cell over its seeds vs 0, {cell_label(key)}"
     if subset.empty or _metric_missing(subset, claim.metric):
         return _not_in_grid(claim, cells, f"no {claim.metric} values")
-    values = pd.to_numeric(subset[claim.metric], errors="coerce").to_numpy(dtype=float)
     alternative = _alternative(claim)
-    comparison = one_sample_comparison(values, alternative)
-    opposite = one_sample_comparison(values, _OPPOSITE[alternative]).p
-    cells = f"{claim.metric} per run vs 0, {cell_label(key)} ({comparison.n_a} runs)"
-    cells = cells.replace(", all runs (", " (")
-    return _row(claim, cells, comparison, opposite)
+    results = []
+    for axes, cell_rows in subset.groupby(list(CELL_AXES), sort=False):
+        values = list(_by_seed(cell_rows, claim.metric).values())
+        if values:  # cells without the metric (e.g. no ODE likelihood) are outside the claim
+            results.append((dict(zip(CELL_AXES, axes, strict=True)),
+                            one_sample_comparison(values, alternative),
+                            one_sample_comparison(values, _OPPOSITE[alternative]).p))
+    p_values = np.array([c.p for _, c, _ in results])
+    if np.isnan(p_values).any():  # a cell without a test: the claim is not shown in every cell
+        weakest = int(np.flatnonzero(np.isnan(p_values))[0])
+    else:
+        weakest = int(np.argmax(p_values))
+    cell_key, comparison, _ = results[weakest]
+    opposite = np.array([p for *_, p in results])
+    finite = opposite[np.isfinite(opposite)]
+    p_opposite = float(holm_adjust(finite).min()) if finite.size else np.nan
+    cells = (f"{cells}: {len(results)} cell{'s' if len(results) != 1 else ''}; weakest: "
+             f"{cell_label(cell_key)}")
+    return _row(claim, cells.replace(", all runs:", ":"), comparison, p_opposite)
 
 
 RUN_KEY = [*CELL_AXES, "seed"]
@@ -353,8 +372,11 @@ def claims_caption(claims: pd.DataFrame, alpha: float = 0.05) -> str:
         "(A = the cell the paper says is better; for a lower-is-better metric a negative "
         "effect supports the claim) with its two-sided 95% CI. Test: paired t over seeds when "
         "both cells have the same seeds (cells sharing a seed share initial weights, data "
-        "order, training and evaluation noise), Welch t otherwise; one-sample t for a per-run "
-        "paired difference; guidance claims are paired by run (guided vs unguided samples of "
+        "order, training and evaluation noise), Welch t otherwise; a sign claim (a per-run "
+        "paired difference) is a one-sample t over the seeds of each cell, never over the runs "
+        "of different cells (which share evaluation noise by seed), and must hold in every "
+        "cell (p = the largest; contradicted by any cell after Holm across the cells); "
+        "guidance claims are paired by run (guided vs unguided samples of "
         "the same model, sampler and steps). A \"best\" claim must beat every other cell "
         "(intersection–union test: p = the largest one-sided p; the effect is against that "
         "closest cell); it is contradicted when some cell beats it (Bonferroni over the "
