@@ -126,7 +126,8 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     heun = summary[summary["sampler"] == "heun"]
     assert set(heun["nfe"]) == {17, 34}  # 2 N + 1, doubled by classifier-free guidance
     assert summary["class_accuracy"].between(0, 1).all() and summary["fid"].gt(0).all()
-    for column in ("nll_ode_bpd", "nll_ode_minus_elbo_bpd", "nll_cond_bpd"):
+    for column in ("nll_ode_bpd", "nll_ode_minus_elbo_bpd", "nll_ode_vdeq_bpd",
+                   "nll_ode_vdeq_minus_elbo_bpd", "nll_cond_bpd"):
         assert summary[column].notna().all(), column
     guided = summary["guidance_kind"] == "classifier"  # cosine spans the classifier's range
     flag = summary["model_range_outside_classifier"].astype(str)

@@ -30,7 +30,7 @@ for (objective, schedule), (fid, nll) in CELLS.items():
             "sample_steps": 25, "nfe": 25, "guidance_kind": "none", "guidance_weight": 0.0,
             "primary": True, "steps": 300, "final_loss": 0.1, "logsnr_min": -10.0, "logsnr_max": 7.0,
             "nll_bpd": round(nll_value, 4),
-            "nll_ode_minus_elbo_bpd": round(-0.05 + rng.normal(0, 0.03), 4),
+            "nll_ode_vdeq_minus_elbo_bpd": round(-0.05 + rng.normal(0, 0.03), 4),
             "fid": round(fid + SEED_FID[seed] + rng.normal(0, 0.2), 3), "recall": np.nan,
             "class_accuracy": np.nan, "feature_extractor": "classifier-digits",
             "num_fid_samples": 1000,
@@ -39,11 +39,11 @@ for (objective, schedule), (fid, nll) in CELLS.items():
 for seed in range(2):
     rows.append({**rows[0], "objective": "min_snr", "seed": seed,
                  "fid": round(3.7 + SEED_FID[seed] + rng.normal(0, 0.2), 3),
-                 "nll_bpd": round(1.95 + rng.normal(0, 0.02), 4), "nll_ode_minus_elbo_bpd": np.nan})
+                 "nll_bpd": round(1.95 + rng.normal(0, 0.02), 4), "nll_ode_vdeq_minus_elbo_bpd": np.nan})
 # class-conditional eps/cosine runs: guidance weights 0, 1, 3 on the same model and sampler
 for seed in range(3):
     base = {**rows[0], "conditioning": "class", "schedule": "cosine", "seed": seed,
-            "nll_bpd": round(1.93 + SEED_NLL[seed], 4), "nll_ode_minus_elbo_bpd": np.nan}
+            "nll_bpd": round(1.93 + SEED_NLL[seed], 4), "nll_ode_vdeq_minus_elbo_bpd": np.nan}
     accuracy = 0.80 + rng.normal(0, 0.02)
     recall = 0.70 + rng.normal(0, 0.03)
     for weight in (0.0, 1.0, 3.0):

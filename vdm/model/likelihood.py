@@ -70,7 +70,12 @@ def reconstruction_nats(x: torch.Tensor, log_snr_0: torch.Tensor, num_levels: in
     """``-log p(x | z_0)`` with one ``z_0 ~ q(z_0|x)``, nats per example ``(B,)``."""
     alpha_0, sigma_0 = alpha_sigma(log_snr_0)
     eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    z_0 = alpha_0 * x + sigma_0 * eps
+    return decoder_nll_nats(x, alpha_0 * x + sigma_0 * eps, log_snr_0, num_levels)
+
+
+def decoder_nll_nats(x: torch.Tensor, z_0: torch.Tensor, log_snr_0: torch.Tensor,
+                     num_levels: int) -> torch.Tensor:
+    """``-log p(x | z_0)`` under the discretized decoder at ``z_0``, nats per example ``(B,)``."""
     log_probs = discretized_decoder_log_probs(z_0, log_snr_0, num_levels)
     index = data_to_level_index(x, num_levels).unsqueeze(-1)
     return -log_probs.gather(-1, index).squeeze(-1).flatten(1).sum(1)

@@ -33,6 +33,8 @@ bits/dim with uniform dequantization (Song et al. 2021; Ho et al. 2019): ``x~ = 
 ``-log P(x) <= E_u[-log p(x~)] - D log Delta``. The model density of the data is that of ``z_0``
 rescaled: ``log p(x~) = log p_0(alpha_0 x~) + D log alpha_0`` (``alpha_0`` at ``lambda_max``;
 ``p_0`` is the data smoothed by ``N(0, sigma_0^2)``, the usual approximation at the ODE's end).
+What this costs depends on how sharp the model is at ``lambda_max``; the bound that is compared
+with the ELBO is the decoder-consistent one of :mod:`vdm.model.ode_bound`.
 """
 
 from __future__ import annotations

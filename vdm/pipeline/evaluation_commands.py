@@ -124,16 +124,17 @@ def nll_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also the gap to the training set's optimal denoiser -> this JSON")
 
 
-def ode_bound_vs_elbo(ode_bpd, elbo_bpd) -> dict[str, float]:
+def ode_bound_vs_elbo(ode_bpd, elbo_bpd, name: str = "nll_ode") -> dict[str, float]:
     """Paired comparison of the two bounds on the images both were computed on (the first
-    ``len(ode_bpd)``): ``nll_elbo_bpd_on_ode_examples`` and ``nll_ode_minus_elbo_bpd`` (mean of
-    the per-image differences; negative = the ODE bound is lower) with its standard error."""
+    ``len(ode_bpd)``): ``nll_elbo_bpd_on_ode_examples`` and ``<name>_minus_elbo_bpd`` (mean of
+    the per-image differences; negative = the ODE bound is lower) with its standard error
+    (``name``: ``nll_ode``, uniform dequantization, or ``nll_ode_vdeq``, decoder-consistent)."""
     m = min(len(ode_bpd), len(elbo_bpd))
     difference = ode_bpd[:m] - elbo_bpd[:m]
     out = {"nll_elbo_bpd_on_ode_examples": float(elbo_bpd[:m].mean()),
-           "nll_ode_minus_elbo_bpd": float(difference.mean())}
+           f"{name}_minus_elbo_bpd": float(difference.mean())}
     if m > 1:
-        out["nll_ode_minus_elbo_bpd_se"] = float(difference.std(unbiased=True) / math.sqrt(m))
+        out[f"{name}_minus_elbo_bpd_se"] = float(difference.std(unbiased=True) / math.sqrt(m))
     return out
 
 
@@ -142,8 +143,10 @@ def write_nll(model, config, device, *, model_path: Path, split: str, num_time_s
               max_examples: int | None, seed: int, ema: bool, out: Path, started: float,
               ode: dict[str, Any] | None = None) -> None:
     """Test-set bits/dim of a loaded model (:func:`vdm.evaluation.evaluate.evaluate_nll`) -> ``nll.json``;
-    with ``ode`` (keywords of :func:`vdm.model.ode.ode_nll`) also the probability-flow ODE bound
-    ``nll_ode_bpd`` (its seconds in ``ode_wall_seconds``)."""
+    with ``ode`` (keywords of :func:`vdm.model.ode.ode_nll`) also the probability-flow ODE bounds,
+    uniform dequantization ``nll_ode_bpd`` and decoder-consistent ``nll_ode_vdeq_bpd``
+    (:func:`vdm.model.ode_bound.ode_vdeq_nll`), each paired with the ELBO on the same images
+    (their seconds together in ``ode_wall_seconds``)."""
     from vdm.core.data import load_dataset
     from vdm.evaluation.evaluate import evaluate_nll
 
@@ -164,12 +167,17 @@ def write_nll(model, config, device, *, model_path: Path, split: str, num_time_s
                            for key in ("nll_bpd", "nll_bpd_se") if key in conditional})
         if ode is not None:
             from vdm.model.ode import ode_nll
+            from vdm.model.ode_bound import ode_vdeq_nll
 
             ode_started = time.perf_counter()
             ode_result = ode_nll(model, data, seed=seed, device=device, return_per_example=True,
                                  **ode)
             result.update(ode_bound_vs_elbo(ode_result.pop("per_example_bpd"), elbo))
             result.update(ode_result)
+            vdeq = ode_vdeq_nll(model, data, seed=seed, device=device, return_per_example=True,
+                                **ode)
+            result.update(ode_bound_vs_elbo(vdeq.pop("per_example_bpd"), elbo, "nll_ode_vdeq"))
+            result.update(vdeq)
             result["ode_wall_seconds"] = round(time.perf_counter() - ode_started, 3)
     result.update({"model": str(model_path), "ema": ema, "run_config": config.to_dict(),
                    "provenance": provenance(device),

@@ -16,7 +16,13 @@ Tests (all one-sided, in the direction the paper claims; :mod:`vdm.reporting.sta
   competitors) of the opposite one-sided tests. A competitor without any value of the metric
   cannot be beaten: it is named under ``missing``, ``p`` is undefined and the claim is never
   reproduced (it can still be contradicted by a competitor that beats A).
-* ``sign``: one-sample t-test of the per-run values (a paired per-run difference) against 0.
+* ``sign``: a paired per-run difference against 0, per cell: one-sample t-test over the cell's
+  seeds (independent runs), never pooled over the runs of different cells, which share
+  evaluation noise (dequantization, probes, ELBO draws), initial weights and data order when
+  they share a seed. The claim must hold in every cell that has the metric: intersection–union
+  test, ``p = max_j p_j``; the effect shown is that weakest cell's. Contradicted when some cell
+  is significantly on the other side: Holm's adjustment across the cells of the opposite
+  one-sided p-values (its smallest value).
 * ``guidance``: the metric at the largest guidance weight of the grid against weight 0 for the
   same runs (same model, sampler and steps): paired t-test by run.
 
@@ -233,16 +239,29 @@ def _best(claim: Claim, rows: pd.DataFrame) -> dict[str, Any]:
 def _sign(claim: Claim, rows: pd.DataFrame) -> dict[str, Any]:
     key = dict(claim.a)
     subset = rows[_match(rows, key)]
-    cells = f"{claim.metric} per run, {cell_label(key)}"
+    cells = f"{claim.metric} per cell over its seeds vs 0, {cell_label(key)}"
     if subset.empty or _metric_missing(subset, claim.metric):
         return _not_in_grid(claim, cells, f"no {claim.metric} values")
-    values = pd.to_numeric(subset[claim.metric], errors="coerce").to_numpy(dtype=float)
     alternative = _alternative(claim)
-    comparison = one_sample_comparison(values, alternative)
-    opposite = one_sample_comparison(values, _OPPOSITE[alternative]).p
-    cells = f"{claim.metric} per run vs 0, {cell_label(key)} ({comparison.n_a} runs)"
-    cells = cells.replace(", all runs (", " (")
-    return _row(claim, cells, comparison, opposite)
+    results = []
+    for axes, cell_rows in subset.groupby(list(CELL_AXES), sort=False):
+        values = [v for v in _by_seed(cell_rows, claim.metric).values() if np.isfinite(v)]
+        if values:  # cells without the metric (e.g. no ODE likelihood) are outside the claim
+            results.append((dict(zip(CELL_AXES, axes, strict=True)),
+                            one_sample_comparison(values, alternative),
+                            one_sample_comparison(values, _OPPOSITE[alternative]).p))
+    p_values = np.array([c.p for _, c, _ in results])
+    if np.isnan(p_values).any():  # a cell without a test: the claim is not shown in every cell
+        weakest = int(np.flatnonzero(np.isnan(p_values))[0])
+    else:
+        weakest = int(np.argmax(p_values))
+    cell_key, comparison, _ = results[weakest]
+    opposite = np.array([p for *_, p in results])
+    finite = opposite[np.isfinite(opposite)]
+    p_opposite = float(holm_adjust(finite).min()) if finite.size else np.nan
+    cells = (f"{cells}: {len(results)} cell{'s' if len(results) != 1 else ''}; weakest: "
+             f"{cell_label(cell_key)}")
+    return _row(claim, cells.replace(", all runs:", ":"), comparison, p_opposite)
 
 
 RUN_KEY = [*CELL_AXES, "seed"]
@@ -366,13 +385,19 @@ def claims_caption(claims: pd.DataFrame, alpha: float = 0.05) -> str:
         "evaluation setting over seeds. Effect = mean(A) − mean(B) in the metric's units "
         "(A = the cell the paper says is better; for a lower-is-better metric a negative "
         "effect supports the claim) with its two-sided 95% CI. Test: paired t over seeds when "
-        "both cells have the same seeds (cells sharing a seed share initial weights, data "
-        "order, training and evaluation noise), Welch t otherwise; one-sample t for a per-run "
-        "paired difference; guidance claims are paired by run (guided vs unguided samples of "
+        "both cells were trained on the same seeds (cells sharing a seed share initial "
+        "weights, data order, training and evaluation noise), on the seeds where both have a "
+        "value (a missing value drops only its pair), Welch t only when the cells were trained "
+        "on different seeds; a sign claim (a per-run "
+        "paired difference) is a one-sample t over the seeds of each cell, never over the runs "
+        "of different cells (which share evaluation noise by seed), and must hold in every "
+        "cell (p = the largest; contradicted by any cell after Holm across the cells); "
+        "guidance claims are paired by run (guided vs unguided samples of "
         "the same model, sampler and steps). A \"best\" claim must beat every other cell "
         "(intersection–union test: p = the largest one-sided p; the effect is against that "
         "closest cell); it is contradicted when some cell beats it (Bonferroni over the "
-        f"cells). p (Holm): Holm-adjusted across the {tested} claims tested in this run "
+        "cells); a cell with no values is named under what is missing and the claim is then never "
+        f"reproduced. p (Holm): Holm-adjusted across the {tested} claims tested in this run "
         f"(claims not in this grid, or with < 2 seeds, are not counted). Verdict at "
         f"α = {alpha:g} after Holm: reproduced; contradicted (the opposite one-sided test is "
         "significant after the same correction); inconclusive; not in this grid (what it needs "

@@ -350,17 +350,18 @@ def plot_fid_vs_nfe(df: pd.DataFrame, out_dir: PathLike) -> Path:
 
 
 def plot_ode_vs_elbo(df: pd.DataFrame, out_dir: PathLike) -> Path:
-    """``nll_ode_vs_elbo.png``: per cell, the probability-flow ODE bound (y) against the ELBO
-    (x) on the same test images, bits/dim, 95% t-CI error bars over seeds; below the diagonal
-    the ODE bound is tighter. ``df``: primary rows (display frame)."""
+    """``nll_ode_vs_elbo.png``: per cell, the decoder-consistent probability-flow ODE bound
+    ``nll_ode_vdeq_bpd`` (y; the ELBO's decoder and ``q(z_0|x)``, the ODE's density of ``z_0``)
+    against the ELBO (x) on the same test images, bits/dim, 95% t-CI error bars over seeds;
+    below the diagonal the ODE bound is tighter. ``df``: primary rows (display frame)."""
     objs, scheds = _levels(df)
     paired = "nll_elbo_bpd_on_ode_examples" in df  # the ELBO on the ODE's images
     elbo = "nll_elbo_bpd_on_ode_examples" if paired else "nll_bpd"
-    cells = _paired_cells(df, {"elbo": elbo, "ode": "nll_ode_bpd"})
+    cells = _paired_cells(df, {"elbo": elbo, "ode": "nll_ode_vdeq_bpd"})
     fig, axes = _figure(size=(7.0, 5.5))
     ax = axes[0, 0]
     if cells.empty:
-        _no_data(ax, "no ODE likelihoods")
+        _no_data(ax, "no decoder-consistent ODE likelihoods (nll_ode_vdeq_bpd)")
         return _save(fig, Path(out_dir) / "nll_ode_vs_elbo.png")
     handles = _cell_errorbars(ax, cells, "elbo", "ode", objs, scheds)
     lo = float(min(cells["mean_elbo"].min(), cells["mean_ode"].min()))
@@ -372,7 +373,7 @@ def plot_ode_vs_elbo(df: pd.DataFrame, out_dir: PathLike) -> Path:
     ax.legend(handles=handles, title=f"{row_axis_name(df)} / schedule", fontsize=7)
     examples = sorted({int(n) for n in df.get("nll_ode_num_examples", pd.Series()).dropna()})
     ax.set_xlabel("ELBO bound (bits/dim)" + (", same images" if paired else ", all test images"))
-    ax.set_ylabel("probability-flow ODE bound, uniform dequantization (bits/dim)")
+    ax.set_ylabel("probability-flow ODE bound, decoder-consistent (bits/dim)")
     ax.set_title(f"Likelihood bounds per cell ({CI_TEXT}); ODE on "
                  f"{'/'.join(map(str, examples)) or '?'} test images; lower is better",
                  fontsize=9)

@@ -21,7 +21,8 @@ SUMMARY_COLUMNS = KEY_COLUMNS + EVALUATION_COLUMNS + [
     "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd", "nll_prior_bpd",
     "nll_diffusion_bpd", "nll_ode_bpd", "nll_ode_bpd_se", "nll_ode_num_examples",
     "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd", "nll_ode_minus_elbo_bpd_se",
-    "nll_cond_bpd", "nll_cond_bpd_se",
+    "nll_ode_vdeq_bpd", "nll_ode_vdeq_bpd_se", "nll_ode_vdeq_minus_elbo_bpd",
+    "nll_ode_vdeq_minus_elbo_bpd_se", "nll_cond_bpd", "nll_cond_bpd_se",
     "fid", "fid_se", "kid", "kid_std", "precision", "recall", "class_accuracy",
     "classifier_test_accuracy", "denoiser_gap_train", "denoiser_gap_test",
     "per_class_fid_mean", "feature_extractor", "num_fid_samples",
@@ -32,7 +33,9 @@ TEXT_COLUMNS = {"dataset", "conditioning", "parameterization", "objective", "sch
 #: columns that stay out of the table when no run has them (e.g. precision/recall not computed)
 OPTIONAL_COLUMNS = ("precision", "recall", "nll_ode_bpd", "nll_ode_bpd_se", "nll_ode_num_examples",
                     "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd",
-                    "nll_ode_minus_elbo_bpd_se", "nll_cond_bpd", "nll_cond_bpd_se",
+                    "nll_ode_minus_elbo_bpd_se", "nll_ode_vdeq_bpd", "nll_ode_vdeq_bpd_se",
+                    "nll_ode_vdeq_minus_elbo_bpd", "nll_ode_vdeq_minus_elbo_bpd_se",
+                    "nll_cond_bpd", "nll_cond_bpd_se",
                     "class_accuracy", "classifier_test_accuracy", "per_class_fid_mean", "fid_se",
                     "denoiser_gap_train", "denoiser_gap_test")
 #: metrics that must be finite numbers whenever present (checked by ``collect`` and again when
@@ -40,7 +43,9 @@ OPTIONAL_COLUMNS = ("precision", "recall", "nll_ode_bpd", "nll_ode_bpd_se", "nll
 FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd",
                   "nll_prior_bpd", "nll_diffusion_bpd", "nll_ode_bpd", "nll_ode_bpd_se",
                   "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd",
-                  "nll_ode_minus_elbo_bpd_se", "nll_cond_bpd", "nll_cond_bpd_se", "fid", "fid_se",
+                  "nll_ode_minus_elbo_bpd_se", "nll_ode_vdeq_bpd", "nll_ode_vdeq_bpd_se",
+                  "nll_ode_vdeq_minus_elbo_bpd", "nll_ode_vdeq_minus_elbo_bpd_se", "nll_cond_bpd",
+                  "nll_cond_bpd_se", "fid", "fid_se",
                   "kid", "kid_std", "class_accuracy", "per_class_fid_mean", "denoiser_gap_train",
                   "denoiser_gap_test")
 
@@ -56,12 +61,13 @@ class MetricSpec:
 
 METRICS = {"fid": MetricSpec("FID", "", 2), "nll_bpd": MetricSpec("NLL", "bits/dim", 3),
            "nll_ode_bpd": MetricSpec("ODE NLL", "bits/dim", 3),
+           "nll_ode_vdeq_bpd": MetricSpec("ODE NLL (decoder-consistent)", "bits/dim", 3),
            "nll_cond_bpd": MetricSpec("conditional NLL -log p(x|y)", "bits/dim", 3),
            "class_accuracy": MetricSpec("class accuracy", "", 3),
            "precision": MetricSpec("precision", "", 3), "recall": MetricSpec("recall", "", 3)}
 PIVOT_METRICS = ("fid", "nll_bpd")
 #: pivots written only when some run has the metric
-OPTIONAL_PIVOT_METRICS = ("nll_ode_bpd", "nll_cond_bpd")
+OPTIONAL_PIVOT_METRICS = ("nll_ode_bpd", "nll_ode_vdeq_bpd", "nll_cond_bpd")
 #: what the guidance tables show per guidance kind and weight
 GUIDANCE_METRICS = ("fid", "class_accuracy", "precision", "recall")
 

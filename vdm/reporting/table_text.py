@@ -49,6 +49,11 @@ def _metric_sentence(df: pd.DataFrame, metric: str) -> str:
     if metric == "nll_ode_bpd":
         return ("Test NLL bound from the probability-flow ODE in bits/dim (uniform dequantization "
                 "over the K levels, Hutchinson trace, adaptive dopri5); lower is better.")
+    if metric == "nll_ode_vdeq_bpd":
+        return ("Test NLL bound from the probability-flow ODE in bits/dim, decoder-consistent: "
+                "the ELBO's decoder and q(z_0 | x) at λ_max with the ODE's density of z_0 in "
+                "place of the diffusion terms (comparable with the ELBO; Hutchinson trace, "
+                "adaptive dopri5); lower is better.")
     if metric == "nll_cond_bpd":
         return ("Conditional test NLL bound -log p(x | y) in bits/dim (ELBO with each image's "
                 "true label; the NLL table above is the model's unconditional mode, null "
