@@ -25,6 +25,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from vdm.core.provenance import atomic_output
+from vdm.reporting.summary_rows import final_step_rows
 from vdm.reporting.tables import (
     cell_summary,
     display_frame,
@@ -590,7 +591,7 @@ def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], Pa
     ``nll_ode_vs_elbo.png`` when they have ODE likelihoods, and the guidance figures
     (:func:`plot_guidance`, :func:`plot_guidance_samples` from ``guided_samples``) when they
     were evaluated with guidance. Returns the written paths."""
-    every = display_frame(pd.read_csv(summary_csv))
+    every = final_step_rows(display_frame(pd.read_csv(summary_csv)))  # earlier steps: curves
     df = primary_rows(every)
     written = [*plot_heatmaps(df, out_dir), *plot_bars(df, out_dir, floor),
                plot_tradeoff(df, out_dir, floor),
