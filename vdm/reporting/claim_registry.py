@@ -70,7 +70,9 @@ class Claim:
     side of ``a``; ``kind`` in :data:`KINDS`; ``a``, ``b``, ``among``: cell keys;
     ``guidance_kind``: ``cfg`` or ``classifier`` (``guidance`` claims only); ``requires``: what
     a grid needs for the claim, in words (shown when it is not in the grid); ``note``: how the
-    claim is judged here, when that needs saying.
+    claim is judged here, when that needs saying; ``convergence``: the claim is about the speed
+    of training (the metric after the same number of steps), so with training snapshots it is
+    judged at every budget (:mod:`vdm.reporting.claims_by_budget`), not only at the final one.
     """
 
     id: str
@@ -85,6 +87,7 @@ class Claim:
     guidance_kind: str = ""
     requires: str = ""
     note: str = ""
+    convergence: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -154,7 +157,8 @@ CLAIMS: tuple[Claim, ...] = (
           requires="objectives min_snr and eps on the linear schedule",
           note="judged on FID at equal training steps (every cell of a grid trains the same "
                "number of steps); the logged training losses are on different scales (each "
-               "objective weights the ε-error differently), so they are not compared"),
+               "objective weights the ε-error differently), so they are not compared",
+          convergence=True),
     Claim("ode-below-elbo", SCORE_SDE,
           "The probability-flow ODE likelihood of a diffusion model is better (lower bits/dim) "
           "than its ELBO.",

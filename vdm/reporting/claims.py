@@ -54,7 +54,7 @@ from vdm.reporting.stats import (
     holm_adjust,
     one_sample_comparison,
 )
-from vdm.reporting.summary_rows import guidance_kind_column, primary_rows
+from vdm.reporting.summary_rows import final_step_rows, guidance_kind_column, primary_rows
 
 REPRODUCED = "reproduced"
 CONTRADICTED = "contradicted"
@@ -318,12 +318,14 @@ def evaluate_claims(summary: pd.DataFrame, registry: Sequence[Claim] = CLAIMS,
     claim is not in the grid); ``p`` is the one-sided p in the claimed direction, ``p_holm``
     its Holm-adjusted value over the rows with a defined ``p``; ``p_opposite`` /
     ``p_opposite_holm`` the same for the opposite direction. Deterministic: rows in dataset
-    (first appearance) then registry order. See the module docstring for the tests.
+    (first appearance) then registry order. See the module docstring for the tests. Only
+    each run's final training step counts (:func:`final_step_rows`; claims at every training
+    budget: :mod:`vdm.reporting.claims_by_budget`).
     """
     ids = [c.id for c in registry]
     if len(set(ids)) != len(ids):
         raise ValueError(f"duplicate claim ids in the registry: {ids}")
-    frame = with_cell_axes(summary)
+    frame = with_cell_axes(final_step_rows(summary))
     datasets = list(pd.unique(frame["dataset"].astype(str))) if "dataset" in frame else [""]
     rows = []
     for dataset in datasets:

@@ -1,14 +1,15 @@
 """The claims files of a grid: ``claims.md`` and ``claims.csv`` of its ``summary.csv``.
 
-Which published claims reproduce is decided by :mod:`vdm.reporting.claims`; this module names
-the run, the commit and the command that regenerates the report.
+Which published claims reproduce is decided by :mod:`vdm.reporting.claims` (per training budget
+by :mod:`vdm.reporting.claims_by_budget` when the summary has snapshots); this module names the
+run, the commit and the command that regenerates the report.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from vdm.reporting.claims import claims_csv, claims_markdown, evaluate_claims
+from vdm.reporting.claims_by_budget import claims_outputs
 
 
 def claims_report(summary: pd.DataFrame, *, run_name: str, commit: str | None = None
@@ -18,8 +19,6 @@ def claims_report(summary: pd.DataFrame, *, run_name: str, commit: str | None = 
     if commit is None:
         commits = summary.get("git_commit", pd.Series(dtype=str)).dropna()
         commit = str(commits.mode().iloc[0]) if len(commits) else "unknown"
-    claims = evaluate_claims(summary)
     command = (f"python -m vdm claims --summary results/{run_name}/tables/summary.csv "
                f"--run-name {run_name}")
-    return (claims_markdown(claims, run_name=run_name, commit=commit, command=command),
-            claims_csv(claims))
+    return claims_outputs(summary, run_name=run_name, commit=commit, command=command)

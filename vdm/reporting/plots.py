@@ -33,7 +33,13 @@ from vdm.reporting.aggregation import (
     sampler_settings,
     sampler_sweep_cells,
 )
-from vdm.reporting.summary_rows import display_frame, ordered_levels, primary_rows, row_axis_name
+from vdm.reporting.summary_rows import (
+    display_frame,
+    final_step_rows,
+    ordered_levels,
+    primary_rows,
+    row_axis_name,
+)
 
 METRIC_FILES = {"fid": "fid", "nll_bpd": "nll"}
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -588,7 +594,7 @@ def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], Pa
     ``nll_ode_vs_elbo.png`` when they have ODE likelihoods, and the guidance figures
     (:func:`plot_guidance`, :func:`plot_guidance_samples` from ``guided_samples``) when they
     were evaluated with guidance. Returns the written paths."""
-    every = display_frame(pd.read_csv(summary_csv))
+    every = final_step_rows(display_frame(pd.read_csv(summary_csv)))  # earlier steps: curves
     df = primary_rows(every)
     written = [*plot_heatmaps(df, out_dir), *plot_bars(df, out_dir, floor),
                plot_tradeoff(df, out_dir, floor),
