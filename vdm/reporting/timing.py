@@ -32,7 +32,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from vdm.core.provenance import atomic_output, read_json
 from vdm.reporting import formatting
@@ -249,7 +249,9 @@ def timing_figure(runs: pd.DataFrame, table: pd.DataFrame) -> Figure:
     sns.stripplot(data=runs, x="wall_s", y="rule", order=order, ax=axes[1], size=4, jitter=0.2,
                   color="black", alpha=0.6)
     axes[1].set_xscale("log")
+    axes[1].xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 1, 2, 5, 10, 20, ...
     axes[1].xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes[1].xaxis.set_minor_locator(NullLocator())
     axes[1].set_xlabel("wall time of each job (s, log)")
     sns.barplot(data=rules, x="peak_rss_mib", y="rule", order=order, ax=axes[2],
                 color=colours[0])
