@@ -16,8 +16,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import psutil
 import torch
+
+try:  # optional: installed with snakemake; the jobs' conda environment may lack it
+    import psutil
+except ImportError:  # pragma: no cover - depends on the environment
+    psutil = None
 
 #: this process's start-up, once :func:`mark_command_start` has run (empty otherwise)
 _PROCESS: dict[str, Any] = {}
@@ -60,14 +64,16 @@ def parse_process_age(stat: str, uptime: str, ticks_per_second: int) -> float:
 
 def process_age() -> float | None:
     """Seconds since this process was created: :func:`parse_process_age` of ``/proc/self`` on
-    Linux (10 ms), checked against psutil's creation time, which rests on a whole-second boot
-    time (so it reads up to 1 s late) and is used instead where ``/proc`` is missing or
-    disagrees by more (e.g. a container whose ``/proc/uptime`` is its own); ``None`` when the
-    process cannot be inspected."""
-    try:
-        coarse: float | None = time.time() - psutil.Process().create_time()
-    except psutil.Error:
-        coarse = None
+    Linux (10 ms), checked against psutil's creation time when psutil is installed (it rests on
+    a whole-second boot time, so it reads up to 1 s late) and used instead where ``/proc`` is
+    missing or disagrees by more (e.g. a container whose ``/proc/uptime`` is its own); ``None``
+    when the process cannot be inspected."""
+    coarse: float | None = None
+    if psutil is not None:
+        try:
+            coarse = time.time() - psutil.Process().create_time()
+        except psutil.Error:
+            pass
     try:
         fine = parse_process_age(Path("/proc/self/stat").read_text(),
                                  Path("/proc/uptime").read_text(), os.sysconf("SC_CLK_TCK"))
