@@ -10,12 +10,21 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+
+try:  # optional: installed with snakemake; the jobs' conda environment may lack it
+    import psutil
+except ImportError:  # pragma: no cover - depends on the environment
+    psutil = None
+
+#: this process's start-up, once :func:`mark_command_start` has run (empty otherwise)
+_PROCESS: dict[str, Any] = {}
 
 PACKAGES = ("torch", "torchvision", "torch-fidelity", "numpy", "scikit-learn", "pandas",
             "seaborn", "snakemake", "vdm-bench")
@@ -44,8 +53,56 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def parse_process_age(stat: str, uptime: str, ticks_per_second: int) -> float:
+    """Seconds since a process was created, from the text of its ``/proc/<pid>/stat`` and of
+    ``/proc/uptime``: ``uptime − starttime / ticks_per_second``, where ``starttime`` (field 22
+    of ``stat``, clock ticks since boot) is counted after the command name, which is in
+    parentheses and may itself hold spaces or parentheses. Resolution: one clock tick (10 ms)."""
+    fields = stat[stat.rindex(")") + 1:].split()  # fields 3, 4, ... of proc(5)
+    return float(uptime.split()[0]) - int(fields[22 - 3]) / ticks_per_second
+
+
+def process_age() -> float | None:
+    """Seconds since this process was created: :func:`parse_process_age` of ``/proc/self`` on
+    Linux (10 ms), checked against psutil's creation time when psutil is installed (it rests on
+    a whole-second boot time, so it reads up to 1 s late) and used instead where ``/proc`` is
+    missing or disagrees by more (e.g. a container whose ``/proc/uptime`` is its own); ``None``
+    when the process cannot be inspected."""
+    coarse: float | None = None
+    if psutil is not None:
+        try:
+            coarse = time.time() - psutil.Process().create_time()
+        except psutil.Error:
+            pass
+    try:
+        fine = parse_process_age(Path("/proc/self/stat").read_text(),
+                                 Path("/proc/uptime").read_text(), os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return coarse
+    if fine < 0 or (coarse is not None and abs(coarse - fine) > 1.05):
+        return coarse
+    return fine
+
+
+def mark_command_start(command: str) -> dict[str, Any]:
+    """Record, once per process, that ``command`` starts now: ``startup_seconds`` = the
+    process's age at this moment (interpreter start-up, the imports of the command modules and
+    argument parsing; imports a command defers into its body count as its work), with the
+    ``command``, ``pid`` and the process's creation time ``created`` (Unix seconds, 10 ms):
+    ``(hostname, pid, created)`` names one process across the result files that copy it.
+    :func:`provenance` then adds this record as ``process``. Returns the record."""
+    if not _PROCESS:
+        age = process_age()
+        now = time.time()
+        _PROCESS.update(command=command, pid=os.getpid(),
+                        created=None if age is None else round(now - age, 2),
+                        startup_seconds=None if age is None else round(age, 3))
+    return dict(_PROCESS)
+
+
 def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
-    """Everything needed to tell where and with what a number was produced."""
+    """Everything needed to tell where and with what a number was produced; ``process`` (the
+    start-up of a command-line process, :func:`mark_command_start`) when recorded."""
     info: dict[str, Any] = {
         "git": git_commit(),
         "packages": package_versions(),
@@ -55,6 +112,8 @@ def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "torch_threads": torch.get_num_threads(),
     }
+    if _PROCESS:
+        info["process"] = dict(_PROCESS)
     if device is not None:
         info["device"] = str(device)
         if torch.device(device).type == "cuda":

@@ -17,6 +17,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from vdm.core.provenance import mark_command_start
 from vdm.pipeline import (
     evaluation_commands,
     results_commands,
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:  # a command-line process, not a call from Python: its start-up time
+        mark_command_start(args.command)
     try:
         code = COMMANDS[args.command][1](args)
     except (ValueError, FileNotFoundError, KeyError, FloatingPointError) as error:

@@ -175,6 +175,7 @@ def parse_baseline(items: list[str] | None) -> dict[str, str] | None:
 
 
 def aggregate_main(args: argparse.Namespace) -> None:
+    from vdm.reporting.headline import write_headline
     from vdm.reporting.table_files import aggregate_main as write_all_tables
 
     for path in [*args.metrics, *([args.floor] if args.floor else [])]:
@@ -184,6 +185,8 @@ def aggregate_main(args: argparse.Namespace) -> None:
     written = write_all_tables(args.metrics, args.out_dir, baseline=parse_baseline(args.baseline),
                                floor=read_json(args.floor) if args.floor else None,
                                run_name=args.run_name)
+    written.update(write_headline(written["summary.csv"], written["claims.csv"], args.out_dir,
+                                  run_name=args.run_name))  # the report's landing page
     print("tables: " + ", ".join(str(p) for p in written.values()))
 
 

@@ -2,14 +2,16 @@
 
 All figures are drawn on explicit :class:`matplotlib.figure.Figure` objects with an Agg canvas
 (no pyplot state, no display needed). Error bars are 95% Student-t confidence intervals of the
-cell mean over seeds, ``t_{0.975,n−1}·s/√n`` (:func:`vdm.reporting.stats.mean_ci`); with a single seed no
-error bar is drawn. Missing values (e.g. FID not computed) are left blank, never plotted as 0.
+cell mean over seeds, ``t_{0.975,n−1}·s/√n`` (:func:`vdm.reporting.stats.mean_ci`); in a grid with a
+single seed they are the run's own sampling error instead, ``1.96 · fid_se`` (FID) or
+``1.96 · nll_bpd_se`` (NLL) (:func:`vdm.reporting.plot_style.one_seed_errors`), and none where the
+runs lack it. Missing values (e.g. FID not computed) are left blank, never plotted as 0. Titles
+are fitted to the width they have when a figure is saved (:func:`vdm.reporting.plot_style.fit_titles`).
 """
 
 from __future__ import annotations
 
 import math
-import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,18 +26,22 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from PIL import Image
 
+from vdm.core.data import dataset_info
 from vdm.core.provenance import atomic_output
 from vdm.reporting.aggregation import (
     cell_summary,
     fid_label,
     guidance_cells,
     guidance_kinds,
+    guidance_rows,
     sampler_settings,
     sampler_sweep_cells,
 )
+from vdm.reporting.plot_style import fit_titles, normal_quantile, one_seed_errors, tick_at_values
 from vdm.reporting.summary_rows import (
     display_frame,
     final_step_rows,
+    guidance_kind_column,
     ordered_levels,
     primary_rows,
     row_axis_name,
@@ -55,15 +61,15 @@ def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.4, 4.
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    fit_titles(fig)
     with atomic_output(path) as tmp:  # a PNG is never seen half-written
         fig.savefig(tmp, dpi=120)
     return path
 
 
 def _suptitle(fig: Figure, text: str, fontsize: float = 10) -> None:
-    """A figure title wrapped to the figure's width (about 12 characters per inch at 10 pt)."""
-    width = max(int(fig.get_figwidth() * 120 / fontsize), 30)
-    fig.suptitle("\n".join(textwrap.wrap(text, width)), fontsize=fontsize)
+    """A figure title (wrapped to the figure's width when saved, its own line breaks kept)."""
+    fig.suptitle(text, fontsize=fontsize)
 
 
 def _no_data(ax: Axes, message: str) -> None:
@@ -89,8 +95,10 @@ def _levels(df: pd.DataFrame) -> tuple[list[str], list[str]]:
 
 
 # --------------------------------------------------------------------------- heatmaps
-def _heatmap(df: pd.DataFrame, metric: str, path: Path) -> Path:
-    cells = cell_summary(df, metric)
+def heatmap_figure(df: pd.DataFrame, metric: str) -> Figure:
+    """Objective row × schedule, each cell annotated with its mean ± 95% t-CI (one seed: ± the
+    run's sampling interval), the best cell boxed."""
+    cells, sampling = one_seed_errors(cell_summary(df, metric), df, metric)
     objs, scheds = _levels(df)
     fig, axes = _figure(size=(1.6 * len(scheds) + 2.5, 0.8 * len(objs) + 1.8))
     ax = axes[0, 0]
@@ -98,7 +106,7 @@ def _heatmap(df: pd.DataFrame, metric: str, path: Path) -> Path:
     means = means.reindex(index=objs, columns=scheds).astype(float)
     if not np.isfinite(means.to_numpy()).any():
         _no_data(ax, f"no {metric_label(df, metric).split(',')[0]} values")
-        return _save(fig, path)
+        return fig
     cis = cells.pivot(index="objective", columns="schedule", values="ci")
     cis = cis.reindex(index=objs, columns=scheds).astype(float)
     digits = 2 if metric == "fid" else 3
@@ -111,8 +119,13 @@ def _heatmap(df: pd.DataFrame, metric: str, path: Path) -> Path:
     ax.add_patch(Rectangle((j, i), 1, 1, fill=False, edgecolor="red", lw=2.5))
     ax.set_xlabel("noise schedule")
     ax.set_ylabel(row_axis_name(df))
-    ax.set_title(f"{metric_label(df, metric).split(',')[0]}: {CI_TEXT}\nred box = best cell")
-    return _save(fig, path)
+    ax.set_title(f"{metric_label(df, metric).split(',')[0]}: {sampling or CI_TEXT}\n"
+                 "red box = best cell")
+    return fig
+
+
+def _heatmap(df: pd.DataFrame, metric: str, path: Path) -> Path:
+    return _save(heatmap_figure(df, metric), path)
 
 
 def plot_heatmaps(df: pd.DataFrame, out_dir: PathLike) -> list[Path]:
@@ -121,12 +134,13 @@ def plot_heatmaps(df: pd.DataFrame, out_dir: PathLike) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- bars
-def _bars(df: pd.DataFrame, metric: str, path: Path,
-          floor: Mapping[str, Any] | None = None) -> Path:
+def bars_figure(df: pd.DataFrame, metric: str, floor: Mapping[str, Any] | None = None,
+                uniform_bpd: float | None = None) -> Figure:
     """One panel per objective row, each with its own y axis (so one bad row, e.g. x0 with a
     FID of 40, does not flatten the differences among the others): a bar per schedule with the
-    95% t-CI and the seeds as dots."""
-    cells = cell_summary(df, metric)
+    95% t-CI (one seed: the run's sampling interval) and the seeds as dots; the real-data
+    floor (FID) or the uniform bound (NLL) as a reference line."""
+    cells, sampling = one_seed_errors(cell_summary(df, metric), df, metric)
     objs, scheds = _levels(df)
     ncols = min(max(len(objs), 1), 4)
     nrows = math.ceil(max(len(objs), 1) / ncols)
@@ -136,7 +150,7 @@ def _bars(df: pd.DataFrame, metric: str, path: Path,
         ax.set_axis_off()
     if not np.isfinite(cells["mean"].to_numpy(dtype=float)).any():
         _no_data(axes[0, 0], f"no {metric_label(df, metric).split(',')[0]} values")
-        return _save(fig, path)
+        return fig
     colours = _palette(scheds)
     rng = np.random.default_rng(0)
     for ax, obj in zip(axes.flat, objs, strict=False):
@@ -166,20 +180,23 @@ def _bars(df: pd.DataFrame, metric: str, path: Path,
         if floor is not None and metric == "fid":
             _floor_line(ax, floor, label=ax is axes.flat[0])
             ax.set_ylim(min(ax.get_ylim()[0], 0.9 * float(floor["fid"])), ax.get_ylim()[1])
+        if uniform_bpd is not None and metric == "nll_bpd":
+            _uniform_line(ax, uniform_bpd)
     for ax in axes[:, 0]:
         ax.set_ylabel(metric_label(df, metric), fontsize=8)
     if floor is not None and metric == "fid":
         axes.flat[0].legend(fontsize=6, loc="lower left")
     _suptitle(fig, f"{metric_label(df, metric).split(',')[0]} per {row_axis_name(df)} (one panel "
-                 f"each, own y axis) and schedule: {CI_TEXT}; dots = seeds")
-    return _save(fig, path)
+                 f"each, own y axis) and schedule: {sampling or CI_TEXT}; dots = seeds")
+    return fig
 
 
-def plot_bars(df: pd.DataFrame, out_dir: PathLike,
-              floor: Mapping[str, Any] | None = None) -> list[Path]:
-    """``fid_bars.png`` and ``nll_bars.png``: grouped bars of cell means with 95% t-CI error
-    bars over seeds (none for one seed) and the individual seeds as dots."""
-    return [_bars(df, m, Path(out_dir) / f"{f}_bars.png", floor) for m, f in METRIC_FILES.items()]
+def plot_bars(df: pd.DataFrame, out_dir: PathLike, floor: Mapping[str, Any] | None = None,
+              uniform_bpd: float | None = None) -> list[Path]:
+    """``fid_bars.png`` and ``nll_bars.png`` (:func:`bars_figure`): cell means with 95% t-CI
+    error bars over seeds (one seed: the run's sampling interval) and the seeds as dots."""
+    return [_save(bars_figure(df, m, floor, uniform_bpd), Path(out_dir) / f"{f}_bars.png")
+            for m, f in METRIC_FILES.items()]
 
 
 def _paired_cells(df: pd.DataFrame, metrics: Mapping[str, str]) -> pd.DataFrame:
@@ -209,26 +226,41 @@ def _cell_errorbars(ax: Axes, cells: pd.DataFrame, x: str, y: str, objs: Sequenc
 
 
 # --------------------------------------------------------------------------- trade-off
-def plot_tradeoff(df: pd.DataFrame, out_dir: PathLike,
-                  floor: Mapping[str, Any] | None = None) -> Path:
-    """``fid_vs_nll.png``: cell means of FID against NLL with 95% t-CI error bars on both axes;
-    colour = objective, marker = schedule."""
+def tradeoff_figure(df: pd.DataFrame, floor: Mapping[str, Any] | None = None,
+                    uniform_bpd: float | None = None) -> Figure:
+    """Cell means of FID against NLL with 95% t-CI error bars on both axes (one seed: the
+    run's sampling intervals); colour = objective, marker = schedule; the real-data FID floor
+    and the uniform NLL bound as reference lines."""
     objs, scheds = _levels(df)
     cells = _paired_cells(df, {"nll": "nll_bpd", "fid": "fid"})
+    cells, nll_sampling = one_seed_errors(cells, df, "nll_bpd", ci="ci_nll", n="n_nll")
+    cells, fid_sampling = one_seed_errors(cells, df, "fid", ci="ci_fid", n="n_fid")
     fig, axes = _figure(size=(7.0, 5.0))
     ax = axes[0, 0]
     if cells.empty:
         _no_data(ax, "no cell has both FID and NLL")
-        return _save(fig, Path(out_dir) / "fid_vs_nll.png")
+        return fig
     handles = _cell_errorbars(ax, cells, "nll", "fid", objs, scheds)
     if floor is not None:
         _floor_line(ax, floor)
         handles.append(Line2D([], [], color="crimson", ls="--", label="real-data FID floor"))
+    if uniform_bpd is not None:
+        _uniform_line(ax, uniform_bpd, axis="x")
     ax.legend(handles=handles, title=f"{row_axis_name(df)} / schedule", fontsize=8, loc="best")
     ax.set_xlabel(metric_label(df, "nll_bpd"))
     ax.set_ylabel(metric_label(df, "fid"))
-    ax.set_title(f"FID vs NLL per cell ({CI_TEXT}); lower left is better", fontsize=10)
-    return _save(fig, Path(out_dir) / "fid_vs_nll.png")
+    sampled = [column for column, text in (("nll_bpd_se", nll_sampling), ("fid_se", fid_sampling))
+               if text]
+    errors = (f"one seed: ± 95% normal interval of the run's sampling error, "
+              f"{normal_quantile(0.95):.2f} × {' and '.join(sampled)}" if sampled else CI_TEXT)
+    ax.set_title(f"FID vs NLL per cell ({errors}); lower left is better", fontsize=10)
+    return fig
+
+
+def plot_tradeoff(df: pd.DataFrame, out_dir: PathLike, floor: Mapping[str, Any] | None = None,
+                  uniform_bpd: float | None = None) -> Path:
+    """``fid_vs_nll.png`` (:func:`tradeoff_figure`)."""
+    return _save(tradeoff_figure(df, floor, uniform_bpd), Path(out_dir) / "fid_vs_nll.png")
 
 
 # --------------------------------------------------------------------------- loss curves
@@ -318,18 +350,22 @@ def plot_sample_montage(grid_pngs: Mapping[tuple, PathLike], out_dir: PathLike,
 
 
 # --------------------------------------------------------------------------- sampler sweep
-def plot_fid_vs_nfe(df: pd.DataFrame, out_dir: PathLike) -> Path:
-    """``fid_vs_nfe.png``: FID against network evaluations per image (log x), one panel per cell
-    (rows = objective row, columns = schedule), one line per sampler with its 95% t-CI band over
-    seeds; every point is the same trained model sampled with another setting. ``df``: all rows
-    of ``summary.csv`` (display frame)."""
-    cells = sampler_sweep_cells(df)
+def fid_vs_nfe_figure(df: pd.DataFrame) -> Figure:
+    """FID against network evaluations per image (log x, ticked at the measured NFEs), one
+    panel per cell (rows = objective row, columns = schedule), one line per sampler with its
+    95% t-CI band over seeds (one seed: the run's sampling interval); every point is the same
+    trained model sampled with another setting. ``df``: all rows of ``summary.csv`` (display
+    frame)."""
+    cells, sampling = one_seed_errors(
+        sampler_sweep_cells(df), df[guidance_kind_column(df) == "none"], "fid",
+        {"objective": "objective", "schedule": "schedule", "sampler": "sampler",
+         "steps": "sample_steps"})
     objs, scheds = ordered_levels(cells["objective"]), ordered_levels(cells["schedule"])
     nr, nc = max(len(objs), 1), max(len(scheds), 1)
     fig, axes = _figure(nr, nc, size=(max(3.6 * nc + 1.2, 7.0), 2.8 * nr + 1.0), sharey=False)
     if cells.empty:
         _no_data(axes[0, 0], "no sampler settings")
-        return _save(fig, Path(out_dir) / "fid_vs_nfe.png")
+        return fig
     samplers = ordered_levels(cells["sampler"])
     colours = _palette(samplers)
     for (i, obj), (j, sched) in ((a, b) for a in enumerate(objs) for b in enumerate(scheds)):
@@ -345,14 +381,21 @@ def plot_fid_vs_nfe(df: pd.DataFrame, out_dir: PathLike) -> Path:
             ax.fill_between(line["nfe"], line["mean"] - ci, line["mean"] + ci,
                             color=colours[sampler], alpha=0.2, lw=0)
         ax.set_xscale("log")
+        tick_at_values(ax.xaxis, in_cell["nfe"])
         ax.set_title(f"{obj} · {sched}", fontsize=9)
         if i == nr - 1:
             ax.set_xlabel("network evaluations per image (NFE)")
         if j == 0:
             ax.set_ylabel(fid_label(df))
     axes[0, -1].legend(title="sampler", fontsize=8)
-    _suptitle(fig, f"FID vs sampling cost, same trained models; lower is better\n{CI_TEXT} as a band")
-    return _save(fig, Path(out_dir) / "fid_vs_nfe.png")
+    _suptitle(fig, "FID vs sampling cost, same trained models; lower is better\n"
+                   f"{sampling or CI_TEXT} as a band")
+    return fig
+
+
+def plot_fid_vs_nfe(df: pd.DataFrame, out_dir: PathLike) -> Path:
+    """``fid_vs_nfe.png`` (:func:`fid_vs_nfe_figure`)."""
+    return _save(fid_vs_nfe_figure(df), Path(out_dir) / "fid_vs_nfe.png")
 
 
 def plot_ode_vs_elbo(df: pd.DataFrame, out_dir: PathLike) -> Path:
@@ -393,8 +436,13 @@ GUIDANCE_NAMES = {"cfg": "classifier-free guidance", "classifier": "classifier g
 def _guidance_curves(df: pd.DataFrame, metric: str, ylabel: str, path: Path,
                      reference: float | None = None, reference_label: str = "") -> Path:
     """One panel per guidance kind: ``metric`` against the guidance weight w, one line per cell
-    with its 95% t-CI band over seeds (w = 0: the plain conditional sampler)."""
+    that was guided with its 95% t-CI band over seeds (one seed: the run's sampling interval,
+    where it has one); w = 0: the plain conditional sampler."""
     cells = guidance_cells(df)
+    if not cells.empty:  # cells evaluated at w = 0 only (e.g. unconditional models) have no curve
+        guided = cells.groupby(["objective", "schedule", "guidance_kind"], sort=False)[
+            "guidance_weight"].transform("max") > 0
+        cells = cells[guided]
     kinds = ordered_levels(cells["guidance_kind"]) if not cells.empty else []
     fig, axes = _figure(1, max(len(kinds), 1), size=(5.2 * max(len(kinds), 1) + 1.0, 4.4),
                         sharey=True)
@@ -404,8 +452,14 @@ def _guidance_curves(df: pd.DataFrame, metric: str, ylabel: str, path: Path,
     labels = [f"{o} · {s}" for o, s in zip(cells["objective"], cells["schedule"], strict=True)]
     cells = cells.assign(cell=labels)
     colours = _palette(ordered_levels(cells["cell"]))
+    rows = guidance_rows(df)
+    sampling = None
     for ax, kind in zip(axes[0], kinds, strict=True):
-        for cell, line in cells[cells["guidance_kind"] == kind].groupby("cell", sort=False):
+        of_kind, sampling = one_seed_errors(
+            cells[cells["guidance_kind"] == kind],
+            rows[guidance_kind_column(rows).isin(["none", kind])], metric,
+            {k: k for k in ("objective", "schedule", "guidance_weight")}, ci=f"{metric}_ci")
+        for cell, line in of_kind.groupby("cell", sort=False):
             line = line.sort_values("guidance_weight")
             mean, ci = line[f"{metric}_mean"], line[f"{metric}_ci"].fillna(0.0)
             ax.plot(line["guidance_weight"], mean, marker="o", ms=4, color=colours[cell],
@@ -418,7 +472,7 @@ def _guidance_curves(df: pd.DataFrame, metric: str, ylabel: str, path: Path,
         ax.set_xlabel("guidance weight w")
     axes[0, 0].set_ylabel(ylabel)
     axes[0, -1].legend(title=f"{row_axis_name(df)} · schedule", fontsize=7)
-    _suptitle(fig, f"{ylabel.split(',')[0]} vs guidance weight ({CI_TEXT} as a band)")
+    _suptitle(fig, f"{ylabel.split(',')[0]} vs guidance weight ({sampling or CI_TEXT} as a band)")
     return _save(fig, path)
 
 
@@ -546,6 +600,38 @@ def _floor_line(ax: Axes, floor: Mapping[str, Any] | None, label: bool = True) -
                if label else None)
 
 
+def uniform_bound_bpd(df: pd.DataFrame) -> float | None:
+    """``log₂ K`` bits/dim, the NLL of the uniform distribution over the K levels of the
+    summary's dataset (:func:`vdm.core.data.dataset_info`); ``None`` for several or unknown
+    datasets."""
+    names = df["dataset"].dropna().unique() if "dataset" in df else []
+    try:
+        return math.log2(dataset_info(str(names[0]))["num_levels"]) if len(names) == 1 else None
+    except ValueError:
+        return None
+
+
+def _uniform_line(ax: Axes, bound: float, axis: str = "y") -> None:
+    """The uniform bound ``log₂ K`` as a dotted line across the axes (horizontal for
+    ``axis="y"``), labelled in place; outside the axis range, a note says where it lies."""
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    if lo <= bound <= hi:
+        line = ax.axhline if axis == "y" else ax.axvline
+        line(bound, color="dimgrey", ls=":", lw=1.2)
+        if axis == "y":
+            ax.text(0.99, bound, f"uniform {bound:.2f}", transform=ax.get_yaxis_transform(),
+                    fontsize=6, ha="right", va="bottom", color="dimgrey", zorder=4,
+                    bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1})
+        else:
+            ax.text(bound, 0.99, f" uniform {bound:.2f} bits/dim", transform=ax.get_xaxis_transform(),
+                    fontsize=7, ha="left", va="top", color="dimgrey", zorder=4)
+        return
+    where = ("above" if bound > hi else "below") if axis == "y" else (
+        "to the right" if bound > hi else "to the left")
+    ax.text(0.99, 0.99, f"uniform bound {bound:.2f} {where}", transform=ax.transAxes, fontsize=6,
+            ha="right", va="top", color="dimgrey")
+
+
 def plot_denoiser_floor(cells: pd.DataFrame, out_dir: PathLike) -> Path:
     """``denoiser_floor.png``: per-dimension ε-MSE against λ on the training and the test split
     (one panel each, log y): the model of each cell (mean over seeds) and the optimal denoiser of
@@ -596,8 +682,9 @@ def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], Pa
     were evaluated with guidance. Returns the written paths."""
     every = final_step_rows(display_frame(pd.read_csv(summary_csv)))  # earlier steps: curves
     df = primary_rows(every)
-    written = [*plot_heatmaps(df, out_dir), *plot_bars(df, out_dir, floor),
-               plot_tradeoff(df, out_dir, floor),
+    uniform = uniform_bound_bpd(df)
+    written = [*plot_heatmaps(df, out_dir), *plot_bars(df, out_dir, floor, uniform),
+               plot_tradeoff(df, out_dir, floor, uniform),
                plot_loss_curves(log_csvs, out_dir),
                plot_sample_montage(grid_pngs, out_dir, grid_seeds)]
     if len(sampler_settings(every)) > 1:
