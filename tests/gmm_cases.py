@@ -1,4 +1,4 @@
-"""A tiny quantised Gaussian mixture (D = 2, L = 5, 3 components, 2 classes) and brute-force
+"""A tiny quantised Gaussian mixture (D = 2 as one 1x2 image, L = 5, 3 components, 2 classes) and brute-force
 enumeration over its 25 points, shared by the digits-gmm and Bayes-denoiser tests."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def tiny_mixture() -> GaussianMixtureData:
         stds=np.array([[0.3, 0.5], [0.05, 0.2], [0.7, 0.15]]),
         component_class=np.array([0, 0, 1]),
         num_levels=5,
-        shape=(2,),
+        shape=(1, 1, 2),
     )
 
 

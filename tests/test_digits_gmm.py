@@ -47,7 +47,8 @@ def test_tiny_sample_frequencies_match_p() -> None:
     mixture = tiny_mixture()
     n = 40_000
     levels, labels = mixture.sample(n, seed=3)
-    assert levels.shape == (n, 2) and levels.dtype == np.uint8 and labels.dtype == np.int64
+    assert levels.shape == (n, 1, 1, 2) and levels.dtype == np.uint8 and labels.dtype == np.int64
+    levels = levels.reshape(n, 2)
     codes = levels[:, 0].astype(np.int64) * 5 + levels[:, 1]
     observed = np.bincount(codes, minlength=25)
     expected = n * np.exp(mixture.log_prob(all_points(mixture)))
@@ -112,10 +113,10 @@ def test_bad_input_is_one_clear_error() -> None:
         mixture.log_prob(np.zeros((3, 3), dtype=np.int64))
     with pytest.raises(ValueError, match="sum to 1"):
         GaussianMixtureData(np.array([0.5, 0.2, 0.2]), mixture.means, mixture.stds,
-                            mixture.component_class, 5, (2,))
+                            mixture.component_class, 5, mixture.shape)
     with pytest.raises(ValueError, match="stds"):
         GaussianMixtureData(mixture.weights, mixture.means, -mixture.stds,
-                            mixture.component_class, 5, (2,))
+                            mixture.component_class, 5, mixture.shape)
 
 
 def test_parameter_file_round_trip_and_hash_check(tmp_path: Path) -> None:

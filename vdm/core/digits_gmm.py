@@ -25,11 +25,14 @@ class keeps a bin's worth of spread instead of collapsing onto one level; on the
 test images this gives 2.29 bits/dim against 4.17 for ``reg_covar = 1e-6``). Weights are
 ``pi_k = (class frequency in the train split) x (within-class weight)``.
 ``python -m vdm.core.digits_gmm --refit`` rewrites the file; a test checks that the refit
-reproduces it. :attr:`GaussianMixtureData.sha256` is a hash of the parameters, for provenance.
+reproduces it. :attr:`GaussianMixtureData.sha256` is a hash of the parameters, for provenance;
+:func:`describe` gives what a run records. ``python -m vdm.core.digits_gmm`` prints it: 40
+components, ``H = 2.1654 +- 0.0006`` bits/dim and Bayes accuracy 0.999996 (100k samples).
 
-Sampling is exact and uses only uniform draws (stable across NumPy versions): a component by
-inversion of the cumulative weights, then ``y_d = mu_kd + s_kd Phi^-1(u_d)`` (a Gaussian by
-inversion) quantised to its bin. The fixed splits (:func:`load_split`) and fresh samples
+Sampling is exact and uses only uniform draws (``Generator.random``; no ziggurat normals, so a
+split depends on the bit generator and ``ndtri`` alone): a component by inversion of the
+cumulative weights, then ``y_d = mu_kd + s_kd Phi^-1(u_d)`` (a Gaussian by inversion) quantised
+to its bin. The fixed splits (:func:`load_split`) and fresh samples
 (``seed``) come from disjoint random streams (``SeedSequence`` spawn keys), so no seed of a
 fresh sample reproduces a split.
 """
