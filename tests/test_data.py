@@ -287,6 +287,6 @@ def test_unknown_name_and_split() -> None:
 
 
 def test_dataset_info_matches_all() -> None:
-    assert DATASETS == ("digits", "mnist", "cifar10")
+    assert DATASETS == ("digits", "mnist", "cifar10", "digits-gmm")
     assert dataset_info("mnist")["shape"] == (1, 28, 28)
     assert dataset_info("cifar10") == {"shape": (3, 32, 32), "num_levels": 256, "num_classes": 10}

@@ -3,6 +3,8 @@
 Every dataset is held as *level indices* ``k in {0, ..., K-1}`` (``K = num_levels``):
 
 * ``digits``  -- scikit-learn's 8x8 hand-written digits, ``K = 17`` (grey levels 0..16);
+* ``digits-gmm`` -- exact samples of a Gaussian mixture fitted to digits, same shape and ``K``,
+  with a known probability (:mod:`vdm.core.digits_gmm`);
 * ``mnist``   -- 28x28 MNIST, ``K = 256``;
 * ``cifar10`` -- 32x32 RGB CIFAR-10, ``K = 256``.
 
@@ -27,13 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-DATASETS: tuple[str, ...] = ("digits", "mnist", "cifar10")
+DATASETS: tuple[str, ...] = ("digits", "mnist", "cifar10", "digits-gmm")
 SPLITS: tuple[str, ...] = ("train", "test")
 
 _INFO: dict[str, dict[str, Any]] = {
     "digits": {"shape": (1, 8, 8), "num_levels": 17, "num_classes": 10},
     "mnist": {"shape": (1, 28, 28), "num_levels": 256, "num_classes": 10},
     "cifar10": {"shape": (3, 32, 32), "num_levels": 256, "num_classes": 10},
+    "digits-gmm": {"shape": (1, 8, 8), "num_levels": 17, "num_classes": 10},
 }
 
 #: Number of images in each split of the real datasets.
@@ -41,6 +44,7 @@ SPLIT_SIZES: dict[str, dict[str, int]] = {
     "digits": {"train": 1497, "test": 300},
     "mnist": {"train": 60000, "test": 10000},
     "cifar10": {"train": 50000, "test": 10000},
+    "digits-gmm": {"train": 1497, "test": 2000},  # why 2000: vdm.core.digits_gmm.SPLIT_SIZES
 }
 
 #: Fixed digits split: ``train_test_split(test_size=300, random_state=0, stratify=labels)``.
@@ -158,7 +162,8 @@ def load_dataset(
 
     ``root`` is the data directory holding ``MNIST/raw/`` or ``cifar-10-batches-py/``; if the
     files are missing and ``download`` is true they are fetched with torchvision first.
-    ``digits`` ships with scikit-learn and ignores ``root`` and ``download``.
+    ``digits`` ships with scikit-learn and ``digits-gmm`` with this package (fixed exact
+    samples); both ignore ``root`` and ``download``.
     Raises ``ValueError`` (bad name/split) or ``FileNotFoundError`` (missing files).
     """
     _check_name(name)
@@ -167,6 +172,10 @@ def load_dataset(
     root = Path(root)
     if name == "digits":
         images, labels = _load_digits(split)
+    elif name == "digits-gmm":
+        from vdm.core.digits_gmm import load_split
+
+        images, labels = load_split(split)
     elif name == "mnist":
         images, labels = _load_mnist(root, split, download)
     else:
