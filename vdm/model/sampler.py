@@ -26,15 +26,10 @@ images are returned as uint8 pixels ``0..255`` (``round(k * 255 / (K - 1))``).
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
-import numpy as np
 import torch
 from torch import nn
 
 from vdm.core.data import levels_to_pixels, model_to_levels
-from vdm.core.provenance import atomic_output
 from vdm.model.likelihood import EpsFn
 from vdm.model.schedules import alpha_sigma
 
@@ -146,35 +141,3 @@ def sample(eps_fn: EpsFn, schedule: nn.Module, image_shape: tuple[int, int, int]
                                     method, clip, generator, device).cpu())
     return torch.cat(batches)
 
-
-def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, columns: int = 10,
-              scale: int | None = None, padding: int = 1, title: str | None = None) -> Path:
-    """Save the first ``columns**2`` uint8 images ``(N, C, H, W)`` as one PNG grid, with an
-    optional one-line ``title`` in a white band above it."""
-    from PIL import Image  # imported here: sampling itself needs only torch
-
-    images = torch.as_tensor(images)[: columns * columns]
-    n, c, h, w = images.shape
-    rows = math.ceil(n / columns)
-    grid = torch.full((c, rows * (h + padding) + padding, columns * (w + padding) + padding), 255,
-                      dtype=torch.uint8)
-    for i, image in enumerate(images):
-        r, col = divmod(i, columns)
-        y, x = padding + r * (h + padding), padding + col * (w + padding)
-        grid[:, y:y + h, x:x + w] = image
-    array = grid.permute(1, 2, 0).numpy()
-    picture = Image.fromarray(array[..., 0] if c == 1 else array)
-    scale = scale or max(1, 256 // max(h, w))
-    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    if title:
-        from PIL import ImageDraw
-
-        band = 14
-        titled = Image.new(picture.mode, (picture.width, picture.height + band), 255 if c == 1
-                           else (255, 255, 255))
-        titled.paste(picture, (0, band))
-        ImageDraw.Draw(titled).text((2, 1), title, fill=0 if c == 1 else (0, 0, 0))
-        picture = titled
-    with atomic_output(path) as tmp:
-        picture.save(tmp)
-    return Path(path)

@@ -54,8 +54,8 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
     classes, and a meta JSON with the setting and ``wall_seconds`` since ``started``) and
     optionally the grid PNG, atomically."""
     from vdm.core.data import dataset_info
+    from vdm.core.images import save_grid
     from vdm.model.guidance import sample_guided
-    from vdm.model.sampler import save_grid
 
     info = dataset_info(config.dataset)
     classifier = None
