@@ -4,8 +4,11 @@ lazy fields, the environment variable, the tqdm bar on a terminal."""
 from __future__ import annotations
 
 import io
+import json
+import math
 
 import pytest
+import torch
 
 from vdm.core.progress import (
     DEFAULT_INTERVAL_SECONDS,
@@ -155,3 +158,195 @@ def test_formats() -> None:
     assert [format_rate(r) for r in (2452.4, 24.56, 2.456, 0.02456, float("nan"))] == [
         "2452", "24.6", "2.46", "0.0246", "?"]
 
+
+# ----- the loops report through the callback, and their numbers do not change -----------------
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread) -> None:  # conftest.py: tiny CPU workloads
+    pass
+
+
+class Recorder:
+    """A progress callback that keeps every report: ``(done, total, fields)``."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[int, int, dict]] = []
+
+    def __call__(self, done: int, total: int, **fields) -> None:
+        self.reports.append((done, total, {k: v() if callable(v) else v for k, v in fields.items()}))
+
+    def counts(self) -> list[tuple[int, int]]:
+        return [(done, total) for done, total, _ in self.reports]
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from vdm.model.diffusion import build_model
+
+    torch.manual_seed(0)
+    return build_model((1, 8, 8), 17, "eps", "cosine", {"channels": 8, "channel_mults": [1, 2]},
+                       -10.0, 7.0).eval()
+
+
+@pytest.fixture(scope="module")
+def digits_test():
+    from vdm.core.data import load_dataset
+
+    return load_dataset("digits", "test", "data")
+
+
+@pytest.mark.parametrize(("method", "nfe"), [("ancestral", 4), ("heun", 7)])
+def test_sampling_reports_each_network_evaluation_of_all_batches(tiny_model, method: str,
+                                                                 nfe: int) -> None:
+    """10 samples in batches of 4: 3 batches of NFE evaluations (N + 1, Heun 2N + 1 for N = 3)."""
+    from vdm.model.guidance import Guidance, sample_guided
+    from vdm.model.sampler import sample
+
+    kw = {"num_samples": 10, "num_classes": None, "image_shape": (1, 8, 8), "num_levels": 17,
+          "steps": 3, "method": method, "batch_size": 4, "seed": 1}
+    recorder = Recorder()
+    images, _ = sample_guided(tiny_model, Guidance(), **kw, progress=recorder)
+    total = 3 * nfe
+    assert recorder.counts() == [(0, total)] + [(k, total) for k in range(1, total + 1)]
+    assert [f["batch"] for _, _, f in recorder.reports] == (
+        ["1/3"] * (nfe + 1) + ["2/3"] * nfe + ["3/3"] * nfe)
+    assert torch.equal(images, sample_guided(tiny_model, Guidance(), **kw)[0])
+    plain = Recorder()
+    again = sample(tiny_model.eps, tiny_model.schedule, (1, 8, 8), 10, 17, steps=3, method=method,
+                   batch_size=4, seed=1, progress=plain)
+    assert torch.equal(again, images) and plain.counts() == recorder.counts()
+
+
+def test_nll_reports_each_noise_level_draw(tiny_model, digits_test) -> None:
+    """10 images in batches of 4, 3 draws each: 3 x 3 reports; the bound does not change."""
+    from vdm.evaluation.evaluate import evaluate_nll
+
+    kw = {"batch_size": 4, "num_time_samples": 3, "max_examples": 10, "seed": 2}
+    recorder = Recorder()
+    result = evaluate_nll(tiny_model, digits_test, **kw, progress=recorder)
+    assert recorder.counts() == [(k, 9) for k in range(10)]
+    assert [f["batch"] for _, _, f in recorder.reports] == ["1/3"] * 4 + ["2/3"] * 3 + ["3/3"] * 3
+    assert result == evaluate_nll(tiny_model, digits_test, **kw)
+
+
+def test_ode_nll_reports_batches_and_the_solver_evaluations() -> None:
+    """5 images in batches of 2: batches 0..3 of 3, and within each batch the count of the
+    adaptive solver's network evaluations (field ``evals``); the bound does not change."""
+    pytest.importorskip("torchdiffeq")
+    from conftest import gaussian_optimal_eps_fn
+
+    from vdm.core.data import ImageData
+    from vdm.model.ode import ode_nll
+    from vdm.model.schedules import get_schedule
+
+    class ExactModel(torch.nn.Module):  # the optimal denoiser of N(0, 0.4^2): no network
+        schedule = get_schedule("cosine")
+
+        def eps(self, z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
+            return gaussian_optimal_eps_fn(0.4)(z, log_snr)
+
+    levels = torch.randint(0, 17, (5, 1, 2, 2), generator=torch.Generator().manual_seed(0))
+    data = ImageData(images=levels.to(torch.uint8), labels=torch.zeros(5, dtype=torch.int64),
+                     num_levels=17, name="gaussian", split="test")
+    kw = {"batch_size": 2, "rtol": 1e-3, "atol": 1e-3, "seed": 0}
+    recorder = Recorder()
+    result = ode_nll(ExactModel(), data, **kw, progress=recorder)
+    assert result == ode_nll(ExactModel(), data, **kw)
+    assert {total for _, total, _ in recorder.reports} == {3}
+    batches = [done for done, _, _ in recorder.reports]
+    assert batches == sorted(batches) and set(batches) == {0, 1, 2, 3}
+    assert [done for done, _, f in recorder.reports if not f] == [1, 2, 3]  # each batch's end
+    for batch in range(3):
+        evals = [f["evals"] for done, _, f in recorder.reports if done == batch and f]
+        assert evals == list(range(len(evals))) and len(evals) > 6  # dopri5: 6 per step + 1
+
+
+def test_fid_reports_feature_batches_of_samples_and_an_uncached_reference(digits_test, tmp_path
+                                                                          ) -> None:
+    """20 samples and 50 reference images in batches of 8: 3 + 7 batches, then 3 once the
+    reference is cached; the metrics do not change."""
+    from vdm.evaluation.feature_extractors import save_classifier, train_classifier
+    from vdm.evaluation.fid import compute_metrics, feature_batches
+
+    training = Recorder()
+    model, _ = train_classifier(digits_test, digits_test, steps=5, batch_size=16,
+                                progress=training, num_threads=1)
+    assert training.counts() == [(k, 5) for k in range(1, 6)]
+    assert all(isinstance(f["loss"], float) for _, _, f in training.reports)
+    weights = save_classifier(model, tmp_path / "classifier.pt", {"dataset": "digits"})
+    pixels = digits_test.pixels_uint8()
+    kw = {"dataset": "digits", "split": "test", "extractor": "classifier",
+          "weights_path": weights, "cache_root": tmp_path / "cache", "kid_subset_size": 10,
+          "batch_size": 8, "fid_error_resamples": 5}
+    assert [feature_batches(n, 8) for n in (20, 50, 5, 0)] == [3, 7, 1, 0]
+    first, second = Recorder(), Recorder()
+    a = compute_metrics(pixels[:20], pixels[50:100], **kw, progress=first)
+    b = compute_metrics(pixels[:20], pixels[50:100], **kw, progress=second)
+    assert first.counts() == [(k, 10) for k in range(11)]
+    assert second.counts() == [(k, 3) for k in range(4)]
+    assert a == b == compute_metrics(pixels[:20], pixels[50:100], **kw)
+
+
+# ----- a real job's log shows the lines while it runs -------------------------------------------
+def _job(*args: str, cwd) -> str:
+    """Run ``python -m vdm <args>`` as a workflow job does, a line per report; its stderr."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "VDM_PROGRESS_SECONDS": "0",
+           "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "vdm", *args], capture_output=True, text=True,
+                            timeout=600, env=env, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return result.stderr
+
+
+def _counts(log: str, what: str, unit: str) -> list[tuple[int, int]]:
+    """``(done, total)`` of the progress lines of ``what`` (not the final one)."""
+    import re
+
+    pattern = re.compile(rf"^{re.escape(what)}: (\d+)/(\d+) {unit} \(\d+%\) \| [0-9.?]+ \w+/s \| "
+                         r"elapsed \d+:\d\d:\d\d \| ETA (\d+:\d\d:\d\d|\?)( \| .*)?$")
+    return [(int(m[1]), int(m[2])) for m in map(pattern.match, log.splitlines()) if m]
+
+
+def test_train_and_evaluate_logs_show_progress_lines(tmp_path) -> None:
+    """``train`` (6 steps) and ``evaluate`` (20 samples in batches of 10 with 3 ancestral steps;
+    the ELBO of 20 images in batches of 10 with 2 draws; FID features of the samples and the
+    test split in batches of 8) with
+    ``VDM_PROGRESS_SECONDS=0``: a line per step, evaluation, draw and feature batch, with
+    images/s, ETA and the loss for training, and a final line for each."""
+    import re
+
+    from vdm.core.data import load_dataset
+    from vdm.evaluation.feature_extractors import save_classifier, train_classifier
+
+    config = {"schedule": "cosine", "model": {"channels": 8, "channel_mults": [1, 2]},
+              "train": {"steps": 6, "batch_size": 16, "log_every": 3, "threads": 1}}
+    log = _job("train", "--config-json", json.dumps(config), "--out", "run", cwd=tmp_path)
+    assert _counts(log, "train digits eps/eps/cosine seed 0", "steps") == [(k, 6) for k in range(1, 6)]
+    lines = [line for line in log.splitlines() if line.startswith("train digits")]
+    assert all(re.search(r"\| [0-9.]+ images/s \|.*\| loss [0-9.e+-]+$", line) for line in lines[1:-1])
+    assert re.match(r"train digits eps/eps/cosine seed 0: finished 6/6 steps in \d:\d\d:\d\d \| "
+                    r"[0-9.]+ images/s \| loss [0-9.e+-]+$", lines[-1])
+
+    model, _ = train_classifier(load_dataset("digits", "train", "data"),
+                                load_dataset("digits", "test", "data"), steps=5, num_threads=1)
+    save_classifier(model, tmp_path / "classifier.pt", {"dataset": "digits"})
+    log = _job("evaluate", "--model", "run/model.pt", "--threads", "1", "--num-samples", "20",
+               "--sample-steps", "3", "--sample-batch-size", "10", "--samples-out", "s.npz",
+               "--grid", "grid.png", "--num-time-samples", "2", "--max-examples", "20",
+               "--nll-batch-size", "10", "--nll-out", "nll.json", "--weights", "classifier.pt",
+               "--cache-root", "cache", "--kid-subset-size", "10", "--fid-batch-size", "8",
+               "--reference-split", "test", "--fid-out", "fid.json", cwd=tmp_path)
+    assert _counts(log, "sample ancestral-3", "evals") == [(k, 8) for k in range(8)]
+    assert _counts(log, "nll test", "draws") == [(k, 4) for k in range(4)]
+    reference = math.ceil(len(load_dataset("digits", "test", "data")) / 8)  # not cached yet
+    assert _counts(log, "fid features", "batches") == [(k, 3 + reference)
+                                                       for k in range(3 + reference)]
+    for what, count in (("sample ancestral-3", "8/8 evals"), ("nll test", "4/4 draws"),
+                        ("fid features", f"{3 + reference}/{3 + reference} batches")):
+        assert re.search(rf"^{what}: finished {count} in \d:\d\d:\d\d \| ", log, re.M), what
+    assert (tmp_path / "grid.png").is_file()

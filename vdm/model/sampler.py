@@ -26,10 +26,13 @@ images are returned as uint8 pixels ``0..255`` (``round(k * 255 / (K - 1))``).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from vdm.core.data import levels_to_pixels, model_to_levels
+from vdm.core.progress import ProgressCallback, counting_calls
 from vdm.model.likelihood import EpsFn
 from vdm.model.schedules import alpha_sigma
 
@@ -131,13 +134,33 @@ def _dpmpp_2m(eps_fn: EpsFn, z: torch.Tensor, log_snrs: torch.Tensor, clip: bool
 def sample(eps_fn: EpsFn, schedule: nn.Module, image_shape: tuple[int, int, int],
            num_samples: int, num_levels: int, *, steps: int = 100, method: str = "ancestral",
            batch_size: int = 500, seed: int = 0, device: torch.device | str = "cpu",
-           clip: bool = True) -> torch.Tensor:
-    """``num_samples`` images ``(N, C, H, W)``, uint8 ``0..255``, reproducible from ``seed``."""
+           clip: bool = True, progress: ProgressCallback | None = None) -> torch.Tensor:
+    """``num_samples`` images ``(N, C, H, W)``, uint8 ``0..255``, reproducible from ``seed``.
+
+    ``progress`` (optional, :class:`vdm.core.progress.ProgressCallback`): told the network
+    evaluations done of all batches' (:func:`batch_progress`)."""
     generator = torch.Generator(device).manual_seed(seed)
     batches = []
-    for start in range(0, num_samples, batch_size):
+    for index, start in enumerate(range(0, num_samples, batch_size)):
         n = min(batch_size, num_samples - start)
-        batches.append(sample_batch(eps_fn, schedule, (n, *image_shape), num_levels, steps,
+        counted = batch_progress(eps_fn, progress, index, num_samples, batch_size, method, steps)
+        batches.append(sample_batch(counted, schedule, (n, *image_shape), num_levels, steps,
                                     method, clip, generator, device).cpu())
     return torch.cat(batches)
 
+
+def batch_progress(eps_fn: EpsFn, progress: ProgressCallback | None, index: int,
+                   num_samples: int, batch_size: int, method: str, steps: int) -> EpsFn:
+    """``eps_fn`` for batch ``index`` (0-based) of a sampling loop, reporting to ``progress``
+    after each call: ``progress(done, total, batch="b/B")`` with ``done`` the calls of the
+    batches before (``index x NFE``, :func:`network_evaluations`) plus this batch's, of ``total
+    = B x NFE`` over the ``B = ceil(num_samples / batch_size)`` batches, and ``progress(0, total)``
+    before the first batch. ``eps_fn`` itself without ``progress``; the samples do not change."""
+    if progress is None:
+        return eps_fn
+    per_batch = network_evaluations(method, steps)
+    num_batches = math.ceil(num_samples / batch_size)
+    total, offset, batch = num_batches * per_batch, index * per_batch, f"{index + 1}/{num_batches}"
+    if index == 0:
+        progress(0, total, batch=batch)
+    return counting_calls(eps_fn, lambda calls: progress(offset + calls, total, batch=batch))
