@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from conftest import gaussian_full_covariance_eps_fn, gaussian_optimal_eps_fn
-from PIL import Image
 
 from vdm.model.network import UNet, count_parameters
-from vdm.model.sampler import sample, save_grid
+from vdm.model.sampler import sample
 from vdm.model.schedules import alpha_sigma, get_schedule
 
 
@@ -64,19 +62,6 @@ def test_ancestral_sampler_reproduces_gaussian_variance() -> None:
                256, steps=200, batch_size=400, seed=1, clip=False)
     values = x.double() / 255 * 2 - 1
     assert float(values.std()) == pytest.approx(s, rel=0.05)
-
-
-def test_save_grid(tmp_path) -> None:
-    images = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8)
-    path = save_grid(images, tmp_path / "grid.png", columns=4, scale=2)
-    picture = Image.open(path)
-    assert picture.size == ((4 * 9 + 1) * 2, (3 * 9 + 1) * 2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]  # no temporary left
-    titled = Image.open(save_grid(images[:, :1], tmp_path / "titled.png", columns=4, scale=2,
-                                  title="eps/elbo/cosine seed 0, ancestral-25"))
-    assert titled.size == ((4 * 9 + 1) * 2, (3 * 9 + 1) * 2 + 14)
-    band = torch.as_tensor(np.asarray(titled))[:14]
-    assert (band < 128).any() and (band == 255).any()  # dark text on a white band
 
 
 def _gaussian_flow_endpoint(z_1: torch.Tensor, log_snrs: torch.Tensor, s: float) -> torch.Tensor:

@@ -133,6 +133,7 @@ def test_corrupt_model_checkpoint_is_named(tmp_path: Path, capsys) -> None:
     with pytest.raises(CheckpointError, match="truncated or corrupt") as error:
         load_trained_model(model)
     assert str(model) in str(error.value)
+    capsys.readouterr()  # the training's progress lines
     code = cli_main(["sample", "--model", str(model), "--num-samples", "4", "--steps", "2",
                      "--out", str(tmp_path / "s.npz")])
     err = capsys.readouterr().err.strip()

@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 from vdm.core.data import load_dataset
+from vdm.core.progress import ProgressCallback
 from vdm.evaluation.fid import compute_metrics
 
 
@@ -26,10 +27,11 @@ def real_data_floor(
     floor_split: str = "test", extractor: str, weights_path: str | os.PathLike | None,
     cache_root: str | os.PathLike | None, device: str = "cpu", kid_subset_size: int = 1000,
     prc: bool = True, batch_size: int = 256, download: bool = False, fid_error: bool = True,
+    progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """FID/KID/precision/recall (and ``fid_se``) of the real ``floor_split`` images against the
     ``reference_split`` of ``dataset``: :func:`vdm.evaluation.fid.compute_metrics` with the held-out
-    images as the samples. Deterministic.
+    images as the samples. Deterministic. ``progress``: as in ``compute_metrics``.
 
     Returns that result plus ``dataset``, ``reference_split``, ``floor_split``,
     ``num_floor_images`` (= ``num_samples``) and ``meaning`` (one sentence for captions).
@@ -44,7 +46,8 @@ def real_data_floor(
     result = compute_metrics(
         held_out.pixels_uint8(), reference.pixels_uint8(), dataset=dataset, split=reference_split,
         extractor=extractor, weights_path=weights_path, cache_root=cache_root, device=device,
-        kid_subset_size=kid_subset_size, prc=prc, batch_size=batch_size, fid_error=fid_error)
+        kid_subset_size=kid_subset_size, prc=prc, batch_size=batch_size, fid_error=fid_error,
+        progress=progress)
     n = int(result["num_samples"])
     return {
         **result,

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from vdm.core.data import ImageData
+from vdm.core.progress import ProgressCallback, counting_calls
 from vdm.model.diffusion import DiffusionModel
 from vdm.model.likelihood import DEFAULT_NUM_TIME_SAMPLES, elbo_bpd
 from vdm.model.network import check_labels
@@ -36,7 +37,8 @@ def evaluate_nll(model: DiffusionModel, data: ImageData, *, batch_size: int = 50
                  num_time_samples: int = DEFAULT_NUM_TIME_SAMPLES, time_sampling: str = "logsnr",
                  discrete_steps: int | None = None, seed: int = 0,
                  max_examples: int | None = None, device: torch.device | str = "cpu",
-                 conditional: bool = False, return_per_example: bool = False) -> dict[str, Any]:
+                 conditional: bool = False, return_per_example: bool = False,
+                 progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Upper bound on ``-log2 p(x)`` per dimension over ``data`` (bits/dim).
 
     ``conditional`` (class-conditional models only): the bound on ``-log2 p(x | y)`` with ``y``
@@ -57,6 +59,10 @@ def evaluate_nll(model: DiffusionModel, data: ImageData, *, batch_size: int = 50
     its standard error over examples), and the mean of each term
     (``nll_reconstruction_bpd``, ``nll_prior_bpd``, ``nll_diffusion_bpd``). With
     ``return_per_example`` also ``per_example_bpd``: the ``(n,)`` float64 tensor of totals.
+
+    ``progress`` (optional, :class:`vdm.core.progress.ProgressCallback`): told the noise-level
+    draws done (one network evaluation over a batch each) of ``B x num_time_samples`` over the
+    ``B`` batches, with the field ``batch="b/B"``; the numbers do not change.
     """
     if conditional and model.num_classes is None:
         raise ValueError("conditional=True (-log p(x | y)) needs a class-conditional model; this "
@@ -67,14 +73,22 @@ def evaluate_nll(model: DiffusionModel, data: ImageData, *, batch_size: int = 50
     generator = torch.Generator(device).manual_seed(seed)
     terms: dict[str, list[torch.Tensor]] = {}
     model.eval()
+    num_batches = math.ceil(n / batch_size)
+    total = num_batches * num_time_samples
+    if progress is not None:
+        progress(0, total, batch=f"1/{num_batches}")
     with torch.no_grad():
-        for start in range(0, n, batch_size):
+        for number, start in enumerate(range(0, n, batch_size)):
             index = torch.arange(start, min(start + batch_size, n))
             x = data.model_inputs(index).to(device)
             eps_fn = model.eps
             if conditional:
                 labels = data.labels[index].to(device)
                 eps_fn = functools.partial(model.eps, labels=labels)
+            if progress is not None:  # one eps_fn call per draw (elbo_bpd)
+                offset, batch = number * num_time_samples, f"{number + 1}/{num_batches}"
+                eps_fn = counting_calls(eps_fn, lambda k, o=offset, b=batch: progress(
+                    o + k, total, batch=b))
             out = elbo_bpd(eps_fn, x, model.schedule, data.num_levels,
                            num_time_samples=num_time_samples, time_sampling=time_sampling,
                            discrete_steps=discrete_steps, generator=generator)

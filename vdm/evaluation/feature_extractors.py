@@ -31,6 +31,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
+from vdm.core.progress import ProgressCallback
 from vdm.core.provenance import save_torch_atomic
 
 CLASSIFIER_EXTRACTOR_NAME = "vdm-classifier"
@@ -148,7 +149,7 @@ def classifier_accuracy(
 def train_classifier(
     train: Any, test: Any, *, steps: int = 600, batch_size: int = 128, lr: float = 2e-3,
     seed: int = 0, device: str = "cpu", feature_dim: int = 128, max_shift: int | None = None,
-    num_threads: int | None = None,
+    num_threads: int | None = None, progress: ProgressCallback | None = None,
 ) -> tuple[DatasetClassifier, float]:
     """Train a :class:`DatasetClassifier` on ``train`` and return it with its ``test`` accuracy.
 
@@ -159,7 +160,9 @@ def train_classifier(
     smaller than 16 px, else 2). ``num_threads``, if given, sets torch's CPU thread count for
     the duration of the call (tiny convolutions run fastest on 1 thread; on a busy machine
     more threads can be tens of times slower). Returns ``(model in eval mode on device, test
-    accuracy)``; ``model.feature_scale`` is set from the training images.
+    accuracy)``; ``model.feature_scale`` is set from the training images. ``progress``
+    (optional, :class:`vdm.core.progress.ProgressCallback`): told the steps done of ``steps``,
+    with the step's loss (read only when shown).
     """
     pixels = train.pixels_uint8()
     c, h, w = (int(s) for s in pixels.shape[1:])
@@ -171,7 +174,8 @@ def train_classifier(
             torch.manual_seed(seed)
             model = DatasetClassifier(c, h, feature_dim=feature_dim).to(device)
         _fit(model, pixels, train.labels, steps=steps, batch_size=batch_size, lr=lr,
-             gen=torch.Generator().manual_seed(seed), max_shift=shift, device=device)
+             gen=torch.Generator().manual_seed(seed), max_shift=shift, device=device,
+             progress=progress)
         set_feature_scale(model, pixels, device=device)
         acc = classifier_accuracy(model, test.pixels_uint8(), test.labels, device=device)
     return model, acc
@@ -180,12 +184,14 @@ def train_classifier(
 def _fit(
     model: DatasetClassifier, pixels: torch.Tensor, labels: torch.Tensor, *, steps: int,
     batch_size: int, lr: float, gen: torch.Generator, max_shift: int, device: str,
+    progress: ProgressCallback | None = None,
 ) -> None:
-    """AdamW + cosine decay on random minibatches drawn with ``gen``; leaves ``model`` in eval."""
+    """AdamW + cosine decay on random minibatches drawn with ``gen``; leaves ``model`` in eval.
+    ``progress``: told the steps done, with the loss."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
     model.train()
-    for _ in range(steps):
+    for step in range(steps):
         idx = torch.randint(0, len(labels), (min(batch_size, len(labels)),), generator=gen)
         x = _random_shift(pixels_to_inputs(pixels[idx]), max_shift, gen).to(device)
         loss = F.cross_entropy(model(x), labels[idx].to(device))
@@ -193,6 +199,8 @@ def _fit(
         loss.backward()
         opt.step()
         sched.step()
+        if progress is not None:
+            progress(step + 1, steps, loss=lambda value=loss: float(value.detach()))
     model.eval()
 
 

@@ -31,11 +31,14 @@ returned under ``"kid_subset_size"`` (at least 2 images on each side are require
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import math
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,7 @@ import torch
 import torch.hub
 from torch.utils.data import Dataset
 
+from vdm.core.progress import ProgressCallback
 from vdm.evaluation.feature_extractors import CLASSIFIER_EXTRACTOR_NAME, register_classifier_extractor
 from vdm.evaluation.fid_cache import set_aside_corrupt
 from vdm.evaluation.fid_error import DEFAULT_RESAMPLES, FID_SE_METHOD, fid_bootstrap_se
@@ -286,6 +290,29 @@ def _reference_name(reference: torch.Tensor, dataset: str, split: str, extractor
     return name, data_hash, weights_hash
 
 
+def feature_batches(num_images: int, batch_size: int) -> int:
+    """Batches torch-fidelity extracts ``num_images`` in: ``ceil(N / min(batch_size, N))``."""
+    return math.ceil(num_images / min(int(batch_size), num_images)) if num_images > 0 else 0
+
+
+@contextlib.contextmanager
+def reporting_batches(extractor: torch.nn.Module, progress: ProgressCallback | None, total: int
+                      ) -> Iterator[None]:
+    """While open, ``progress(k, total)`` after the ``k``-th batch through ``extractor`` (a
+    forward hook: torch-fidelity calls the extractor once per batch; nothing else changes), and
+    ``progress(0, total)`` at the start. Nothing without ``progress``."""
+    if progress is None:
+        yield
+        return
+    counter = itertools.count(1)
+    progress(0, total)
+    handle = extractor.register_forward_hook(lambda *_: progress(next(counter), total))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
@@ -294,7 +321,7 @@ def _reference_name(reference: torch.Tensor, dataset: str, split: str, extractor
 def compute_reference_statistics(
     reference_images_uint8: torch.Tensor | np.ndarray, *, dataset: str, split: str,
     extractor: str, weights_path: str | os.PathLike | None, cache_root: str | os.PathLike | None,
-    device: str = "cpu", batch_size: int = 256,
+    device: str = "cpu", batch_size: int = 256, progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Extract and cache the reference-side features (fid/kid/prc layers) and FID statistics.
 
@@ -302,7 +329,8 @@ def compute_reference_statistics(
     :func:`compute_metrics` calls with the same reference, extractor and weights only extract
     sample features. A no-op (apart from hashing) when the cache is already complete.
     Returns a JSON-able description of the reference (``cached`` tells whether it was
-    already in the cache before this call).
+    already in the cache before this call). ``progress`` (optional): told the feature batches
+    done of the reference's (:func:`reporting_batches`), when they are extracted.
     """
     from torch_fidelity.metric_fid import fid_featuresdict_to_statistics_cached
     from torch_fidelity.utils import (
@@ -323,7 +351,9 @@ def compute_reference_statistics(
         feat_extractor = create_feature_extractor(
             kwargs["feature_extractor"], sorted(set(layers.values())), **kwargs
         )
-        features = extract_featuresdict_from_input_id_cached(1, feat_extractor, **kwargs)
+        with reporting_batches(feat_extractor, progress,
+                               feature_batches(len(reference), batch_size)):
+            features = extract_featuresdict_from_input_id_cached(1, feat_extractor, **kwargs)
         fid_featuresdict_to_statistics_cached(features, name, feat_extractor, layers["fid"],
                                               **kwargs)
     return {
@@ -349,6 +379,7 @@ def compute_metrics(
     extractor: str, weights_path: str | os.PathLike | None, cache_root: str | os.PathLike | None,
     device: str = "cpu", kid_subset_size: int = 1000, prc: bool = True, batch_size: int = 256,
     fid_error: bool = True, fid_error_resamples: int = DEFAULT_RESAMPLES,
+    progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """FID, KID (mean, std) and precision/recall of samples against a reference set.
 
@@ -371,6 +402,10 @@ def compute_metrics(
     ``"fid_se_resamples"``. ``precision``/``recall`` are present only when requested (``prc``)
     and finite: a requested value that comes back non-finite is left out, with a line in
     ``notes`` and a warning on stderr, never silently.
+
+    ``progress`` (optional, :class:`vdm.core.progress.ProgressCallback`): told the feature
+    batches done (:func:`reporting_batches`) of the samples' and, when not cached, the
+    reference's (:func:`feature_batches` each); the numbers do not change.
     """
     weights = check_extractor_weights(extractor, weights_path, dataset)
     samples = as_uint8_images(sample_images_uint8, what="sample images")
@@ -387,9 +422,12 @@ def compute_metrics(
     kwargs.update(input1=Uint8ImageDataset(samples), input2=Uint8ImageDataset(reference),
                   input2_cache_name=name, fid=True, kid=True, prc=prc, kid_subset_size=subset)
     layers = _feature_layers(kwargs, prc)
-    set_aside_corrupt(_cache_files(kwargs["cache_root"], name, kwargs["feature_extractor"], layers),
-                      num_reference=len(reference))
-    raw, sample_features, reference_stats = _fidelity_metrics(kwargs, layers)
+    files = _cache_files(kwargs["cache_root"], name, kwargs["feature_extractor"], layers)
+    set_aside_corrupt(files, num_reference=len(reference))
+    reference_cached = all(os.path.isfile(f) for f in files if "-features-" in os.path.basename(f))
+    batches = feature_batches(len(samples), batch_size) + (
+        0 if reference_cached else feature_batches(len(reference), batch_size))
+    raw, sample_features, reference_stats = _fidelity_metrics(kwargs, layers, progress, batches)
     out: dict[str, Any] = {key: float(raw.get(src, float("nan")))
                            for key, src in _METRIC_KEYS.items()}
     notes = []
@@ -418,11 +456,13 @@ def compute_metrics(
     return out
 
 
-def _fidelity_metrics(kwargs: dict[str, Any], layers: dict[str, str]
+def _fidelity_metrics(kwargs: dict[str, Any], layers: dict[str, str],
+                      progress: ProgressCallback | None = None, batches: int = 0
                       ) -> tuple[dict[str, float], torch.Tensor, dict[str, np.ndarray]]:
     """torch-fidelity's ``calculate_metrics`` for one feature extractor (fid, kid[, prc]), step by
     step with its own functions: returns its metrics dict, the samples' FID-layer features
-    ``(N, D)`` and the reference FID statistics (``mu``, ``sigma``, from the cache)."""
+    ``(N, D)`` and the reference FID statistics (``mu``, ``sigma``, from the cache).
+    ``progress``: told the feature batches done of ``batches`` (:func:`reporting_batches`)."""
     from torch_fidelity.metric_fid import (
         fid_featuresdict_to_statistics_cached,
         fid_statistics_to_metric,
@@ -436,8 +476,9 @@ def _fidelity_metrics(kwargs: dict[str, Any], layers: dict[str, str]
 
     extractor = create_feature_extractor(kwargs["feature_extractor"], sorted(set(layers.values())),
                                          **kwargs)
-    samples = extract_featuresdict_from_input_id_cached(1, extractor, **kwargs)  # never cached
-    reference = extract_featuresdict_from_input_id_cached(2, extractor, **kwargs)
+    with reporting_batches(extractor, progress, batches):
+        samples = extract_featuresdict_from_input_id_cached(1, extractor, **kwargs)  # never cached
+        reference = extract_featuresdict_from_input_id_cached(2, extractor, **kwargs)
     stats = [fid_featuresdict_to_statistics_cached(features, cache_name, extractor, layers["fid"],
                                                    **kwargs)
              for features, cache_name in ((samples, None), (reference, kwargs["input2_cache_name"]))]

@@ -38,10 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vdm.core.progress import ProgressCallback
 from vdm.model.diffusion import DiffusionModel
 from vdm.model.likelihood import EpsFn
 from vdm.model.network import check_labels
-from vdm.model.sampler import network_evaluations, sample_batch
+from vdm.model.sampler import batch_progress, network_evaluations, sample_batch
 from vdm.model.schedules import alpha_sigma, schedule_endpoints
 
 GUIDANCE_KINDS: tuple[str, ...] = ("none", "cfg", "classifier")
@@ -294,7 +295,8 @@ def sample_guided(model: DiffusionModel, guidance: Guidance, *, num_samples: int
                   num_classes: int | None, image_shape: tuple[int, int, int], num_levels: int,
                   steps: int = 100, method: str = "ancestral", batch_size: int = 500,
                   seed: int = 0, device: torch.device | str = "cpu", clip: bool = True,
-                  classifier: nn.Module | None = None, unconditional: bool = False
+                  classifier: nn.Module | None = None, unconditional: bool = False,
+                  progress: ProgressCallback | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``num_samples`` guided images, uint8 ``(N, C, H, W)`` pixels, and their labels (CPU int64
     ``(N,)``, class-balanced by :func:`sample_labels`; None for unconditional sampling).
@@ -305,7 +307,8 @@ def sample_guided(model: DiffusionModel, guidance: Guidance, *, num_samples: int
     (must equal the model's for a conditional model; may be None for an unconditional model
     without guidance). ``unconditional``: sample a conditional model's unconditional mode (null
     token; guidance must be ``none``). ``classifier``: the noise-conditional classifier for
-    ``classifier`` guidance, on ``device``.
+    ``classifier`` guidance, on ``device``. ``progress`` (optional): told the calls of the
+    guided ``eps_fn`` done of all batches' (:func:`vdm.model.sampler.batch_progress`).
     """
     check_guidance(guidance, model, classifier)
     network_evaluations(method, steps)  # checks the sampler's name before any work
@@ -323,10 +326,11 @@ def sample_guided(model: DiffusionModel, guidance: Guidance, *, num_samples: int
     all_labels = sample_labels(num_samples, num_classes) if use_labels else None
     generator = torch.Generator(device).manual_seed(seed)
     batches = []
-    for start in range(0, num_samples, batch_size):
+    for index, start in enumerate(range(0, num_samples, batch_size)):
         n = min(batch_size, num_samples - start)
         labels = None if all_labels is None else all_labels[start:start + n].to(device)
         eps_fn = model.eps if unconditional else guided_eps_fn(model, labels, guidance, classifier)
+        eps_fn = batch_progress(eps_fn, progress, index, num_samples, batch_size, method, steps)
         batches.append(sample_batch(eps_fn, model.schedule, (n, *image_shape), num_levels, steps,
                                     method, clip, generator, device).cpu())
     images = torch.cat(batches) if batches else torch.empty(0, *image_shape, dtype=torch.uint8)

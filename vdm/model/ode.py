@@ -45,6 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vdm.core.progress import ProgressCallback, counting_calls
 from vdm.model.likelihood import EpsFn
 from vdm.model.schedules import alpha_sigma, schedule_endpoints
 
@@ -114,8 +115,8 @@ def log_prob(eps_fn: EpsFn, z: torch.Tensor, schedule: nn.Module, *,
 
 def ode_nll(model: Any, data: Any, *, max_examples: int | None = None, batch_size: int = 500,
             num_probes: int = 1, rtol: float = 1e-5, atol: float = 1e-5, seed: int = 0,
-            device: torch.device | str = "cpu", return_per_example: bool = False
-            ) -> dict[str, Any]:
+            device: torch.device | str = "cpu", return_per_example: bool = False,
+            progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Test-set bound on ``-log2 P(x)`` per dimension from :func:`log_prob` with uniform
     dequantization (module docstring), for a :class:`vdm.model.diffusion.DiffusionModel` ``model`` and
     :class:`vdm.core.data.ImageData` ``data``.
@@ -123,7 +124,10 @@ def ode_nll(model: Any, data: Any, *, max_examples: int | None = None, batch_siz
     Returns ``nll_ode_bpd`` (mean over the first ``max_examples`` images), ``nll_ode_bpd_se``
     (standard deviation over images / sqrt(n): it holds the spread over images and the noise
     of the dequantization and of the Hutchinson probes), and the settings; with
-    ``return_per_example`` also ``per_example_bpd`` (``(n,)`` float64 tensor).
+    ``return_per_example`` also ``per_example_bpd`` (``(n,)`` float64 tensor). ``progress``
+    (optional, :class:`vdm.core.progress.ProgressCallback`): told the batches done of
+    ``ceil(n / batch_size)``, and after each network evaluation of the adaptive solver (their
+    number is not known in advance) the batch's evaluations so far, field ``evals``.
     """
     n = len(data) if max_examples is None else min(max_examples, len(data))
     generator = torch.Generator(device).manual_seed(seed)
@@ -134,15 +138,22 @@ def ode_nll(model: Any, data: Any, *, max_examples: int | None = None, batch_siz
         log_snr_0 = model.schedule(torch.zeros((), device=device)).detach()
     alpha_0 = float(alpha_sigma(log_snr_0)[0])
     values = []
-    for start in range(0, n, batch_size):
+    num_batches = math.ceil(n / batch_size)
+    for done, start in enumerate(range(0, n, batch_size)):
         x = data.model_inputs(torch.arange(start, min(start + batch_size, n))).to(device)
         dims = x[0].numel()
         u = torch.rand(x.shape, generator=generator, device=device) - 0.5
         x_tilde = x + spacing * u
-        log_p = log_prob(model.eps, alpha_0 * x_tilde, model.schedule, num_probes=num_probes,
+        eps_fn = model.eps
+        if progress is not None:
+            progress(done, num_batches, evals=0)
+            eps_fn = counting_calls(model.eps, lambda k, d=done: progress(d, num_batches, evals=k))
+        log_p = log_prob(eps_fn, alpha_0 * x_tilde, model.schedule, num_probes=num_probes,
                          rtol=rtol, atol=atol, generator=generator)
         nats = -(log_p + dims * math.log(alpha_0)) - dims * math.log(spacing)
         values.append((nats / (dims * math.log(2))).double().cpu())
+        if progress is not None:
+            progress(done + 1, num_batches)
     bpd = torch.cat(values)
     result = {"nll_ode_bpd": float(bpd.mean()), "nll_ode_num_examples": n,
               "nll_ode_num_probes": num_probes, "nll_ode_rtol": rtol, "nll_ode_atol": atol,

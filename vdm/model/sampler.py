@@ -39,14 +39,12 @@ sampler draws from ``q(z_s | z_t, x = clip(x_hat))``.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from vdm.core.data import levels_to_pixels, model_to_levels
-from vdm.core.provenance import atomic_output
+from vdm.core.progress import ProgressCallback, counting_calls
 from vdm.model.likelihood import EpsFn
 from vdm.model.schedules import alpha_sigma
 
@@ -149,45 +147,33 @@ def _dpmpp_2m(eps_fn: EpsFn, z: torch.Tensor, log_snrs: torch.Tensor, clip: bool
 def sample(eps_fn: EpsFn, schedule: nn.Module, image_shape: tuple[int, int, int],
            num_samples: int, num_levels: int, *, steps: int = 100, method: str = "ancestral",
            batch_size: int = 500, seed: int = 0, device: torch.device | str = "cpu",
-           clip: bool = True) -> torch.Tensor:
-    """``num_samples`` images ``(N, C, H, W)``, uint8 ``0..255``, reproducible from ``seed``."""
+           clip: bool = True, progress: ProgressCallback | None = None) -> torch.Tensor:
+    """``num_samples`` images ``(N, C, H, W)``, uint8 ``0..255``, reproducible from ``seed``.
+
+    ``progress`` (optional, :class:`vdm.core.progress.ProgressCallback`): told the network
+    evaluations done of all batches' (:func:`batch_progress`)."""
     generator = torch.Generator(device).manual_seed(seed)
     batches = []
-    for start in range(0, num_samples, batch_size):
+    for index, start in enumerate(range(0, num_samples, batch_size)):
         n = min(batch_size, num_samples - start)
-        batches.append(sample_batch(eps_fn, schedule, (n, *image_shape), num_levels, steps,
+        counted = batch_progress(eps_fn, progress, index, num_samples, batch_size, method, steps)
+        batches.append(sample_batch(counted, schedule, (n, *image_shape), num_levels, steps,
                                     method, clip, generator, device).cpu())
     return torch.cat(batches)
 
 
-def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, columns: int = 10,
-              scale: int | None = None, padding: int = 1, title: str | None = None) -> Path:
-    """Save the first ``columns**2`` uint8 images ``(N, C, H, W)`` as one PNG grid, with an
-    optional one-line ``title`` in a white band above it."""
-    from PIL import Image  # imported here: sampling itself needs only torch
-
-    images = torch.as_tensor(images)[: columns * columns]
-    n, c, h, w = images.shape
-    rows = math.ceil(n / columns)
-    grid = torch.full((c, rows * (h + padding) + padding, columns * (w + padding) + padding), 255,
-                      dtype=torch.uint8)
-    for i, image in enumerate(images):
-        r, col = divmod(i, columns)
-        y, x = padding + r * (h + padding), padding + col * (w + padding)
-        grid[:, y:y + h, x:x + w] = image
-    array = grid.permute(1, 2, 0).numpy()
-    picture = Image.fromarray(array[..., 0] if c == 1 else array)
-    scale = scale or max(1, 256 // max(h, w))
-    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    if title:
-        from PIL import ImageDraw
-
-        band = 14
-        titled = Image.new(picture.mode, (picture.width, picture.height + band), 255 if c == 1
-                           else (255, 255, 255))
-        titled.paste(picture, (0, band))
-        ImageDraw.Draw(titled).text((2, 1), title, fill=0 if c == 1 else (0, 0, 0))
-        picture = titled
-    with atomic_output(path) as tmp:
-        picture.save(tmp)
-    return Path(path)
+def batch_progress(eps_fn: EpsFn, progress: ProgressCallback | None, index: int,
+                   num_samples: int, batch_size: int, method: str, steps: int) -> EpsFn:
+    """``eps_fn`` for batch ``index`` (0-based) of a sampling loop, reporting to ``progress``
+    after each call: ``progress(done, total, batch="b/B")`` with ``done`` the calls of the
+    batches before (``index x NFE``, :func:`network_evaluations`) plus this batch's, of ``total
+    = B x NFE`` over the ``B = ceil(num_samples / batch_size)`` batches, and ``progress(0, total)``
+    before the first batch. ``eps_fn`` itself without ``progress``; the samples do not change."""
+    if progress is None:
+        return eps_fn
+    per_batch = network_evaluations(method, steps)
+    num_batches = math.ceil(num_samples / batch_size)
+    total, offset, batch = num_batches * per_batch, index * per_batch, f"{index + 1}/{num_batches}"
+    if index == 0:
+        progress(0, total, batch=batch)
+    return counting_calls(eps_fn, lambda calls: progress(offset + calls, total, batch=batch))

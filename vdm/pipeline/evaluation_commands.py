@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from vdm.core.progress import Progress
 from vdm.core.provenance import (
     atomic_output,
     provenance,
@@ -57,8 +58,8 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
     warning line on stderr when the model's leaves the classifier's) and optionally the grid
     PNG, atomically."""
     from vdm.core.data import dataset_info
+    from vdm.core.images import save_grid
     from vdm.model.guidance import classifier_range_check, classifier_range_warning, sample_guided
-    from vdm.model.sampler import save_grid
 
     info = dataset_info(config.dataset)
     classifier = None
@@ -77,7 +78,8 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
         model, setting.guidance, num_samples=num_samples,
         num_classes=info["num_classes"] if classes else None, image_shape=tuple(info["shape"]),
         num_levels=info["num_levels"], steps=setting.steps, method=setting.method,
-        batch_size=batch_size, seed=seed, device=device, clip=clip, classifier=classifier)
+        batch_size=batch_size, seed=seed, device=device, clip=clip, classifier=classifier,
+        progress=Progress(f"sample {setting.name}", "evals"))
     meta = {"model": str(model_path), "num_samples": num_samples, "setting": setting.name,
             "steps": setting.steps, "method": setting.method, "nfe": setting.nfe,
             "guidance_kind": setting.guidance.kind, "guidance_weight": setting.guidance.weight,
@@ -155,14 +157,16 @@ def write_nll(model, config, device, *, model_path: Path, split: str, num_time_s
         result = evaluate_nll(model, data, batch_size=batch_size,
                               num_time_samples=num_time_samples, time_sampling=time_sampling,
                               discrete_steps=discrete_steps, seed=seed, max_examples=max_examples,
-                              device=device, return_per_example=True)
+                              device=device, return_per_example=True,
+                              progress=Progress(f"nll {split}", "draws"))
         elbo = result.pop("per_example_bpd")
         if model.num_classes is not None:  # also -log p(x | y) with the true label, same seed
             conditional = evaluate_nll(model, data, batch_size=batch_size,
                                        num_time_samples=num_time_samples,
                                        time_sampling=time_sampling, discrete_steps=discrete_steps,
                                        seed=seed, max_examples=max_examples, device=device,
-                                       conditional=True)
+                                       conditional=True,
+                                       progress=Progress(f"nll {split} conditional", "draws"))
             result.update({f"nll_cond_{key.removeprefix('nll_')}": conditional[key]
                            for key in ("nll_bpd", "nll_bpd_se") if key in conditional})
         if ode is not None:
@@ -171,7 +175,7 @@ def write_nll(model, config, device, *, model_path: Path, split: str, num_time_s
 
             ode_started = time.perf_counter()
             ode_result = ode_nll(model, data, seed=seed, device=device, return_per_example=True,
-                                 **ode)
+                                 progress=Progress(f"ode nll {split}", "batches"), **ode)
             result.update(ode_bound_vs_elbo(ode_result.pop("per_example_bpd"), elbo))
             result.update(ode_result)
             vdeq = ode_vdeq_nll(model, data, seed=seed, device=device, return_per_example=True,
@@ -234,7 +238,8 @@ def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
     result = compute_metrics(
         samples, reference, dataset=dataset, split=split, extractor=extractor,
         weights_path=weights, cache_root=cache_root, device=str(device),
-        kid_subset_size=kid_subset_size, prc=prc, batch_size=batch_size)
+        kid_subset_size=kid_subset_size, prc=prc, batch_size=batch_size,
+        progress=Progress("fid features", "batches"))
     labels = load_sample_labels(samples_path)
     if labels is not None:
         from vdm.evaluation.conditional_metrics import class_accuracy, classifier_test_accuracy, per_class_fid
@@ -294,7 +299,8 @@ def fid_floor_main(args: argparse.Namespace) -> None:
                              floor_split=args.floor_split, extractor=args.extractor,
                              weights_path=args.weights, cache_root=args.cache_root,
                              device=str(device), kid_subset_size=args.kid_subset_size,
-                             prc=not args.no_prc, batch_size=args.batch_size)
+                             prc=not args.no_prc, batch_size=args.batch_size,
+                             progress=Progress("fid-floor features", "batches"))
     result.update({"provenance": provenance(device),
                    "wall_seconds": round(time.perf_counter() - started, 3)})
     write_json_atomic(args.out, result)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vdm.core.progress import Progress
 from vdm.core.provenance import (
     provenance,
     resolve_device,
@@ -68,7 +69,8 @@ def classifier_main(args: argparse.Namespace) -> None:
     test = load_dataset(args.dataset, "test", args.root)
     model, accuracy = train_classifier(train, test, steps=args.steps, batch_size=args.batch_size,
                                        lr=args.lr, seed=args.seed, device=str(device),
-                                       num_threads=args.threads)
+                                       num_threads=args.threads,
+                                       progress=Progress(f"classifier {args.dataset}", "steps"))
     if accuracy < args.min_accuracy:
         raise ValueError(f"classifier test accuracy {accuracy:.3f} < --min-accuracy "
                          f"{args.min_accuracy}")
@@ -95,7 +97,8 @@ def fid_reference_main(args: argparse.Namespace) -> None:
     info = compute_reference_statistics(
         reference, dataset=args.dataset, split=args.split, extractor=args.extractor,
         weights_path=args.weights, cache_root=args.cache_root,
-        device=str(resolve_device(args.device)), batch_size=args.batch_size)
+        device=str(resolve_device(args.device)), batch_size=args.batch_size,
+        progress=Progress("fid-reference features", "batches"))
     info["provenance"] = provenance()
     info["wall_seconds"] = round(time.perf_counter() - started, 3)
     write_json_atomic(args.out, info)
@@ -138,7 +141,8 @@ def noisy_classifier_main(args: argparse.Namespace) -> None:
     model, metrics = train_noisy_classifier(
         train, test, logsnr_min=args.logsnr_min, logsnr_max=args.logsnr_max, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, channels=args.channels, seed=args.seed,
-        device=device, num_threads=args.threads)
+        device=device, num_threads=args.threads,
+        progress=Progress(f"noisy classifier {args.dataset}", "steps"))
     meta = {"dataset": args.dataset, "logsnr_min": args.logsnr_min,
             "logsnr_max": args.logsnr_max, "num_classes": model.num_classes,
             "seed": args.seed, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,

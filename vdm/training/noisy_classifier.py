@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vdm.core.data import ImageData
+from vdm.core.progress import ProgressCallback
 from vdm.core.provenance import save_torch_atomic
 from vdm.model.network import ResBlock, _norm, log_snr_features
 from vdm.model.schedules import alpha_sigma
@@ -123,7 +124,8 @@ def evaluation_log_snrs(logsnr_min: float, logsnr_max: float) -> list[float]:
 def train_noisy_classifier(train: ImageData, test: ImageData, *, logsnr_min: float,
                            logsnr_max: float, steps: int = 1000, batch_size: int = 128,
                            lr: float = 3e-3, channels: int = 16, seed: int = 0,
-                           device: torch.device | str = "cpu", num_threads: int | None = None
+                           device: torch.device | str = "cpu", num_threads: int | None = None,
+                           progress: ProgressCallback | None = None
                            ) -> tuple[NoisyClassifier, dict[str, Any]]:
     """Train a :class:`NoisyClassifier` (module docstring); returns it (eval mode, on ``device``)
     and its metrics.
@@ -133,6 +135,8 @@ def train_noisy_classifier(train: ImageData, test: ImageData, *, logsnr_min: flo
     deterministic on CPU. ``num_threads`` sets torch's CPU threads for the call. Metrics:
     ``accuracy_by_logsnr`` (test accuracy at :func:`evaluation_log_snrs`, keys ``"%g"`` of
     ``lambda``), ``accuracy_uniform_logsnr`` (``lambda`` uniform on the range), ``train_seconds``.
+    ``progress`` (optional, :class:`vdm.core.progress.ProgressCallback`): told the steps done of
+    ``steps``, with the step's loss (read only when shown).
     """
     if not logsnr_min < logsnr_max:
         raise ValueError(f"--logsnr-min ({logsnr_min}) must be below --logsnr-max ({logsnr_max})")
@@ -153,7 +157,7 @@ def train_noisy_classifier(train: ImageData, test: ImageData, *, logsnr_min: flo
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         model.train()
-        for _ in range(steps):
+        for step in range(steps):
             index = torch.randint(0, len(train), (min(batch_size, len(train)),),
                                   generator=generator, device=device)
             lam = logsnr_min + (logsnr_max - logsnr_min) * torch.rand(
@@ -164,6 +168,8 @@ def train_noisy_classifier(train: ImageData, test: ImageData, *, logsnr_min: flo
             loss.backward()
             optimizer.step()
             schedule.step()
+            if progress is not None:
+                progress(step + 1, steps, loss=lambda value=loss: float(value.detach()))
         model.eval()
         train_seconds = time.perf_counter() - started
         kwargs = {"logsnr_min": logsnr_min, "logsnr_max": logsnr_max, "seed": seed + 1,

@@ -17,14 +17,20 @@ such step.
 
 No host sync per step. A training step only queues work on the device: its loss and gradient
 norm stay device tensors, and nothing reads a device value (``float``, ``item``, ``bool``) until
-the next log row (every ``log_every`` steps), checkpoint or the end of ``fit()``. There the
-losses of all steps since the previous check are read at once (one sync): the first non-finite
-one is reported with its own step number, before anything is logged or saved, so the log, the
-error message and the checkpoints are those of a loop that checked every step (tested on CPU,
-where the two are also bitwise identical in weights and log values). On CUDA the trainer also
+the next log row (every ``log_every`` steps), checkpoint or the end of ``fit()`` (and a progress
+line, which reads the loss it shows). There the losses of all steps since the previous check are
+read at once (one sync): the first non-finite one is reported with its own step number, before
+anything is logged or saved, so the log, the error message and the checkpoints are those of a
+loop that checked every step (tested on CPU, where the two are also bitwise identical in weights
+and log values). On CUDA the trainer also
 turns on cuDNN autotuning and TF32 matmuls/convolutions, uses the fused AdamW and keeps the
 training set and each epoch's permutation on the device (see :func:`configure_device`; the
 settings are recorded in every result's provenance).
+
+Progress: :meth:`Trainer.fit` writes a line to stderr every ``VDM_PROGRESS_SECONDS`` (default
+10 s; :mod:`vdm.core.progress`) with steps done of the target, images/s and ETA (averages since
+the first step), elapsed time and the loss of the step just queued (read then: one sync per
+line, none in between), and a final line; a tqdm bar instead on a terminal.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from torch import nn
 from vdm.core.checkpoint import CheckpointError, capture_rng_states, load_checkpoint, restore_rng_states
 from vdm.core.config import RunConfig, TrainConfig
 from vdm.core.data import ImageData, load_dataset
+from vdm.core.progress import Progress
 from vdm.core.provenance import (
     atomic_output,
     determinism_note,
@@ -55,11 +62,6 @@ from vdm.core.provenance import (
 from vdm.model.diffusion import DiffusionModel, build_model
 from vdm.model.network import check_labels, count_parameters
 from vdm.model.schedules import schedule_endpoints
-
-try:
-    from tqdm import tqdm
-except ImportError:  # the GPU check runs with torch + numpy only: no progress bar then
-    tqdm = None
 
 LOG_COLUMNS = ["step", "loss", "grad_norm", "lr", "images_per_sec", "seconds", "logsnr_max",
                "logsnr_min"]
@@ -182,22 +184,6 @@ def compile_network(network: nn.Module) -> None:
     (e.g. a second model size in the same process) recompiles instead of switching to
     dynamic-shape kernels."""
     network.compile(dynamic=False)
-
-
-class _NoProgressBar:
-    """Stand-in for tqdm when it is not installed."""
-
-    def __init__(self, **_: Any) -> None:
-        pass
-
-    def update(self, _: int) -> None:
-        pass
-
-    def set_postfix(self, **_: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def warmup_factor(warmup_steps: int):
@@ -418,14 +404,14 @@ class Trainer:
         metrics = {"loss": float("nan")}  # the last logged step's values (floats)
         with partial_log.open("a", newline="") as log_file:
             writer = csv.writer(log_file)
-            bar = (tqdm or _NoProgressBar)(total=target, initial=self.step,
-                                           desc=self._description(), disable=None,
-                                           mininterval=2.0)
+            progress = Progress(f"train {self._description()}", "steps",
+                                rate_unit="images", rate_scale=cfg.batch_size)
             tick, images = time.perf_counter(), 0
             while self.step < target:
                 queued = self.train_step()  # device tensors: no sync here
                 images += cfg.batch_size
-                bar.update(1)
+                # the loss is read (a sync) only when a progress line is written
+                progress(self.step, target, loss=lambda loss=queued["loss"]: float(loss))
                 if self.step % cfg.log_every == 0 or self.step == target:
                     self.check_finite()  # waits for the queued steps
                     metrics = {name: float(value) for name, value in queued.items()}
@@ -435,12 +421,11 @@ class Trainer:
                     self.log_rows.append(row)
                     writer.writerow(row)
                     log_file.flush()
-                    bar.set_postfix(loss=f"{metrics['loss']:.4f}")
                     tick, images = now, 0
                 if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                     self.check_finite()  # never a checkpoint with NaN weights
                     self.save("state.pt")
-            bar.close()
+            progress.close()
         self.check_finite()
         if self.step < cfg.steps:
             self.save("state.pt")
