@@ -196,6 +196,77 @@ def test_html_report(finished: Path) -> None:
         assert f"{cell}/samples.png" in html and f"{cell}/train_log.csv" in html, cell
 
 
+def _dry_run_jobs(output: str) -> list[tuple[str, dict[str, str]]]:
+    """``(rule, {"output": ..., "log": ..., "benchmark": ..., "input": ...})`` of every job of
+    a dry run's output."""
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", output, re.M | re.S)
+    return [(rule, dict(re.findall(r"^\s+(input|output|log|benchmark): (.*)$", body, re.M)))
+            for rule, body in jobs]
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    """The first "Job stats" table of Snakemake's output as {rule: count} (no total)."""
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["fused", "split"])
+def touched(request, tmp_path_factory) -> tuple[Path, list[str]]:
+    """A copy of the workflow in which every job of the tiny grid (one seed) looks done: empty
+    output and benchmark files, recorded with their params by `snakemake --touch`, so dry runs
+    show what a changed setting reruns without running any job."""
+    work = copy_workflow(tmp_path_factory.mktemp("touched"))
+    config = ["--configfile", "config/test.yaml", "--config", "seeds=[0]",
+              f"evaluation={{'fused':{request.param}}}"]
+    for _, files in _dry_run_jobs(snakemake(work, "-n", "--cores", "1", *config).stdout):
+        for path in [*files.get("output", "").split(", "), files.get("benchmark", "")]:
+            if path:
+                (work / path).parent.mkdir(parents=True, exist_ok=True)
+                (work / path).touch()
+    snakemake(work, "--touch", "--forceall", "--cores", "1", *config)
+    assert "Nothing to be done" in snakemake(work, "-n", "--cores", "1", *config).stdout
+    return work, config
+
+
+DOWNSTREAM = {"aggregate": 1, "plots": 1, "all": 1}
+SPEC_CHANGES = {  # --config item -> the jobs planned (4 cells), fused / split evaluation
+    "fid={'kid_subset_size':16}": ({"evaluate": 4, "fid_floor": 1},
+                                   {"fid": 4, "fid_floor": 1, "collect": 4}),
+    "nll={'num_time_samples':8}": ({"evaluate": 4}, {"nll": 4, "collect": 4}),
+    "sample={'num_samples':32}": ({"evaluate": 4}, {"sample": 4, "fid": 4, "collect": 4}),
+    "fid={'batch_size':128}": ({"fid_reference": 1, "fid_floor": 1, "evaluate": 4},
+                               {"fid_reference": 1, "fid_floor": 1, "fid": 4, "collect": 4}),
+    "evaluation={'denoiser_floor':False}": ({"evaluate": 4}, {"nll": 4, "collect": 4}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", sorted(SPEC_CHANGES))
+def test_a_changed_setting_reruns_exactly_the_jobs_whose_spec_changed(
+        touched: tuple[Path, list[str]], change: str) -> None:
+    """Snakemake's params trigger on the specs: a changed setting plans the jobs whose spec it
+    changes (and what reads their outputs), never training or the other evaluation jobs."""
+    work, config = touched
+    fused = "evaluation={'fused':True}" in config
+    expected = {**SPEC_CHANGES[change][0 if fused else 1], **DOWNSTREAM}
+    if change.startswith("evaluation="):  # keeps the fused/split choice of the fixture
+        change = change[:-1] + f",'fused':{fused}}}"
+    result = snakemake(work, "-n", "--cores", "1", *config, change)
+    assert _job_counts(result.stdout) == expected, result.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_resources_and_unused_settings_rerun_nothing(touched: tuple[Path, list[str]]) -> None:
+    """Settings no job uses here (resources, the ODE's tolerances while it is off, Inception
+    weights with the classifier extractor) plan nothing."""
+    work, config = touched
+    (work / "unused.yaml").write_text(  # a file: --config cannot type resources' values
+        "resources: {evaluate: {mem_mb: 100}, fid: {runtime: 5}}\n"
+        "nll: {ode: {rtol: 0.001}}\nfid: {feature_extractor_weights_path: w.pth}\n")
+    result = snakemake(work, "-n", "--cores", "1", *config[:2], "unused.yaml", *config[2:])
+    assert "Nothing to be done" in result.stdout, result.stdout[-3000:]
+
+
 def _planned_outputs(work: Path, *args: str) -> set[str]:
     """The files a dry run of ``snakemake *args`` would write."""
     result = snakemake(work, "-n", "--cores", "1", *args)
