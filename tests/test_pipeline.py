@@ -196,6 +196,29 @@ def test_html_report(finished: Path) -> None:
         assert f"{cell}/samples.png" in html and f"{cell}/train_log.csv" in html, cell
 
 
+BENCHMARK_COLUMNS = ["s", "h:m:s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out",
+                     "mean_load", "cpu_time"]  # Snakemake's benchmark file
+
+
+@pytest.mark.slow
+def test_every_job_wrote_its_benchmark(finished: Path) -> None:
+    """results/benchmarks/<dataset>/<rule>/<run or job name>.tsv for every job but the local
+    ones (aggregate, plots): wall seconds, CPU seconds and memory of the job's processes."""
+    root = finished / "results/benchmarks/digits"
+    written = {str(p.relative_to(root)) for p in root.rglob("*.tsv")}
+    runs = {p.parent.relative_to(finished / "results/digits/runs") for p in
+            finished.glob("results/digits/runs/*/*/*/*/seed*/model.pt")}
+    names = {"-".join(run.parts[:-1]) + f"-{run.parts[-1]}" for run in runs}
+    assert len(names) == TINY_CELLS
+    assert written == {"prepare_data/data.tsv", "fid_classifier/classifier.tsv",
+                       "fid_reference/classifier.tsv", "fid_floor/classifier.tsv",
+                       *(f"{rule}/{name}.tsv" for rule in ("train", "evaluate") for name in names)}
+    for path in root.rglob("*.tsv"):
+        table = pd.read_csv(path, sep="\t")
+        assert list(table.columns) == BENCHMARK_COLUMNS and len(table) == 1, path
+        assert table["s"].iloc[0] > 0, path
+
+
 def _dry_run_jobs(output: str) -> list[tuple[str, dict[str, str]]]:
     """``(rule, {"output": ..., "log": ..., "benchmark": ..., "input": ...})`` of every job of
     a dry run's output."""
@@ -208,6 +231,38 @@ def _job_counts(output: str) -> dict[str, int]:
     """The first "Job stats" table of Snakemake's output as {rule: count} (no total)."""
     table = output.split("Job stats:", 1)[1].split("total", 1)[0]
     return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+LOCAL_RULES = {"aggregate", "plots", "collect", "all"}
+PER_MODEL_RULES = {"train", "evaluate", "sample", "nll", "fid", "sweep"}
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_benchmarks_name_every_job_of_the_grid(tmp_path: Path, fused: bool) -> None:
+    """BENCHMARKS (common.smk) lists one benchmark file per job the grid runs (local rules
+    aside), each at results/benchmarks/<dataset>/<rule>/<run or job name>.tsv; a rule that takes
+    them as input (as the aggregate rule will) plans exactly the grid's jobs."""
+    work = copy_workflow(tmp_path)
+    (work / "benchmarks.smk").write_text(
+        'include: "Snakefile"\n\n\nrule benchmarks:\n    input:\n        BENCHMARKS,\n')
+    config = ["--configfile", "config/test.yaml", "config/test_axes.yaml",
+              "--config", f"evaluation={{'fused':{fused}}}"]
+    grid = snakemake(work, "-n", "--cores", "1", *config).stdout
+    listed = snakemake(work, "-n", "--cores", "1", "-s", "benchmarks.smk", "benchmarks",
+                       *config).stdout
+    jobs = [(rule, files) for rule, files in _dry_run_jobs(grid) if rule not in LOCAL_RULES]
+    assert {rule for rule, _ in jobs} == {
+        "prepare_data", "fid_classifier", "fid_reference", "fid_floor", "noisy_classifier",
+        "train", *(["evaluate"] if fused else ["sample", "nll", "fid", "sweep"])}
+    for rule, files in jobs:
+        assert files["benchmark"].startswith(f"results/benchmarks/digits/{rule}/"), files
+        if rule in PER_MODEL_RULES:  # named as the log: the run's name
+            assert Path(files["benchmark"]).stem == Path(files["log"]).stem, files
+    benchmarks = dict(_dry_run_jobs(listed))["benchmarks"]["input"].split(", ")
+    assert sorted(benchmarks) == sorted(files["benchmark"] for _, files in jobs)
+    counts = _job_counts(listed)
+    assert counts.pop("benchmarks") == 1
+    assert counts == {rule: n for rule, n in _job_counts(grid).items() if rule not in LOCAL_RULES}
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["fused", "split"])

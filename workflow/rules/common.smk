@@ -27,6 +27,9 @@ RUN_NAME = "{conditioning}-{parameterization}-{objective}-{schedule}-seed{seed}"
 FID_DIR = f"{RESULTS}/{DATASET}/fid"
 EXTRACTOR = config["fid"]["feature_extractor"]
 LOGS = f"{RESULTS}/logs/{DATASET}"
+# Snakemake's benchmark files (wall and CPU seconds, peak memory of each job, written when the
+# job succeeds): <BENCH>/<rule>/<run name or job name>.tsv, as the logs
+BENCH = f"{RESULTS}/benchmarks/{DATASET}"
 
 wildcard_constraints:
     conditioning=CONDITIONING,
@@ -149,3 +152,22 @@ PLOT_NAMES += ["nll_ode_vs_elbo"] if config["nll"]["ode"]["enabled"] else []
 PLOT_NAMES += ["denoiser_floor"] if DENOISER_FLOOR else []
 PLOTS = expand(f"{GRID}/plots/{{name}}.png", name=PLOT_NAMES)
 
+# Benchmarks: every rule that runs a job (local rules run in Snakemake's own process) writes
+# Snakemake's benchmark file, <BENCH>/<rule>/<name>.tsv: the run's name for per-model rules, the
+# job's for the others. BENCHMARKS: this grid's files (the jobs its targets need).
+JOB_NAMES = {"prepare_data": "data", "fid_classifier": "classifier", "fid_reference": EXTRACTOR,
+             "fid_floor": EXTRACTOR,
+             "noisy_classifier": os.path.basename(NOISY_CLASSIFIER).removesuffix(".pt")}
+
+
+def benchmark_file(rule):
+    return f"{BENCH}/{rule}/{JOB_NAMES.get(rule, RUN_NAME)}.tsv"
+
+
+EVALUATION_RULES = (["evaluate"] if config["evaluation"]["fused"] else
+                    ["sample", "nll", "fid", *(["sweep"] if SWEEP_SETTINGS else [])])
+BENCHMARKS = [benchmark_file(rule) for rule in (
+    "prepare_data", "fid_reference", "fid_floor", *(["fid_classifier"] if classifier_weights()
+                                                     else []),
+    *(["noisy_classifier"] if noisy_classifier_input() else []))]
+BENCHMARKS += [path for rule in ("train", *EVALUATION_RULES) for path in cells(benchmark_file(rule))]

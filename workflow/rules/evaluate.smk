@@ -43,6 +43,8 @@ if config["evaluation"]["fused"]:
             **rule_resources("evaluate", runtime=90, mem_mb=8000),
         log:
             f"{LOGS}/evaluate/{RUN_NAME}.log",
+        benchmark:
+            benchmark_file("evaluate")
         shell:
             "python -m vdm evaluate --spec {params.spec:q} --threads {threads} "
             "--model {input.model} --train-json {input.train} --cache-root {params.cache} "
@@ -72,6 +74,8 @@ else:
             **rule_resources("sample", runtime=30, mem_mb=4000),
         log:
             f"{LOGS}/sample/{RUN_NAME}.log",
+        benchmark:
+            benchmark_file("sample")
         shell:
             "python -m vdm sample --spec {params.spec:q} --threads {threads} "
             "--model {input.model} --out {output.samples} --grid {output.grid} > {log} 2>&1"
@@ -94,6 +98,8 @@ else:
             **rule_resources("nll", runtime=30, mem_mb=4000),
         log:
             f"{LOGS}/nll/{RUN_NAME}.log",
+        benchmark:
+            benchmark_file("nll")
         shell:
             "python -m vdm nll --spec {params.spec:q} --threads {threads} --model {input.model} "
             "--out {output.nll} {params.files} > {log} 2>&1"
@@ -117,6 +123,8 @@ else:
             **rule_resources("fid", runtime=60, mem_mb=8000),
         log:
             f"{LOGS}/fid/{RUN_NAME}.log",
+        benchmark:
+            benchmark_file("fid")
         shell:
             "python -m vdm fid --spec {params.spec:q} --threads {threads} "
             "--samples {input.samples} --cache-root {params.cache} {params.files} "
@@ -149,6 +157,8 @@ if not config["evaluation"]["fused"] and SWEEP_SETTINGS:
             **rule_resources("evaluate", runtime=90, mem_mb=8000),
         log:
             f"{LOGS}/sweep/{RUN_NAME}.log",
+        benchmark:
+            benchmark_file("sweep")
         shell:
             "python -m vdm sweep --spec {params.spec:q} --threads {threads} "
             "--model {input.model} --cache-root {params.cache} {params.files} "

@@ -13,6 +13,8 @@ rule fid_classifier:
         **rule_resources("fid", runtime=30, mem_mb=4000),
     log:
         f"{LOGS}/fid_classifier.log",
+    benchmark:
+        benchmark_file("fid_classifier")
     shell:
         "python -m vdm classifier --spec {params.spec:q} --threads {threads} "
         "--out {output.weights} > {log} 2>&1"
@@ -35,6 +37,8 @@ rule fid_reference:
         **rule_resources("fid", runtime=60, mem_mb=8000),
     log:
         f"{LOGS}/fid_reference.log",
+    benchmark:
+        benchmark_file("fid_reference")
     shell:
         "python -m vdm fid-reference --spec {params.spec:q} --threads {threads} "
         "--cache-root {params.cache} {params.files} --out {output} > {log} 2>&1"
@@ -57,6 +61,8 @@ rule fid_floor:
         **rule_resources("fid", runtime=60, mem_mb=8000),
     log:
         f"{LOGS}/fid_floor.log",
+    benchmark:
+        benchmark_file("fid_floor")
     shell:
         "python -m vdm fid-floor --spec {params.spec:q} --threads {threads} "
         "--cache-root {params.cache} {params.files} --out {output} > {log} 2>&1"
@@ -77,6 +83,8 @@ rule noisy_classifier:
         **rule_resources("fid", runtime=30, mem_mb=4000),
     log:
         f"{LOGS}/noisy_classifier.log",
+    benchmark:
+        benchmark_file("noisy_classifier")
     shell:
         "python -m vdm noisy-classifier --spec {params.spec:q} --threads {threads} "
         "--out {output.weights} > {log} 2>&1"
