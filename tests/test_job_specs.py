@@ -20,8 +20,8 @@ from vdm.core.job_specs import (
     nll_spec,
     spec_templates,
     sweep_setting_names,
-    with_overrides,
 )
+from vdm.core.spec_base import with_overrides
 from vdm.model.guidance import evaluation_settings
 
 DEFAULT = validate_workflow_config({})

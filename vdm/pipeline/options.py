@@ -12,15 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from vdm.core.config import validate_workflow_config
-from vdm.core.job_specs import (
-    JOB_SPECS,
-    FeatureSettings,
-    Spec,
-    job_spec,
-    read_spec_text,
-    spec_templates,
-    with_overrides,
-)
+from vdm.core.job_specs import JOB_SPECS, FeatureSettings, job_spec, spec_templates
+from vdm.core.spec_base import Spec, read_spec_text, with_overrides
 
 
 def spec_arguments(parser: argparse.ArgumentParser, command: str, threads: bool = True) -> None:
