@@ -265,3 +265,12 @@ def test_describe_lists_every_key_with_its_default() -> None:
     assert rows["num_samples"].endswith(f"[images] (default: {AXES['sample']['num_samples']})")
     assert rows["settings"].endswith(f"(default: {json.dumps(list(spec.settings))})")
     assert all(doc for doc in rows.values())
+
+
+def test_describe_gives_a_null_sub_specs_defaults_from_its_template() -> None:
+    rows = {key: doc for key, _, doc in NllSpec.describe(nll_spec(DEFAULT, 0),
+                                                          templates=spec_templates(DEFAULT))}
+    assert rows["nll.ode"].endswith("(default: null; once set, its keys start from the defaults "
+                                    "below)")
+    assert rows["nll.ode.rtol"].endswith(f"(default: {DEFAULT['nll']['ode']['rtol']})")
+    assert "default" not in NllSpec.describe(nll_spec(DEFAULT, 0))[-2][2]  # no template: none

@@ -74,9 +74,12 @@ class Spec:
         return cls.from_dict(data)
 
     @classmethod
-    def describe(cls, default: Spec | None = None, prefix: str = "") -> list[tuple[str, str, str]]:
+    def describe(cls, default: Spec | None = None, prefix: str = "",
+                 templates: Mapping[str, Mapping[str, Any]] | None = None
+                 ) -> list[tuple[str, str, str]]:
         """``(dotted key, type, doc with unit, choices and default)`` of every field, sub-specs'
-        fields included (for ``--help``); defaults from ``default`` when given."""
+        fields included (for ``--help``); defaults from ``default`` when given, those of a null
+        sub-spec from ``templates[key]`` (what :func:`with_overrides` starts it from)."""
         rows = []
         hints = _hints(cls)
         for f in dataclasses.fields(cls):
@@ -88,10 +91,13 @@ class Spec:
                 doc += f"; one of {', '.join(meta['choices'])}"
             sub = _spec_type(annotation)
             if sub is not None:
-                rows.append((key, _type_name(annotation), doc + (" (default: null)"
-                                                                 if default and value is None
-                                                                 else "")))
-                rows += sub.describe(value, key + ".")
+                template = (templates or {}).get(key)
+                if default is not None and value is None:
+                    doc += " (default: null; once set, its keys start from the defaults below)" \
+                        if template else " (default: null)"
+                    value = sub.from_dict(template, key + ".") if template else None
+                rows.append((key, _type_name(annotation), doc))
+                rows += sub.describe(value, key + ".", templates)
                 continue
             if default is not None:
                 doc += f" (default: {json.dumps(_plain(value))})"

@@ -72,7 +72,8 @@ def describe_spec(command: str, width: int | None = None) -> str:
         default: Spec | None = job_spec(command, default_workflow_config())
     except Exception:  # noqa: BLE001 -- the help still lists the keys without Snakemake/PyYAML
         default = None
-    rows = spec_type.describe(default)
+    rows = spec_type.describe(default, templates=spec_templates(default_workflow_config())
+                              if default is not None else None)
     key_width = max(len(key) for key, _, _ in rows) + 2
     type_width = max(len(kind) for _, kind, _ in rows) + 2
     lines = textwrap.wrap(f"spec ({spec_type.__name__}): one JSON mapping with every key below, "
