@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from vdm.core.config import validate_workflow_config
+from vdm.core.job_specs import (
+    EvaluateSpec,
+    evaluate_spec,
+    fid_spec,
+    nll_spec,
+    sample_spec,
+    sweep_spec,
+)
 from vdm.pipeline.cli import COMMANDS, main
 
 
@@ -36,7 +46,8 @@ def test_bad_override_is_one_line_naming_the_key(tmp_path, capsys) -> None:
 def test_unknown_objective_and_missing_model(tmp_path, capsys) -> None:
     assert main(["train", "--objective", "score", "--out", str(tmp_path / "r")]) == 2
     assert "'objective'" in capsys.readouterr().err
-    assert main(["nll", "--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "n.json")]) == 2
+    assert main(["nll", "--model", str(tmp_path / "nope.pt"), "--set", "denoiser_floor=false",
+                 "--out", str(tmp_path / "n.json")]) == 2
     assert "nope.pt" in capsys.readouterr().err
 
 
@@ -82,62 +93,73 @@ def test_train_sample_nll_through_the_cli(tmp_path) -> None:
     summary = json.loads((run / "train.json").read_text())
     assert summary["seed"] == 3 and summary["objective"] == "v" and summary["steps"] == 10
     assert summary["provenance"]["packages"]["torch"]
-    result = run_cli("sample", "--model", str(run / "model.pt"), "--num-samples", "12",
-                     "--steps", "5", "--out", str(run / "s.npz"), "--grid", str(run / "s.png"),
-                     "--method", "ddim")
+    result = run_cli("sample", "--model", str(run / "model.pt"), "--set", "sampling.num_samples=12",
+                     "--set", "sampling.steps=5", "--set", "sampling.method=ddim",
+                     "--out", str(run / "s.npz"), "--grid", str(run / "s.png"))
     assert result.returncode == 0, result.stderr
     with np.load(run / "s.npz") as npz:
         assert npz["images"].shape == (12, 1, 8, 8) and npz["images"].dtype == np.uint8
-    result = run_cli("nll", "--model", str(run / "model.pt"), "--num-time-samples", "2",
-                     "--max-examples", "50", "--out", str(run / "nll.json"))
+    nll_options = ["--set", "nll.num_time_samples=2", "--set", "nll.max_examples=50",
+                   "--set", "denoiser_floor=false"]
+    result = run_cli("nll", "--model", str(run / "model.pt"), *nll_options,
+                     "--out", str(run / "nll.json"))
     assert result.returncode == 0, result.stderr
     nll = json.loads((run / "nll.json").read_text())
     assert nll["num_examples"] == 50 and nll["nll_bpd"] > 0
     assert nll["nll_bpd"] == pytest.approx(nll["nll_reconstruction_bpd"] + nll["nll_prior_bpd"]
                                            + nll["nll_diffusion_bpd"], rel=1e-6)
-    again = run_cli("nll", "--model", str(run / "model.pt"), "--num-time-samples", "2",
-                    "--max-examples", "50", "--out", str(run / "nll2.json"))
+    again = run_cli("nll", "--model", str(run / "model.pt"), *nll_options,
+                    "--out", str(run / "nll2.json"))
     assert json.loads((run / "nll2.json").read_text())["nll_bpd"] == nll["nll_bpd"], again.stderr
 
 
 def test_evaluate_equals_sample_nll_fid(tmp_path) -> None:
     """The one-process `evaluate` writes the same numbers as `sample`, `nll`, `fid`, `sweep` and
-    `collect` run one after the other."""
-
+    `collect` run one after the other, each given the spec its workflow rule would get from the
+    same config (the split and fused jobs share one definition of their settings)."""
     run = tmp_path / "run"
     assert main(["train", "--schedule", "learned", "--set", "model.channels=8",
                  "--set", "train.steps=6", "--set", "train.batch_size=16",
                  "--set", "train.threads=1", "--out", str(run)]) == 0
-    assert main(["classifier", "--dataset", "digits", "--steps", "30", "--min-accuracy", "0",
-                 "--threads", "1", "--out", str(tmp_path / "classifier.pt")]) == 0
-    model, seed, cache = str(run / "model.pt"), "4", str(tmp_path / "cache")
-    fid_options = ["--weights", str(tmp_path / "classifier.pt"), "--cache-root", cache,
-                   "--kid-subset-size", "16"]
+    assert main(["classifier", "--set", "steps=30", "--set", "min_accuracy=0", "--threads", "1",
+                 "--out", str(tmp_path / "classifier.pt")]) == 0
+    config = validate_workflow_config({
+        "sample": {"num_samples": 40, "batch_size": 40, "steps": [4, 3],
+                   "methods": ["ancestral", "heun", "ddim"]},
+        "nll": {"num_time_samples": 2, "max_examples": 40}, "fid": {"kid_subset_size": 16}})
+    seed, model = 4, str(run / "model.pt")
+    files = ["--dataset-classifier", str(tmp_path / "classifier.pt"),
+             "--cache-root", str(tmp_path / "cache")]
     separate, fused = tmp_path / "separate", tmp_path / "fused"
-    assert main(["sample", "--model", model, "--seed", seed, "--num-samples", "40",
-                 "--steps", "4", "--batch-size", "40", "--out", str(separate / "s.npz")]) == 0
-    assert main(["nll", "--model", model, "--seed", seed, "--num-time-samples", "2",
-                 "--max-examples", "40", "--out", str(separate / "nll.json")]) == 0
-    assert main(["fid", "--dataset", "digits", "--samples", str(separate / "s.npz"),
-                 "--out", str(separate / "fid.json"), *fid_options]) == 0
-    assert main(["sweep", "--model", model, "--seed", seed, "--num-samples", "40",
-                 "--sample-batch-size", "40", "--settings", "heun-3", "ddim-4",
-                 "--out-dir", str(separate / "sweep"), *fid_options]) == 0
-    sweep_jsons = [str(separate / "sweep" / name / "fid.json") for name in ("heun-3", "ddim-4")]
+    assert main(["sample", "--spec", sample_spec(config, seed).to_json(), "--model", model,
+                 "--out", str(separate / "s.npz")]) == 0
+    assert main(["nll", "--spec", nll_spec(config, seed).to_json(), "--model", model,
+                 "--out", str(separate / "nll.json"),
+                 "--denoiser-floor-out", str(separate / "floor.json")]) == 0
+    spec_file = tmp_path / "fid_spec.json"  # a spec file works as well as inline JSON
+    spec_file.write_text(fid_spec(config).to_json())
+    assert main(["fid", "--spec", str(spec_file), "--samples", str(separate / "s.npz"),
+                 "--out", str(separate / "fid.json"), *files]) == 0
+    sweep = sweep_spec(config, seed)
+    assert sweep.settings == ("ancestral-3", "heun-4", "heun-3", "ddim-4", "ddim-3")
+    assert main(["sweep", "--spec", sweep.to_json(), "--model", model,
+                 "--out-dir", str(separate / "sweep"), *files]) == 0
+    sweep_jsons = [str(separate / "sweep" / name / "fid.json") for name in sweep.settings]
     assert main(["collect", "--train", str(run / "train.json"), "--nll", str(separate / "nll.json"),
                  "--fid", str(separate / "fid.json"), "--sweep", *sweep_jsons,
+                 "--denoiser-floor", str(separate / "floor.json"),
                  "--out", str(separate / "metrics.json")]) == 0
-    assert main(["evaluate", "--model", model, "--seed", seed, "--num-samples", "40",
-                 "--sample-steps", "4", "--num-time-samples", "2", "--max-examples", "40",
+    assert main(["evaluate", "--spec", evaluate_spec(config, seed).to_json(), "--model", model,
                  "--samples-out", str(fused / "s.npz"), "--nll-out", str(fused / "nll.json"),
-                 "--fid-out", str(fused / "fid.json"), *fid_options,
-                 "--sweep-settings", "heun-3", "ddim-4", "--sweep-out-dir", str(fused / "sweep"),
-                 "--train-json", str(run / "train.json"),
+                 "--fid-out", str(fused / "fid.json"), *files,
+                 "--denoiser-floor-out", str(fused / "floor.json"),
+                 "--sweep-out-dir", str(fused / "sweep"), "--train-json", str(run / "train.json"),
                  "--metrics-out", str(fused / "metrics.json")]) == 0
     with np.load(separate / "s.npz") as a, np.load(fused / "s.npz") as b:
         assert np.array_equal(a["images"], b["images"])
     for name, keys in (("nll.json", ("nll_bpd", "nll_bpd_se", "nll_diffusion_bpd")),
-                       ("fid.json", ("fid", "kid", "precision", "recall"))):
+                       ("fid.json", ("fid", "kid", "precision", "recall")),
+                       ("floor.json", ("weighted",))):
         a, b = (json.loads((d / name).read_text()) for d in (separate, fused))
         assert [a[k] for k in keys] == [b[k] for k in keys], name
     assert json.loads((fused / "fid.json").read_text())["sampling"]["steps"] == 4
@@ -145,5 +167,70 @@ def test_evaluate_equals_sample_nll_fid(tmp_path) -> None:
     strip = ("fid_file", )
     assert [{k: v for k, v in e.items() if k not in strip} for e in a["evaluations"]] == \
         [{k: v for k, v in e.items() if k not in strip} for e in b["evaluations"]]
-    assert [e["sampler"] for e in b["evaluations"]] == ["ancestral", "heun", "ddim"]
+    assert [e["sampler"] for e in b["evaluations"]] == ["ancestral", "ancestral", "heun", "heun",
+                                                         "ddim", "ddim"]
     assert b["nll_bpd"] == a["nll_bpd"] and b["fid"] == a["fid"]
+    assert b["denoiser_gap_test"] == a["denoiser_gap_test"]
+
+
+def test_job_help_describes_its_spec(capsys) -> None:
+    """`evaluate --help` describes one spec argument (every key: type, meaning, default) and the
+    job's files, instead of one option per setting."""
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = capsys.readouterr().out
+    options = set(re.findall(r"(--[a-z-]+)", text.split("spec (EvaluateSpec)")[0]))
+    assert options == {"--help", "--spec", "--set", "--threads", "--model", "--train-json",
+                       "--dataset-classifier", "--noisy-classifier", "--cache-root",
+                       "--samples-out", "--grid", "--nll-out", "--fid-out",
+                       "--denoiser-floor-out", "--sweep-out-dir", "--metrics-out"}
+    spec_part = " ".join(text.split("spec (EvaluateSpec)")[1].split())
+    for key, _, _ in EvaluateSpec.describe():
+        assert f" {key} " in spec_part, key
+    defaults = validate_workflow_config({})
+    assert (f"fid.kid_subset_size int KID subset size [images] (default: "
+            f"{defaults['fid']['kid_subset_size']})") in spec_part
+    assert "nll.num_time_samples int noise-level draws per image" in spec_part
+    assert "one of classifier, inception-v3-compat" in spec_part
+
+
+BAD_SPECS = [  # (arguments after `fid`, the one-line error)
+    (["--spec", '{"dataset": "digits"}'], "missing spec key 'data_root'"),
+    (["--set", "fid.kid_subset=3"], "unknown spec key 'fid.kid_subset'; the keys of fid are "
+                                     "features, kid_subset_size, prc"),
+    (["--set", "fid.kid_subset_size=many"],
+     "spec key 'fid.kid_subset_size': expected int, got 'many'"),
+    (["--set", "fid.kid_subset_size=1"],
+     "spec key 'fid.kid_subset_size': 1 is less than the minimum of 2"),
+    (["--set", "fid.features.reference_split=val"],
+     "spec key 'fid.features.reference_split': 'val' is not one of train, test"),
+    (["--set", "fid.prc=1"], "spec key 'fid.prc': expected bool, got 1"),
+    (["--set", "fid.features.feature_extractor.x=1"],
+     "spec override 'fid.features.feature_extractor.x=1': 'fid.features.feature_extractor' is "
+     "not a mapping of this spec"),
+    (["--spec", "{not json"], "--spec is not valid JSON"),
+    (["--spec", "missing.json"], "spec file not found: missing.json"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "message"), BAD_SPECS)
+def test_bad_spec_is_one_line_naming_the_key(tmp_path, capsys, arguments, message) -> None:
+    out = tmp_path / "fid.json"
+    code = main(["fid", *arguments, "--samples", str(tmp_path / "s.npz"),
+                 "--cache-root", str(tmp_path / "cache"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("vdm fid: error: ") and message in err, err
+    assert not out.exists() and not (tmp_path / "cache").exists()  # before any work
+
+
+def test_spec_switch_and_its_output_go_together(tmp_path, capsys) -> None:
+    """A spec switch that writes a file needs the file's option (and fails before loading)."""
+    assert main(["nll", "--model", str(tmp_path / "m.pt"), "--out", str(tmp_path / "n.json")]) == 2
+    assert capsys.readouterr().err == ("vdm nll: error: spec key 'denoiser_floor' is true: give "
+                                       "--denoiser-floor-out FILE (or --set denoiser_floor=false)\n")
+    assert main(["nll", "--model", str(tmp_path / "m.pt"), "--set", "denoiser_floor=false",
+                 "--denoiser-floor-out", str(tmp_path / "f.json"),
+                 "--out", str(tmp_path / "n.json")]) == 2
+    assert "--denoiser-floor-out given but spec key 'denoiser_floor' is false" in (
+        capsys.readouterr().err)

@@ -471,8 +471,8 @@ def test_noisy_classifier_command(tmp_path, capsys) -> None:
     from vdm.pipeline.cli import main
 
     out = tmp_path / "noisy-digits.pt"
-    assert main(["noisy-classifier", "--dataset", "digits", "--logsnr-min", "-8", "--logsnr-max",
-                 "6", "--steps", "5", "--threads", "1", "--device", "cpu", "--out", str(out)]) == 0
+    assert main(["noisy-classifier", "--set", "logsnr_min=-8", "--set", "logsnr_max=6",
+                 "--set", "steps=5", "--set", "device=cpu", "--threads", "1", "--out", str(out)]) == 0
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["dataset"] == "digits" and record["num_classes"] == 10
     assert (record["logsnr_min"], record["logsnr_max"]) == (-8.0, 6.0)
@@ -480,8 +480,8 @@ def test_noisy_classifier_command(tmp_path, capsys) -> None:
     assert "provenance" in record and record["wall_seconds"] > 0
     assert load_noisy_classifier(out, dataset="digits").meta["steps"] == 5
     capsys.readouterr()
-    assert main(["noisy-classifier", "--dataset", "digits", "--logsnr-min", "3", "--logsnr-max",
-                 "2", "--out", str(tmp_path / "x.pt")]) == 2
-    assert capsys.readouterr().err == ("vdm noisy-classifier: error: --logsnr-min (3.0) must be "
-                                       "below --logsnr-max (2.0)\n")
+    assert main(["noisy-classifier", "--set", "logsnr_min=3", "--set", "logsnr_max=2",
+                 "--out", str(tmp_path / "x.pt")]) == 2
+    assert capsys.readouterr().err == ("vdm noisy-classifier: error: spec key logsnr_min (3.0) "
+                                       "must be below logsnr_max (2.0)\n")
     assert not (tmp_path / "x.pt").exists()

@@ -200,6 +200,132 @@ def test_html_report(finished: Path) -> None:
         assert f"{cell}/samples.png" in html and f"{cell}/train_log.csv" in html, cell
 
 
+BENCHMARK_COLUMNS = ["s", "h:m:s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out",
+                     "mean_load", "cpu_time"]  # Snakemake's benchmark file
+
+
+@pytest.mark.slow
+def test_every_job_wrote_its_benchmark(finished: Path) -> None:
+    """results/benchmarks/<dataset>/<rule>/<run or job name>.tsv for every job but the local
+    ones (aggregate, plots): wall seconds, CPU seconds and memory of the job's processes."""
+    root = finished / "results/benchmarks/digits"
+    written = {str(p.relative_to(root)) for p in root.rglob("*.tsv")}
+    runs = {p.parent.relative_to(finished / "results/digits/runs") for p in
+            finished.glob("results/digits/runs/*/*/*/*/seed*/model.pt")}
+    names = {"-".join(run.parts[:-1]) + f"-{run.parts[-1]}" for run in runs}
+    assert len(names) == TINY_CELLS
+    assert written == {"prepare_data/data.tsv", "fid_classifier/classifier.tsv",
+                       "fid_reference/classifier.tsv", "fid_floor/classifier.tsv",
+                       *(f"{rule}/{name}.tsv" for rule in ("train", "evaluate") for name in names)}
+    for path in root.rglob("*.tsv"):
+        table = pd.read_csv(path, sep="\t")
+        assert list(table.columns) == BENCHMARK_COLUMNS and len(table) == 1, path
+        assert table["s"].iloc[0] > 0, path
+
+
+def _dry_run_jobs(output: str) -> list[tuple[str, dict[str, str]]]:
+    """``(rule, {"output": ..., "log": ..., "benchmark": ..., "input": ...})`` of every job of
+    a dry run's output."""
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", output, re.M | re.S)
+    return [(rule, dict(re.findall(r"^\s+(input|output|log|benchmark): (.*)$", body, re.M)))
+            for rule, body in jobs]
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    """The first "Job stats" table of Snakemake's output as {rule: count} (no total)."""
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+LOCAL_RULES = {"aggregate", "plots", "collect", "all"}
+PER_MODEL_RULES = {"train", "evaluate", "sample", "nll", "fid", "sweep"}
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_benchmarks_name_every_job_of_the_grid(tmp_path: Path, fused: bool) -> None:
+    """BENCHMARKS (common.smk) lists one benchmark file per job the grid runs (local rules
+    aside), each at results/benchmarks/<dataset>/<rule>/<run or job name>.tsv; a rule that takes
+    them as input (as the aggregate rule will) plans exactly the grid's jobs."""
+    work = copy_workflow(tmp_path)
+    (work / "benchmarks.smk").write_text(
+        'include: "Snakefile"\n\n\nrule benchmarks:\n    input:\n        BENCHMARKS,\n')
+    config = ["--configfile", "config/test.yaml", "config/test_axes.yaml",
+              "--config", f"evaluation={{'fused':{fused}}}"]
+    grid = snakemake(work, "-n", "--cores", "1", *config).stdout
+    listed = snakemake(work, "-n", "--cores", "1", "-s", "benchmarks.smk", "benchmarks",
+                       *config).stdout
+    jobs = [(rule, files) for rule, files in _dry_run_jobs(grid) if rule not in LOCAL_RULES]
+    assert {rule for rule, _ in jobs} == {
+        "prepare_data", "fid_classifier", "fid_reference", "fid_floor", "noisy_classifier",
+        "train", *(["evaluate"] if fused else ["sample", "nll", "fid", "sweep"])}
+    for rule, files in jobs:
+        assert files["benchmark"].startswith(f"results/benchmarks/digits/{rule}/"), files
+        if rule in PER_MODEL_RULES:  # named as the log: the run's name
+            assert Path(files["benchmark"]).stem == Path(files["log"]).stem, files
+    benchmarks = dict(_dry_run_jobs(listed))["benchmarks"]["input"].split(", ")
+    assert sorted(benchmarks) == sorted(files["benchmark"] for _, files in jobs)
+    counts = _job_counts(listed)
+    assert counts.pop("benchmarks") == 1
+    assert counts == {rule: n for rule, n in _job_counts(grid).items() if rule not in LOCAL_RULES}
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["fused", "split"])
+def touched(request, tmp_path_factory) -> tuple[Path, list[str]]:
+    """A copy of the workflow in which every job of the tiny grid (one seed) looks done: empty
+    output and benchmark files, recorded with their params by `snakemake --touch`, so dry runs
+    show what a changed setting reruns without running any job."""
+    work = copy_workflow(tmp_path_factory.mktemp("touched"))
+    config = ["--configfile", "config/test.yaml", "--config", "seeds=[0]",
+              f"evaluation={{'fused':{request.param}}}"]
+    for _, files in _dry_run_jobs(snakemake(work, "-n", "--cores", "1", *config).stdout):
+        for path in [*files.get("output", "").split(", "), files.get("benchmark", "")]:
+            if path:
+                (work / path).parent.mkdir(parents=True, exist_ok=True)
+                (work / path).touch()
+    snakemake(work, "--touch", "--forceall", "--cores", "1", *config)
+    assert "Nothing to be done" in snakemake(work, "-n", "--cores", "1", *config).stdout
+    return work, config
+
+
+DOWNSTREAM = {"aggregate": 1, "plots": 1, "all": 1}
+SPEC_CHANGES = {  # --config item -> the jobs planned (4 cells), fused / split evaluation
+    "fid={'kid_subset_size':16}": ({"evaluate": 4, "fid_floor": 1},
+                                   {"fid": 4, "fid_floor": 1, "collect": 4}),
+    "nll={'num_time_samples':8}": ({"evaluate": 4}, {"nll": 4, "collect": 4}),
+    "sample={'num_samples':32}": ({"evaluate": 4}, {"sample": 4, "fid": 4, "collect": 4}),
+    "fid={'batch_size':128}": ({"fid_reference": 1, "fid_floor": 1, "evaluate": 4},
+                               {"fid_reference": 1, "fid_floor": 1, "fid": 4, "collect": 4}),
+    "evaluation={'denoiser_floor':False}": ({"evaluate": 4}, {"nll": 4, "collect": 4}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", sorted(SPEC_CHANGES))
+def test_a_changed_setting_reruns_exactly_the_jobs_whose_spec_changed(
+        touched: tuple[Path, list[str]], change: str) -> None:
+    """Snakemake's params trigger on the specs: a changed setting plans the jobs whose spec it
+    changes (and what reads their outputs), never training or the other evaluation jobs."""
+    work, config = touched
+    fused = "evaluation={'fused':True}" in config
+    expected = {**SPEC_CHANGES[change][0 if fused else 1], **DOWNSTREAM}
+    if change.startswith("evaluation="):  # keeps the fused/split choice of the fixture
+        change = change[:-1] + f",'fused':{fused}}}"
+    result = snakemake(work, "-n", "--cores", "1", *config, change)
+    assert _job_counts(result.stdout) == expected, result.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_resources_and_unused_settings_rerun_nothing(touched: tuple[Path, list[str]]) -> None:
+    """Settings no job uses here (resources, the ODE's tolerances while it is off, Inception
+    weights with the classifier extractor) plan nothing."""
+    work, config = touched
+    (work / "unused.yaml").write_text(  # a file: --config cannot type resources' values
+        "resources: {evaluate: {mem_mb: 100}, fid: {runtime: 5}}\n"
+        "nll: {ode: {rtol: 0.001}}\nfid: {feature_extractor_weights_path: w.pth}\n")
+    result = snakemake(work, "-n", "--cores", "1", *config[:2], "unused.yaml", *config[2:])
+    assert "Nothing to be done" in result.stdout, result.stdout[-3000:]
+
+
 def _planned_outputs(work: Path, *args: str) -> set[str]:
     """The files a dry run of ``snakemake *args`` would write."""
     result = snakemake(work, "-n", "--cores", "1", *args)

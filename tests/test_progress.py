@@ -335,12 +335,15 @@ def test_train_and_evaluate_logs_show_progress_lines(tmp_path) -> None:
     model, _ = train_classifier(load_dataset("digits", "train", "data"),
                                 load_dataset("digits", "test", "data"), steps=5, num_threads=1)
     save_classifier(model, tmp_path / "classifier.pt", {"dataset": "digits"})
-    log = _job("evaluate", "--model", "run/model.pt", "--threads", "1", "--num-samples", "20",
-               "--sample-steps", "3", "--sample-batch-size", "10", "--samples-out", "s.npz",
-               "--grid", "grid.png", "--num-time-samples", "2", "--max-examples", "20",
-               "--nll-batch-size", "10", "--nll-out", "nll.json", "--weights", "classifier.pt",
-               "--cache-root", "cache", "--kid-subset-size", "10", "--fid-batch-size", "8",
-               "--reference-split", "test", "--fid-out", "fid.json", cwd=tmp_path)
+    settings = {"sampling.num_samples": 20, "sampling.steps": 3, "sampling.batch_size": 10,
+                "nll.num_time_samples": 2, "nll.max_examples": 20, "nll.batch_size": 10,
+                "fid.kid_subset_size": 10, "fid.features.batch_size": 8,
+                "fid.features.reference_split": "test", "denoiser_floor": "false"}
+    overrides = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+    log = _job("evaluate", "--model", "run/model.pt", "--threads", "1", *overrides,
+               "--samples-out", "s.npz", "--grid", "grid.png", "--nll-out", "nll.json",
+               "--dataset-classifier", "classifier.pt", "--cache-root", "cache",
+               "--fid-out", "fid.json", cwd=tmp_path)
     assert _counts(log, "sample ancestral-3", "evals") == [(k, 8) for k in range(8)]
     assert _counts(log, "nll test", "draws") == [(k, 4) for k in range(4)]
     reference = math.ceil(len(load_dataset("digits", "test", "data")) / 8)  # not cached yet

@@ -134,8 +134,8 @@ def test_corrupt_model_checkpoint_is_named(tmp_path: Path, capsys) -> None:
         load_trained_model(model)
     assert str(model) in str(error.value)
     capsys.readouterr()  # the training's progress lines
-    code = cli_main(["sample", "--model", str(model), "--num-samples", "4", "--steps", "2",
-                     "--out", str(tmp_path / "s.npz")])
+    code = cli_main(["sample", "--model", str(model), "--set", "sampling.num_samples=4",
+                     "--set", "sampling.steps=2", "--out", str(tmp_path / "s.npz")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and str(model) in err
     assert not (tmp_path / "s.npz").exists()

@@ -8,7 +8,8 @@ Commands: ``prepare-data``, ``train`` (one model), ``sample`` (images + grid PNG
 ``noisy-classifier`` (the noise-conditional classifier of classifier guidance),
 ``gpu-check`` (the one-command GPU check, :mod:`vdm.bench.gpu_check`).
 Every command checks its inputs before any expensive work and fails with one line naming the
-offending key or file.
+offending key or file. The workflow's jobs take their settings as one JSON spec
+(``--spec``, :mod:`vdm.core.job_specs`; ``--help`` lists its keys) and their files as options.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from vdm.pipeline import (
     setup_commands,
     train_command,
 )
+from vdm.pipeline.options import SpecHelpParser
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
                           Callable[[argparse.Namespace], int | None], str]] = {
@@ -66,7 +68,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vdm", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=SpecHelpParser)
     for name, (add_arguments, _, help_text) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     return parser

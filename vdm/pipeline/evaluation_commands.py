@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from vdm.core.job_specs import FidSettings, OdeSettings, SamplingSettings
 from vdm.core.progress import Progress
 from vdm.core.provenance import (
     atomic_output,
@@ -22,29 +23,26 @@ from vdm.core.provenance import (
     strict_fp32,
     write_json_atomic,
 )
-from vdm.model.likelihood import DEFAULT_NUM_TIME_SAMPLES
-from vdm.model.sampler import SAMPLERS as SAMPLER_METHODS
 from vdm.pipeline.options import (
-    common_eval_arguments,
-    fid_common_arguments,
-    guidance_arguments,
-    model_fid_arguments,
-    ode_arguments,
-    ode_options,
+    check_output,
+    extractor_weights,
+    file_arguments,
+    read_spec,
     set_threads,
+    spec_arguments,
 )
 
 
 # ----- sample -----------------------------------------------------------------------------
 def sample_arguments(parser: argparse.ArgumentParser) -> None:
-    common_eval_arguments(parser)
-    parser.add_argument("--num-samples", type=int, default=1000)
-    parser.add_argument("--steps", type=int, default=100, help="sampling steps N")
-    parser.add_argument("--method", default="ancestral", choices=SAMPLER_METHODS)
-    guidance_arguments(parser)
-    parser.add_argument("--no-clip", action="store_true", help="do not clip x_hat to [-1, 1]")
-    parser.add_argument("--out", required=True, type=Path, help="samples.npz (uint8 images)")
-    parser.add_argument("--grid", type=Path, help="sample grid PNG")
+    spec_arguments(parser, "sample")
+    files = file_arguments(parser)
+    files.add_argument("--model", required=True, type=Path, metavar="FILE", help="trained model.pt")
+    files.add_argument("--noisy-classifier", type=Path, metavar="FILE",
+                       help="noise-conditional classifier (vdm noisy-classifier), for "
+                            "sampling.guidance_kind classifier")
+    files.add_argument("--out", required=True, type=Path, metavar="FILE", help="samples.npz (uint8 images)")
+    files.add_argument("--grid", type=Path, metavar="FILE", help="sample grid PNG")
 
 
 def write_samples(model, config, device, *, model_path: Path, setting, num_samples: int,
@@ -96,34 +94,43 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
     print(f"{len(images)} samples ({setting.name}) -> {out}")
 
 
-def sample_main(args: argparse.Namespace) -> None:
+def evaluation_setting(sampling: SamplingSettings):
+    """The :class:`vdm.model.guidance.EvaluationSetting` of a spec's sampling settings."""
     from vdm.model.guidance import EvaluationSetting, Guidance
+
+    return EvaluationSetting(sampling.method, sampling.steps,
+                             Guidance(sampling.guidance_kind, sampling.guidance_weight))
+
+
+def sample_main(args: argparse.Namespace) -> None:
     from vdm.training.trainer import load_trained_model
 
     started = time.perf_counter()
-    setting = EvaluationSetting(args.method, args.steps, Guidance(args.guidance,
-                                                                  args.guidance_weight))
+    spec = read_spec(args)
+    setting = evaluation_setting(spec.sampling)
     set_threads(args.threads)
-    device = resolve_device(args.device)
-    model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
+    device = resolve_device(spec.device)
+    model, config = load_trained_model(args.model, device, use_ema=spec.ema)
     write_samples(model, config, device, model_path=args.model, setting=setting,
-                  num_samples=args.num_samples, batch_size=args.batch_size, seed=args.seed,
-                  ema=not args.no_ema, clip=not args.no_clip, out=args.out, grid=args.grid,
-                  started=started, noisy_classifier=args.noisy_classifier)
+                  num_samples=spec.sampling.num_samples, batch_size=spec.sampling.batch_size,
+                  seed=spec.seed, ema=spec.ema, clip=spec.sampling.clip, out=args.out,
+                  grid=args.grid, started=started, noisy_classifier=args.noisy_classifier)
 
 
 # ----- nll --------------------------------------------------------------------------------
 def nll_arguments(parser: argparse.ArgumentParser) -> None:
-    common_eval_arguments(parser)
-    parser.add_argument("--split", default="test", choices=["train", "test"])
-    parser.add_argument("--num-time-samples", type=int, default=DEFAULT_NUM_TIME_SAMPLES)
-    parser.add_argument("--time-sampling", default="logsnr", choices=["logsnr", "t"])
-    parser.add_argument("--discrete-steps", type=int, help="discrete-time bound with T steps")
-    parser.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
-    ode_arguments(parser)
-    parser.add_argument("--out", required=True, type=Path, help="nll.json")
-    parser.add_argument("--denoiser-floor-out", type=Path,
-                        help="also the gap to the training set's optimal denoiser -> this JSON")
+    spec_arguments(parser, "nll")
+    files = file_arguments(parser)
+    files.add_argument("--model", required=True, type=Path, metavar="FILE", help="trained model.pt")
+    files.add_argument("--out", required=True, type=Path, metavar="FILE", help="nll.json")
+    files.add_argument("--denoiser-floor-out", type=Path, metavar="FILE",
+                       help="the gap to the training set's optimal denoiser (spec key "
+                            "denoiser_floor) -> this JSON")
+
+
+def ode_keywords(ode: OdeSettings | None) -> dict[str, Any] | None:
+    """A spec's ODE settings as :func:`vdm.model.ode.ode_nll` keywords (None: no ODE bound)."""
+    return None if ode is None else ode.to_dict()
 
 
 def ode_bound_vs_elbo(ode_bpd, elbo_bpd, name: str = "nll_ode") -> dict[str, float]:
@@ -195,28 +202,40 @@ def nll_main(args: argparse.Namespace) -> None:
     from vdm.training.trainer import load_trained_model
 
     started = time.perf_counter()
+    spec = read_spec(args)
+    check_output(spec.denoiser_floor, args.denoiser_floor_out, "denoiser_floor",
+                 "--denoiser-floor-out")
     set_threads(args.threads)
-    device = resolve_device(args.device)
-    model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
-    write_nll(model, config, device, model_path=args.model, split=args.split,
-              num_time_samples=args.num_time_samples, time_sampling=args.time_sampling,
-              discrete_steps=args.discrete_steps, batch_size=args.batch_size,
-              max_examples=args.max_examples, seed=args.seed, ema=not args.no_ema, out=args.out,
-              started=started, ode=ode_options(args))
-    if args.denoiser_floor_out:
-        write_denoiser_floor(args.model, seed=args.seed, device=device, ema=not args.no_ema,
+    device = resolve_device(spec.device)
+    model, config = load_trained_model(args.model, device, use_ema=spec.ema)
+    nll = spec.nll
+    write_nll(model, config, device, model_path=args.model, split=nll.split,
+              num_time_samples=nll.num_time_samples, time_sampling=nll.time_sampling,
+              discrete_steps=nll.discrete_steps, batch_size=nll.batch_size,
+              max_examples=nll.max_examples, seed=spec.seed, ema=spec.ema, out=args.out,
+              started=started, ode=ode_keywords(nll.ode))
+    if spec.denoiser_floor:
+        write_denoiser_floor(model, config, seed=spec.seed, device=device,
                              out=args.denoiser_floor_out)
 
 
+def fid_file_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The files of every command that computes FID: the dataset classifier and the cache."""
+    files = file_arguments(parser)
+    files.add_argument("--dataset-classifier", type=Path, metavar="FILE",
+                       help="the dataset classifier (vdm classifier): the feature extractor's "
+                            "weights when fid.features.feature_extractor is classifier, and the "
+                            "judge of labelled (conditional) samples' class")
+    files.add_argument("--cache-root", type=Path, metavar="DIR", required=True,
+                       help="torch-fidelity cache of the reference features")
+    return files
+
+
 def fid_arguments(parser: argparse.ArgumentParser) -> None:
-    fid_common_arguments(parser)
-    parser.add_argument("--samples", required=True, type=Path, help="samples.npz")
-    parser.add_argument("--kid-subset-size", type=int, default=1000)
-    parser.add_argument("--no-prc", action="store_true", help="skip precision/recall")
-    parser.add_argument("--dataset-classifier", type=Path,
-                        help="dataset classifier (vdm classifier) for the class accuracy of "
-                             "labelled (conditional) samples")
-    parser.add_argument("--out", required=True, type=Path, help="fid.json")
+    spec_arguments(parser, "fid")
+    files = fid_file_arguments(parser)
+    files.add_argument("--samples", required=True, type=Path, metavar="FILE", help="samples.npz")
+    files.add_argument("--out", required=True, type=Path, metavar="FILE", help="fid.json")
 
 
 def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
@@ -268,23 +287,31 @@ def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
     print(f"FID ({result['feature_extractor']}) {result['fid']:.3f} -> {out}")
 
 
-def fid_main(args: argparse.Namespace) -> None:
-    started = time.perf_counter()
-    set_threads(args.threads)
-    write_fid(args.samples, dataset=args.dataset, root=args.root, split=args.split,
-              extractor=args.extractor, weights=args.weights, cache_root=args.cache_root,
-              device=resolve_device(args.device), kid_subset_size=args.kid_subset_size,
-              prc=not args.no_prc, batch_size=args.batch_size, out=args.out, started=started,
+def score_samples(samples: Path, fid: FidSettings, *, dataset: str, root: str | Path, device,
+                  args: argparse.Namespace, out: Path, started: float) -> None:
+    """:func:`write_fid` with a spec's FID settings and the command's files
+    (``--dataset-classifier``, ``--cache-root``)."""
+    features = fid.features
+    write_fid(samples, dataset=dataset, root=root, split=features.reference_split,
+              extractor=features.feature_extractor,
+              weights=extractor_weights(features, args.dataset_classifier),
+              cache_root=args.cache_root, device=device, kid_subset_size=fid.kid_subset_size,
+              prc=fid.prc, batch_size=features.batch_size, out=out, started=started,
               dataset_classifier=args.dataset_classifier)
 
 
+def fid_main(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    spec = read_spec(args)
+    set_threads(args.threads)
+    score_samples(args.samples, spec.fid, dataset=spec.dataset, root=spec.data_root,
+                  device=resolve_device(spec.device), args=args, out=args.out, started=started)
+
+
 def fid_floor_arguments(parser: argparse.ArgumentParser) -> None:
-    fid_common_arguments(parser)
-    parser.add_argument("--floor-split", default="test",
-                        help="the held-out split scored as if it were samples")
-    parser.add_argument("--kid-subset-size", type=int, default=1000)
-    parser.add_argument("--no-prc", action="store_true", help="skip precision/recall")
-    parser.add_argument("--out", required=True, type=Path, help="floor.json")
+    spec_arguments(parser, "fid-floor")
+    files = fid_file_arguments(parser)
+    files.add_argument("--out", required=True, type=Path, metavar="FILE", help="floor.json")
 
 
 def fid_floor_main(args: argparse.Namespace) -> None:
@@ -293,94 +320,85 @@ def fid_floor_main(args: argparse.Namespace) -> None:
     from vdm.evaluation.data_floor import real_data_floor
 
     started = time.perf_counter()
+    spec = read_spec(args)
+    features = spec.fid.features
+    weights = extractor_weights(features, args.dataset_classifier)
     set_threads(args.threads)
-    device = resolve_device(args.device)
-    result = real_data_floor(args.dataset, args.root, reference_split=args.split,
-                             floor_split=args.floor_split, extractor=args.extractor,
-                             weights_path=args.weights, cache_root=args.cache_root,
-                             device=str(device), kid_subset_size=args.kid_subset_size,
-                             prc=not args.no_prc, batch_size=args.batch_size,
+    device = resolve_device(spec.device)
+    result = real_data_floor(spec.dataset, spec.data_root,
+                             reference_split=features.reference_split,
+                             floor_split=spec.floor_split,
+                             extractor=features.feature_extractor, weights_path=weights,
+                             cache_root=args.cache_root, device=str(device),
+                             kid_subset_size=spec.fid.kid_subset_size, prc=spec.fid.prc,
+                             batch_size=features.batch_size,
                              progress=Progress("fid-floor features", "batches"))
     result.update({"provenance": provenance(device),
                    "wall_seconds": round(time.perf_counter() - started, 3)})
     write_json_atomic(args.out, result)
     print(f"real-data floor ({result['feature_extractor']}): FID {result['fid']:.3f} of the "
-          f"{result['num_floor_images']} {args.floor_split} images -> {args.out}")
+          f"{result['num_floor_images']} {spec.floor_split} images -> {args.out}")
 
 
 # ----- evaluate: sample + nll + fid in one process ----------------------------------------
 def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, type=Path, help="trained model.pt")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
-    parser.add_argument("--seed", type=int, default=0, help="seed of sampling and NLL noise")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--no-ema", action="store_true", help="use raw instead of EMA weights")
-    group = parser.add_argument_group("sampling (as `vdm sample`)")
-    group.add_argument("--num-samples", type=int, default=1000)
-    group.add_argument("--sample-steps", type=int, default=100)
-    group.add_argument("--method", default="ancestral", choices=SAMPLER_METHODS)
-    group.add_argument("--sample-batch-size", type=int, default=1000)
-    group.add_argument("--samples-out", required=True, type=Path, help="samples.npz")
-    group.add_argument("--grid", type=Path, help="sample grid PNG")
-    group = parser.add_argument_group("likelihood (as `vdm nll`)")
-    group.add_argument("--split", default="test", choices=["train", "test"])
-    group.add_argument("--num-time-samples", type=int, default=DEFAULT_NUM_TIME_SAMPLES)
-    group.add_argument("--time-sampling", default="logsnr", choices=["logsnr", "t"])
-    group.add_argument("--nll-batch-size", type=int, default=500)
-    group.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
-    ode_arguments(group)
-    group.add_argument("--nll-out", required=True, type=Path, help="nll.json")
-    model_fid_arguments(parser)
-    parser.add_argument("--fid-out", required=True, type=Path, help="fid.json")
-    parser.add_argument("--denoiser-floor-out", type=Path,
-                        help="also the gap to the training set's optimal denoiser "
-                             "(vdm.evaluation.optimal_denoiser) -> this JSON")
-    group = parser.add_argument_group("further settings and the run's metrics.json (as `vdm "
-                                      "sweep` and `vdm collect`)")
-    group.add_argument("--sweep-settings", nargs="*", default=[],
-                       help="further evaluation settings <method>-<steps>[-<guidance>-<weight>]")
-    group.add_argument("--sweep-out-dir", type=Path,
-                       help="writes <dir>/<setting>/samples.npz and fid.json")
-    group.add_argument("--noisy-classifier", type=Path,
+    spec_arguments(parser, "evaluate")
+    files = fid_file_arguments(parser)
+    files.add_argument("--model", required=True, type=Path, metavar="FILE", help="trained model.pt")
+    files.add_argument("--train-json", type=Path, metavar="FILE",
+                       help="the run's train.json (needed for --metrics-out)")
+    files.add_argument("--noisy-classifier", type=Path, metavar="FILE",
                        help="noise-conditional classifier for classifier-guided settings")
-    group.add_argument("--train-json", type=Path, help="the run's train.json (for --metrics-out)")
-    group.add_argument("--metrics-out", type=Path,
-                       help="also merge everything into the run's metrics.json (vdm collect)")
+    files.add_argument("--samples-out", required=True, type=Path, metavar="FILE", help="samples.npz")
+    files.add_argument("--grid", type=Path, metavar="FILE", help="sample grid PNG")
+    files.add_argument("--nll-out", required=True, type=Path, metavar="FILE", help="nll.json")
+    files.add_argument("--fid-out", required=True, type=Path, metavar="FILE", help="fid.json")
+    files.add_argument("--denoiser-floor-out", type=Path, metavar="FILE",
+                       help="the gap to the training set's optimal denoiser (spec key "
+                            "denoiser_floor) -> this JSON")
+    files.add_argument("--sweep-out-dir", type=Path, metavar="DIR",
+                       help="<dir>/<setting>/samples.npz and fid.json of the spec's sweep settings")
+    files.add_argument("--metrics-out", type=Path, metavar="FILE",
+                       help="also merge everything into the run's metrics.json (as vdm collect)")
 
 
 def evaluate_main(args: argparse.Namespace) -> None:
     """``sample`` + ``nll`` + ``fid`` (+ ``sweep`` and ``collect``) of one model in one process:
     the interpreter, torch, the model and the data are loaded once. Writes the same files, with
     the same numbers, as the separate commands."""
-    from vdm.model.guidance import EvaluationSetting, parse_setting
+    from vdm.model.guidance import parse_setting
 
     started = time.perf_counter()
-    settings = [parse_setting(name) for name in args.sweep_settings]
+    spec = read_spec(args)
+    primary = evaluation_setting(spec.sampling)
+    settings = [parse_setting(name) for name in spec.sweep]
     if settings and args.sweep_out_dir is None:
-        raise ValueError("--sweep-settings needs --sweep-out-dir")
+        raise ValueError("spec key 'sweep' lists settings: give --sweep-out-dir")
     if args.metrics_out and args.train_json is None:
         raise ValueError("--metrics-out needs --train-json")
-    model, config, device = load_checked_model(args, settings)
-    ema = not args.no_ema
-    write_samples(model, config, device, model_path=args.model,
-                  setting=EvaluationSetting(args.method, args.sample_steps),
-                  num_samples=args.num_samples, batch_size=args.sample_batch_size, seed=args.seed,
-                  ema=ema, clip=True, out=args.samples_out, grid=args.grid, started=started)
+    check_output(spec.denoiser_floor, args.denoiser_floor_out, "denoiser_floor",
+                 "--denoiser-floor-out")
+    model, config, device = load_checked_model(args, spec, [primary, *settings])
+    write_samples(model, config, device, model_path=args.model, setting=primary,
+                  num_samples=spec.sampling.num_samples, batch_size=spec.sampling.batch_size,
+                  seed=spec.seed, ema=spec.ema, clip=spec.sampling.clip, out=args.samples_out,
+                  grid=args.grid, started=started, noisy_classifier=args.noisy_classifier)
     started = time.perf_counter()
-    write_nll(model, config, device, model_path=args.model, split=args.split,
-              num_time_samples=args.num_time_samples, time_sampling=args.time_sampling,
-              discrete_steps=None, batch_size=args.nll_batch_size,
-              max_examples=args.max_examples, seed=args.seed, ema=ema, out=args.nll_out,
-              started=started, ode=ode_options(args))
-    write_fid(args.samples_out, dataset=config.dataset, root=config.data_root,
-              split=args.reference_split, extractor=args.extractor, weights=args.weights,
-              cache_root=args.cache_root, device=device, kid_subset_size=args.kid_subset_size,
-              prc=not args.no_prc, batch_size=args.fid_batch_size, out=args.fid_out,
-              started=time.perf_counter(), dataset_classifier=args.dataset_classifier)
-    if args.denoiser_floor_out:
-        write_denoiser_floor(model, config, seed=args.seed, device=device,
+    nll = spec.nll
+    write_nll(model, config, device, model_path=args.model, split=nll.split,
+              num_time_samples=nll.num_time_samples, time_sampling=nll.time_sampling,
+              discrete_steps=nll.discrete_steps, batch_size=nll.batch_size,
+              max_examples=nll.max_examples, seed=spec.seed, ema=spec.ema, out=args.nll_out,
+              started=started, ode=ode_keywords(nll.ode))
+    score_samples(args.samples_out, spec.fid, dataset=config.dataset, root=config.data_root,
+                  device=device, args=args, out=args.fid_out, started=time.perf_counter())
+    if spec.denoiser_floor:
+        write_denoiser_floor(model, config, seed=spec.seed, device=device,
                              out=args.denoiser_floor_out)
-    sweep = run_sweep(model, config, device, args, settings, args.sweep_out_dir) if settings else []
+    sweep = run_sweep(model, config, device, args, settings, seed=spec.seed, ema=spec.ema,
+                      num_samples=spec.sampling.num_samples,
+                      batch_size=spec.sampling.batch_size, fid=spec.fid,
+                      out_dir=args.sweep_out_dir) if settings else []
     if args.metrics_out:
         from vdm.pipeline.results_commands import collect_metrics
 
@@ -415,22 +433,13 @@ def _check_dataset_classifier(model, path: Path | None, dataset: str) -> None:
 
 # ----- sweep: more sampler settings of one model, without retraining ----------------------
 def sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, type=Path, help="trained model.pt")
-    parser.add_argument("--settings", required=True, nargs="+",
-                        help="evaluation settings <method>-<steps>[-<guidance>-<weight>], e.g. "
-                             "ddim-10 heun-12 ancestral-25-cfg-2 ddim-25-classifier-1")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="sampling seed: the same initial noise for every setting")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--no-ema", action="store_true", help="use raw instead of EMA weights")
-    parser.add_argument("--num-samples", type=int, default=1000)
-    parser.add_argument("--sample-batch-size", type=int, default=1000)
-    parser.add_argument("--out-dir", required=True, type=Path,
-                        help="writes <out-dir>/<setting>/samples.npz and fid.json")
-    parser.add_argument("--noisy-classifier", type=Path,
-                        help="noise-conditional classifier for classifier-guided settings")
-    model_fid_arguments(parser)
+    spec_arguments(parser, "sweep")
+    files = fid_file_arguments(parser)
+    files.add_argument("--model", required=True, type=Path, metavar="FILE", help="trained model.pt")
+    files.add_argument("--noisy-classifier", type=Path, metavar="FILE",
+                       help="noise-conditional classifier for classifier-guided settings")
+    files.add_argument("--out-dir", required=True, type=Path, metavar="DIR",
+                       help="writes <out-dir>/<setting>/samples.npz and fid.json")
 
 
 def sweep_main(args: argparse.Namespace) -> None:
@@ -440,22 +449,30 @@ def sweep_main(args: argparse.Namespace) -> None:
     numbers); guided settings are checked against the model before any sampling."""
     from vdm.model.guidance import parse_setting
 
-    settings = [parse_setting(name) for name in args.settings]  # before any work
-    model, config, device = load_checked_model(args, settings)
-    run_sweep(model, config, device, args, settings, args.out_dir)
+    spec = read_spec(args)
+    settings = [parse_setting(name) for name in spec.settings]  # before any work
+    if not settings:
+        raise ValueError("spec key 'settings' is empty: nothing to sweep")
+    model, config, device = load_checked_model(args, spec, settings)
+    run_sweep(model, config, device, args, settings, seed=spec.seed, ema=spec.ema,
+              num_samples=spec.num_samples, batch_size=spec.batch_size, fid=spec.fid,
+              out_dir=args.out_dir)
 
 
-def load_checked_model(args: argparse.Namespace, settings) -> tuple[Any, Any, Any]:
+def load_checked_model(args: argparse.Namespace, spec, settings) -> tuple[Any, Any, Any]:
     """``(model, config, device)`` of ``evaluate`` and ``sweep``: threads and device set, the
-    model loaded (EMA weights unless ``--no-ema``), and before any sampling the FID extractor's
-    weights, a conditional model's dataset classifier and every guided setting checked."""
+    model loaded (EMA weights unless the spec's ``ema`` is false), and before any sampling the
+    FID extractor's weights, a conditional model's dataset classifier and every guided setting
+    checked."""
     from vdm.evaluation.fid import check_extractor_weights
     from vdm.training.trainer import load_trained_model
 
+    features = spec.fid.features
+    weights = extractor_weights(features, args.dataset_classifier)
     set_threads(args.threads)
-    device = resolve_device(args.device)
-    model, config = load_trained_model(args.model, device, use_ema=not args.no_ema)
-    check_extractor_weights(args.extractor, args.weights, config.dataset)
+    device = resolve_device(spec.device)
+    model, config = load_trained_model(args.model, device, use_ema=spec.ema)
+    check_extractor_weights(features.feature_extractor, weights, config.dataset)
     _check_dataset_classifier(model, args.dataset_classifier, config.dataset)
     check_sweep_settings(settings, model, args.noisy_classifier)
     return model, config, device
@@ -473,24 +490,22 @@ def check_sweep_settings(settings, model, noisy_classifier: Path | None) -> None
             check_guidance(setting.guidance, model)
 
 
-def run_sweep(model, config, device, args: argparse.Namespace, settings, out_dir: Path
+def run_sweep(model, config, device, args: argparse.Namespace, settings, *, seed: int,
+              ema: bool, num_samples: int, batch_size: int, fid: FidSettings, out_dir: Path
               ) -> list[Path]:
     """Samples and FID of a loaded model for each evaluation setting -> ``out_dir/<setting>/``
     (``samples.npz``, ``fid.json``); the same seed for every setting (paired). Returns the
-    ``fid.json`` paths. ``args`` holds the sampling and FID options of ``sweep``/``evaluate``."""
+    ``fid.json`` paths. ``args`` holds the files of ``sweep``/``evaluate`` (model, noisy and
+    dataset classifier, FID cache)."""
     written = []
     for setting in settings:
         started = time.perf_counter()
         samples = out_dir / setting.name / "samples.npz"
         write_samples(model, config, device, model_path=args.model, setting=setting,
-                      num_samples=args.num_samples, batch_size=args.sample_batch_size,
-                      seed=args.seed, ema=not args.no_ema, clip=True, out=samples, grid=None,
-                      started=started, noisy_classifier=args.noisy_classifier)
+                      num_samples=num_samples, batch_size=batch_size, seed=seed, ema=ema,
+                      clip=True, out=samples, grid=None, started=started,
+                      noisy_classifier=args.noisy_classifier)
         written.append(out_dir / setting.name / "fid.json")
-        write_fid(samples, dataset=config.dataset, root=config.data_root,
-                  split=args.reference_split, extractor=args.extractor, weights=args.weights,
-                  cache_root=args.cache_root, device=device,
-                  kid_subset_size=args.kid_subset_size, prc=not args.no_prc,
-                  batch_size=args.fid_batch_size, out=written[-1],
-                  started=time.perf_counter(), dataset_classifier=args.dataset_classifier)
+        score_samples(samples, fid, dataset=config.dataset, root=config.data_root, device=device,
+                      args=args, out=written[-1], started=time.perf_counter())
     return written

@@ -5,6 +5,7 @@ import shlex
 
 from vdm.core.config import grid_name, load_config_file, run_config_from_dict, workflow_cell
 from vdm.core.data import dataset_info
+from vdm.core.job_specs import job_spec, sweep_setting_names
 from vdm.model.guidance import evaluation_settings
 
 ENV = "../envs/vdm.yaml"
@@ -26,6 +27,9 @@ RUN_NAME = "{conditioning}-{parameterization}-{objective}-{schedule}-seed{seed}"
 FID_DIR = f"{RESULTS}/{DATASET}/fid"
 EXTRACTOR = config["fid"]["feature_extractor"]
 LOGS = f"{RESULTS}/logs/{DATASET}"
+# Snakemake's benchmark files (wall and CPU seconds, peak memory of each job, written when the
+# job succeeds): <BENCH>/<rule>/<run name or job name>.tsv, as the logs
+BENCH = f"{RESULTS}/benchmarks/{DATASET}"
 
 wildcard_constraints:
     conditioning=CONDITIONING,
@@ -54,13 +58,19 @@ def cells(pattern):
                   seed=config["seeds"])
 
 
+def spec(command):
+    """Params function: the JSON spec of a job (vdm.core.job_specs), its settings only, so a
+    changed setting reruns exactly the jobs whose spec changed; per-model jobs take the seed."""
+    return lambda wildcards: job_spec(command, config, wildcards.get("seed", 0)).to_json()
+
+
 # Evaluation settings: every sampler method x steps x guidance setting; the first is the primary
 # setting (the evaluate job), the others are evaluated by one sweep job per model, without
 # retraining.
 SETTINGS = evaluation_settings(config["sample"]["methods"], config["sample"]["steps"],
                                config["guidance"]["kinds"], config["guidance"]["weights"])
 PRIMARY_METHOD, PRIMARY_STEPS = SETTINGS[0].method, SETTINGS[0].steps
-SWEEP_SETTINGS = [setting.name for setting in SETTINGS[1:]]
+SWEEP_SETTINGS = list(sweep_setting_names(config))  # as the evaluate and sweep specs list them
 GUIDED_SETTINGS = [s.name for s in SETTINGS if s.guidance.kind != "none" or (
     s.method, s.steps) == (PRIMARY_METHOD, PRIMARY_STEPS)] if config["guidance"]["kinds"] else []
 NOISY_CLASSIFIER = (f"{RESULTS}/{DATASET}/guidance/noisy-classifier-lambda{config['logsnr_min']:g}"
@@ -82,16 +92,6 @@ def denoiser_floor_output():
     return {"denoiser_floor": f"{RUN_DIR}/denoiser_floor.json"} if DENOISER_FLOOR else {}
 
 
-def ode_args():
-    """The `--ode ...` options of the NLL evaluation (empty unless nll.ode.enabled)."""
-    ode = config["nll"]["ode"]
-    if not ode["enabled"]:
-        return ""
-    limit = f" --ode-max-examples {ode['max_examples']}" if ode["max_examples"] else ""
-    return (f"--ode --ode-num-probes {ode['num_probes']} --ode-rtol {ode['rtol']} "
-            f"--ode-atol {ode['atol']} --ode-batch-size {ode['batch_size']}{limit}")
-
-
 def rule_resources(name, runtime, mem_mb, **defaults):
     """Resources of a rule: config's resources.<name> over these defaults; gpu only if > 0."""
     chosen = {"runtime": runtime, "mem_mb": mem_mb, **defaults, **config["resources"].get(name, {})}
@@ -105,16 +105,20 @@ def classifier_weights():
     return f"{FID_DIR}/classifier.pt" if EXTRACTOR == "classifier" or CONDITIONAL else []
 
 
-def dataset_classifier_arg():
-    return f"--dataset-classifier {FID_DIR}/classifier.pt" if CONDITIONAL else ""
-
-
 def noisy_classifier_input():
     return NOISY_CLASSIFIER if "classifier" in config["guidance"]["kinds"] else []
 
 
-def noisy_classifier_arg():
-    return f"--noisy-classifier {NOISY_CLASSIFIER}" if noisy_classifier_input() else ""
+def path_options(**paths):
+    """`--name path ...` of the given files (Snakemake's input/output entries), shell-quoted;
+    absent ones (None or an empty list) are left out."""
+    options = []
+    for name, path in paths.items():
+        if isinstance(path, list | tuple):
+            path = path[0] if path else None
+        if path:
+            options.append(f"--{name.replace('_', '-')} {shlex.quote(str(path))}")
+    return " ".join(options)
 
 
 def guided_samples():
@@ -127,13 +131,6 @@ def guided_samples():
         files += [f for f in cells(pattern) if f.endswith(f"seed{lowest}/samples.npz")
                   or f"seed{lowest}/sweep/" in f]
     return files
-
-
-def extractor_weights_arg():
-    if EXTRACTOR == "classifier":
-        return f"--weights {FID_DIR}/classifier.pt"
-    path = config["fid"].get("feature_extractor_weights_path")
-    return f"--weights {shlex.quote(path)}" if path else ""
 
 
 METRICS = cells(f"{RUN_DIR}/metrics.json")
@@ -154,3 +151,23 @@ PLOT_NAMES += ["fid_vs_guidance", "accuracy_vs_guidance", "precision_recall_guid
 PLOT_NAMES += ["nll_ode_vs_elbo"] if config["nll"]["ode"]["enabled"] else []
 PLOT_NAMES += ["denoiser_floor"] if DENOISER_FLOOR else []
 PLOTS = expand(f"{GRID}/plots/{{name}}.png", name=PLOT_NAMES)
+
+# Benchmarks: every rule that runs a job (local rules run in Snakemake's own process) writes
+# Snakemake's benchmark file, <BENCH>/<rule>/<name>.tsv: the run's name for per-model rules, the
+# job's for the others. BENCHMARKS: this grid's files (the jobs its targets need).
+JOB_NAMES = {"prepare_data": "data", "fid_classifier": "classifier", "fid_reference": EXTRACTOR,
+             "fid_floor": EXTRACTOR,
+             "noisy_classifier": os.path.basename(NOISY_CLASSIFIER).removesuffix(".pt")}
+
+
+def benchmark_file(rule):
+    return f"{BENCH}/{rule}/{JOB_NAMES.get(rule, RUN_NAME)}.tsv"
+
+
+EVALUATION_RULES = (["evaluate"] if config["evaluation"]["fused"] else
+                    ["sample", "nll", "fid", *(["sweep"] if SWEEP_SETTINGS else [])])
+BENCHMARKS = [benchmark_file(rule) for rule in (
+    "prepare_data", "fid_reference", "fid_floor", *(["fid_classifier"] if classifier_weights()
+                                                     else []),
+    *(["noisy_classifier"] if noisy_classifier_input() else []))]
+BENCHMARKS += [path for rule in ("train", *EVALUATION_RULES) for path in cells(benchmark_file(rule))]

@@ -2,13 +2,12 @@ rule prepare_data:
     output:
         DATA_JSON,
     params:
-        dataset=DATASET,
-        root=config["data_root"],
-        download="--download" if config["download"] else "",
+        spec=spec("prepare-data"),
     conda:
         ENV
     log:
         f"{LOGS}/prepare_data.log",
+    benchmark:
+        benchmark_file("prepare_data")
     shell:
-        "python -m vdm prepare-data --dataset {params.dataset} --root {params.root:q} "
-        "{params.download} --out {output} > {log} 2>&1"
+        "python -m vdm prepare-data --spec {params.spec:q} --out {output} > {log} 2>&1"

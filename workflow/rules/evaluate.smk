@@ -29,27 +29,13 @@ if config["evaluation"]["fused"]:
             metrics=f"{RUN_DIR}/metrics.json",
             **denoiser_floor_output(),
         params:
-            floor=lambda wildcards, output: (f"--denoiser-floor-out {output.denoiser_floor}"
-                                             if DENOISER_FLOOR else ""),
-            sweep=lambda wildcards, output: (
-                f"--sweep-settings {' '.join(SWEEP_SETTINGS)} --sweep-out-dir "
-                f"{os.path.dirname(output.metrics)}/sweep {noisy_classifier_arg()}"
-                if SWEEP_SETTINGS else ""),
-            num_samples=config["sample"]["num_samples"],
-            batch_size=config["sample"]["batch_size"],
-            method=PRIMARY_METHOD,
-            steps=PRIMARY_STEPS,
-            n=config["nll"],
-            ode=ode_args(),
-            f=config["fid"],
-            max_examples=(f"--max-examples {config['nll']['max_examples']}"
-                          if config["nll"].get("max_examples") else ""),
-            prc="" if config["fid"]["prc"] else "--no-prc",
-            weights=extractor_weights_arg(),
+            spec=spec("evaluate"),
             cache=f"{FID_DIR}/{EXTRACTOR}/cache",
-            extractor=EXTRACTOR,
-            judge=dataset_classifier_arg(),
-            device=config["device"],
+            files=lambda wildcards, input, output: path_options(
+                dataset_classifier=input.weights, noisy_classifier=input.noisy_classifier,
+                denoiser_floor_out=output.get("denoiser_floor"),
+                sweep_out_dir=(f"{os.path.dirname(output.metrics)}/sweep" if SWEEP_SETTINGS
+                               else None)),
         threads: 1
         conda:
             ENV
@@ -57,20 +43,13 @@ if config["evaluation"]["fused"]:
             **rule_resources("evaluate", runtime=90, mem_mb=8000),
         log:
             f"{LOGS}/evaluate/{RUN_NAME}.log",
+        benchmark:
+            benchmark_file("evaluate")
         shell:
-            "python -m vdm evaluate --model {input.model} --seed {wildcards.seed} "
-            "--device {params.device} --threads {threads} "
-            "--num-samples {params.num_samples} --sample-steps {params.steps} "
-            "--method {params.method} --sample-batch-size {params.batch_size} "
-            "--samples-out {output.samples} --grid {output.grid} "
-            "--split {params.n[split]} --num-time-samples {params.n[num_time_samples]} "
-            "--nll-batch-size {params.n[batch_size]} {params.max_examples} {params.ode} "
-            "--nll-out {output.nll} "
-            "--reference-split {params.f[reference_split]} --extractor {params.extractor} "
-            "{params.weights} --cache-root {params.cache} "
-            "--kid-subset-size {params.f[kid_subset_size]} {params.prc} {params.judge} "
-            "--fid-batch-size {params.f[batch_size]} --fid-out {output.fid} {params.floor} "
-            "{params.sweep} --train-json {input.train} --metrics-out {output.metrics} "
+            "python -m vdm evaluate --spec {params.spec:q} --threads {threads} "
+            "--model {input.model} --train-json {input.train} --cache-root {params.cache} "
+            "{params.files} --samples-out {output.samples} --grid {output.grid} "
+            "--nll-out {output.nll} --fid-out {output.fid} --metrics-out {output.metrics} "
             "> {log} 2>&1"
 
 else:
@@ -87,11 +66,7 @@ else:
                                 "seed": "{seed}"},
                         caption="../report/samples.rst"),
         params:
-            num_samples=config["sample"]["num_samples"],
-            batch_size=config["sample"]["batch_size"],
-            method=PRIMARY_METHOD,
-            steps=PRIMARY_STEPS,
-            device=config["device"],
+            spec=spec("sample"),
         threads: 1
         conda:
             ENV
@@ -99,11 +74,11 @@ else:
             **rule_resources("sample", runtime=30, mem_mb=4000),
         log:
             f"{LOGS}/sample/{RUN_NAME}.log",
+        benchmark:
+            benchmark_file("sample")
         shell:
-            "python -m vdm sample --model {input.model} --num-samples {params.num_samples} "
-            "--steps {params.steps} --method {params.method} --batch-size {params.batch_size} "
-            "--seed {wildcards.seed} --device {params.device} --threads {threads} "
-            "--out {output.samples} --grid {output.grid} > {log} 2>&1"
+            "python -m vdm sample --spec {params.spec:q} --threads {threads} "
+            "--model {input.model} --out {output.samples} --grid {output.grid} > {log} 2>&1"
 
 
     rule nll:
@@ -113,13 +88,9 @@ else:
             nll=f"{RUN_DIR}/nll.json",
             **denoiser_floor_output(),
         params:
-            floor=lambda wildcards, output: (f"--denoiser-floor-out {output.denoiser_floor}"
-                                             if DENOISER_FLOOR else ""),
-            n=config["nll"],
-            ode=ode_args(),
-            max_examples=(f"--max-examples {config['nll']['max_examples']}"
-                          if config["nll"].get("max_examples") else ""),
-            device=config["device"],
+            spec=spec("nll"),
+            files=lambda wildcards, output: path_options(
+                denoiser_floor_out=output.get("denoiser_floor")),
         threads: 1
         conda:
             ENV
@@ -127,11 +98,11 @@ else:
             **rule_resources("nll", runtime=30, mem_mb=4000),
         log:
             f"{LOGS}/nll/{RUN_NAME}.log",
+        benchmark:
+            benchmark_file("nll")
         shell:
-            "python -m vdm nll --model {input.model} --split {params.n[split]} "
-            "--num-time-samples {params.n[num_time_samples]} --batch-size {params.n[batch_size]} "
-            "{params.max_examples} {params.ode} --seed {wildcards.seed} --device {params.device} "
-            "--threads {threads} --out {output.nll} {params.floor} > {log} 2>&1"
+            "python -m vdm nll --spec {params.spec:q} --threads {threads} --model {input.model} "
+            "--out {output.nll} {params.files} > {log} 2>&1"
 
 
     rule fid:
@@ -142,15 +113,9 @@ else:
         output:
             f"{RUN_DIR}/fid.json",
         params:
-            weights=extractor_weights_arg(),
+            spec=spec("fid"),
             cache=f"{FID_DIR}/{EXTRACTOR}/cache",
-            f=config["fid"],
-            prc="" if config["fid"]["prc"] else "--no-prc",
-            dataset=DATASET,
-            root=config["data_root"],
-            device=config["device"],
-            extractor=EXTRACTOR,
-            judge=dataset_classifier_arg(),
+            files=lambda wildcards, input: path_options(dataset_classifier=input.weights),
         threads: 1
         conda:
             ENV
@@ -158,13 +123,12 @@ else:
             **rule_resources("fid", runtime=60, mem_mb=8000),
         log:
             f"{LOGS}/fid/{RUN_NAME}.log",
+        benchmark:
+            benchmark_file("fid")
         shell:
-            "python -m vdm fid --dataset {params.dataset} --root {params.root:q} "
-            "--split {params.f[reference_split]} --extractor {params.extractor} {params.weights} "
-            "--cache-root {params.cache} --samples {input.samples} "
-            "--kid-subset-size {params.f[kid_subset_size]} {params.prc} "
-            "--batch-size {params.f[batch_size]} --device {params.device} --threads {threads} "
-            "{params.judge} --out {output} > {log} 2>&1"
+            "python -m vdm fid --spec {params.spec:q} --threads {threads} "
+            "--samples {input.samples} --cache-root {params.cache} {params.files} "
+            "--out {output} > {log} 2>&1"
 
 
 if not config["evaluation"]["fused"] and SWEEP_SETTINGS:
@@ -181,16 +145,10 @@ if not config["evaluation"]["fused"] and SWEEP_SETTINGS:
             fids=expand(f"{RUN_DIR}/sweep/{{setting}}/fid.json", setting=SWEEP_SETTINGS,
                         allow_missing=True),
         params:
-            settings=" ".join(SWEEP_SETTINGS),
-            s=config["sample"],
-            f=config["fid"],
-            prc="" if config["fid"]["prc"] else "--no-prc",
-            weights=extractor_weights_arg(),
+            spec=spec("sweep"),
             cache=f"{FID_DIR}/{EXTRACTOR}/cache",
-            extractor=EXTRACTOR,
-            judge=dataset_classifier_arg(),
-            noisy=noisy_classifier_arg(),
-            device=config["device"],
+            files=lambda wildcards, input: path_options(
+                dataset_classifier=input.weights, noisy_classifier=input.noisy_classifier),
             out_dir=lambda wildcards, output: os.path.dirname(os.path.dirname(output.fids[0])),
         threads: 1
         conda:
@@ -199,14 +157,12 @@ if not config["evaluation"]["fused"] and SWEEP_SETTINGS:
             **rule_resources("evaluate", runtime=90, mem_mb=8000),
         log:
             f"{LOGS}/sweep/{RUN_NAME}.log",
+        benchmark:
+            benchmark_file("sweep")
         shell:
-            "python -m vdm sweep --model {input.model} --settings {params.settings} "
-            "--seed {wildcards.seed} --device {params.device} --threads {threads} "
-            "--num-samples {params.s[num_samples]} --sample-batch-size {params.s[batch_size]} "
-            "--out-dir {params.out_dir} --reference-split {params.f[reference_split]} "
-            "--extractor {params.extractor} {params.weights} --cache-root {params.cache} "
-            "--kid-subset-size {params.f[kid_subset_size]} {params.prc} {params.judge} "
-            "{params.noisy} --fid-batch-size {params.f[batch_size]} > {log} 2>&1"
+            "python -m vdm sweep --spec {params.spec:q} --threads {threads} "
+            "--model {input.model} --cache-root {params.cache} {params.files} "
+            "--out-dir {params.out_dir} > {log} 2>&1"
 
 
 if not config["evaluation"]["fused"]:

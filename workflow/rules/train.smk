@@ -23,6 +23,8 @@ rule train:
                          cpus_per_task=config["train"]["threads"]),
     log:
         f"{LOGS}/train/{RUN_NAME}.log",
+    benchmark:
+        benchmark_file("train")
     shell:
         "python -m vdm train --config-json {params.run_config:q} --out {params.out_dir} "
         "> {log} 2>&1"

@@ -1,0 +1,382 @@
+"""One typed spec per job: the settings a workflow job runs with, as one JSON argument.
+
+A spec is a frozen dataclass of a job's *settings* (numbers, names, switches), built from the
+validated workflow config (config/config.yaml + config/schema.yaml) by a builder such as
+:func:`evaluate_spec`. The Snakemake rules put ``spec.to_json()`` in their ``params`` and call
+``python -m vdm <command> --spec {params.spec:q}``; the command reads it with
+:meth:`Spec.from_json`. Since a spec holds only the settings of its own job, a changed setting
+reruns exactly the jobs whose spec changed (Snakemake's ``params`` rerun trigger). Files are not
+settings: the inputs and outputs of a job are the command's path arguments (``--model``,
+``--out`` ...), as Snakemake's ``{input}`` / ``{output}``; paths the config itself names
+(``data_root``, Inception weights) are settings.
+
+Jobs and their specs: ``prepare-data`` :class:`PrepareDataSpec`, ``classifier``
+:class:`ClassifierSpec`, ``noisy-classifier`` :class:`NoisyClassifierSpec`, ``fid-reference``
+:class:`FidReferenceSpec`, ``fid-floor`` :class:`FidFloorSpec`, ``fid`` :class:`FidSpec`,
+``sample`` :class:`SampleSpec`, ``nll`` :class:`NllSpec`, ``sweep`` :class:`SweepSpec` and the
+fused ``evaluate`` :class:`EvaluateSpec`. The split (sample / nll / fid / sweep) and fused
+(evaluate) jobs share their settings' definitions and builders (:class:`SamplingSettings`,
+:class:`NllSettings`, :class:`FidSettings`), so each config key is read in one place. Training's
+spec is the run config (:func:`vdm.core.config.workflow_cell`).
+
+Every key of a spec is required in its JSON (the workflow writes them all); an unknown or
+missing key, a wrong type, a value outside its choices or below its minimum is a one-line
+``ValueError`` naming the dotted key. This module imports nothing beyond the standard library
+and :mod:`vdm.core` (:mod:`vdm.core.spec_base`: the typed-JSON base), so the bench (below the
+pipeline) builds the same specs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vdm.core.spec_base import Spec, setting
+
+# ----- settings shared by several jobs ------------------------------------------------------
+DEVICE_DOC = "torch device: auto (CUDA when present) | cpu | cuda[:i]"
+SEED_DOC = "seed of the evaluation's noise (the workflow: the run's seed)"
+EMA_DOC = "evaluate the EMA weights (false: the raw weights)"
+
+
+@dataclass(frozen=True)
+class SamplingSettings(Spec):
+    """How one model's primary samples are drawn (the ``sample`` job, and ``evaluate``)."""
+
+    method: str = setting("sampler (vdm.model.sampler): ancestral, ddim, heun or dpmpp2m")
+    steps: int = setting("sampling steps N", unit="steps", minimum=1)
+    num_samples: int = setting("samples drawn (class-balanced for a conditional model)",
+                               unit="images", minimum=1)
+    batch_size: int = setting("samples per batch", unit="images", minimum=1)
+    guidance_kind: str = setting("guidance of these samples", choices=("none", "cfg", "classifier"))
+    guidance_weight: float = setting("guidance weight w (0 with kind none)", minimum=0)
+    clip: bool = setting("clip the predicted x to [-1, 1] at every step")
+
+
+@dataclass(frozen=True)
+class OdeSettings(Spec):
+    """The probability-flow ODE bound (vdm.model.ode): dopri5, Hutchinson divergence."""
+
+    max_examples: int | None = setting("ODE bound on the first N images (null: all the ELBO's)",
+                                       unit="images", minimum=1)
+    num_probes: int = setting("Hutchinson probes per image", minimum=1)
+    rtol: float = setting("dopri5 relative tolerance", minimum=0)
+    atol: float = setting("dopri5 absolute tolerance", minimum=0)
+    batch_size: int = setting("images per ODE batch", unit="images", minimum=1)
+
+
+@dataclass(frozen=True)
+class NllSettings(Spec):
+    """The test-set bound -log2 p(x) per dimension (bits/dim) from the ELBO (vdm.evaluation)."""
+
+    split: str = setting("dataset split evaluated", choices=("train", "test"))
+    num_time_samples: int = setting("noise-level draws per image (>= 2 for the Monte-Carlo SE)",
+                                    unit="draws per image", minimum=2)
+    time_sampling: str = setting("draw lambda uniformly (logsnr, stratified) or t uniformly",
+                                 choices=("logsnr", "t"))
+    discrete_steps: int | None = setting("discrete-time bound with T steps (null: continuous "
+                                         "time)", unit="steps", minimum=1)
+    batch_size: int = setting("images per batch", unit="images", minimum=1)
+    max_examples: int | None = setting("evaluate the first N images of the split (null: all)",
+                                       unit="images", minimum=2)
+    ode: OdeSettings | None = setting("also the probability-flow ODE bound nll_ode_bpd (null: "
+                                      "not computed)")
+
+
+@dataclass(frozen=True)
+class FeatureSettings(Spec):
+    """The FID features: extractor, its weights and the reference split (fid-reference)."""
+
+    feature_extractor: str = setting("network whose features are compared (classifier: the "
+                                     "dataset classifier of the job's --dataset-classifier)",
+                                     choices=("classifier", "inception-v3-compat"))
+    weights_path: str | None = setting("Inception weights .pth (null: torch-fidelity's "
+                                       "download; always null for the classifier extractor)")
+    reference_split: str = setting("real split the samples are compared with",
+                                   choices=("train", "test"))
+    batch_size: int = setting("images per feature-extraction batch", unit="images", minimum=1)
+
+
+@dataclass(frozen=True)
+class FidSettings(Spec):
+    """FID, KID and precision/recall of a set of images against the reference features."""
+
+    features: FeatureSettings = setting("the features and reference split")
+    kid_subset_size: int = setting("KID subset size", unit="images", minimum=2)
+    prc: bool = setting("also precision and recall (k-NN manifolds)")
+
+
+# ----- job specs ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PrepareDataSpec(Spec):
+    """``prepare-data``: load (and optionally download) a dataset, record sizes and hashes."""
+
+    dataset: str = setting("dataset (digits, mnist, cifar10)")
+    data_root: str = setting("folder holding MNIST/ or cifar-10-batches-py/ (ignored for digits)")
+    download: bool = setting("download the dataset when missing")
+
+
+@dataclass(frozen=True)
+class ClassifierSpec(Spec):
+    """``classifier``: the dataset classifier (FID extractor, judge of conditional samples)."""
+
+    dataset: str = setting("dataset (digits, mnist, cifar10)")
+    data_root: str = setting("folder holding MNIST/ or cifar-10-batches-py/ (ignored for digits)")
+    device: str = setting(DEVICE_DOC)
+    steps: int = setting("training steps", unit="steps", minimum=1)
+    batch_size: int = setting("images per step", unit="images", minimum=1)
+    lr: float = setting("Adam learning rate", unit="per step", minimum=0)
+    seed: int = setting("seed of the initialisation and batches", minimum=0)
+    min_accuracy: float = setting("fail when the test accuracy is below this", unit="fraction",
+                                  minimum=0)
+
+
+@dataclass(frozen=True)
+class NoisyClassifierSpec(Spec):
+    """``noisy-classifier``: p(y | z_lambda, lambda) of classifier guidance."""
+
+    dataset: str = setting("dataset (digits, mnist, cifar10)")
+    data_root: str = setting("folder holding MNIST/ or cifar-10-batches-py/ (ignored for digits)")
+    device: str = setting(DEVICE_DOC)
+    logsnr_min: float = setting("lower end of the log-SNR range lambda is drawn from uniformly",
+                                unit="lambda = log SNR, natural log")
+    logsnr_max: float = setting("upper end of that range", unit="lambda = log SNR, natural log")
+    steps: int = setting("training steps", unit="steps", minimum=1)
+    batch_size: int = setting("images per step", unit="images", minimum=1)
+    lr: float = setting("Adam learning rate", unit="per step", minimum=0)
+    channels: int = setting("width of the classifier", unit="channels", minimum=1)
+    seed: int = setting("seed of the initialisation, batches and noise", minimum=0)
+
+
+@dataclass(frozen=True)
+class FidReferenceSpec(Spec):
+    """``fid-reference``: extract and cache the reference split's features."""
+
+    dataset: str = setting("dataset (digits, mnist, cifar10)")
+    data_root: str = setting("folder holding MNIST/ or cifar-10-batches-py/ (ignored for digits)")
+    device: str = setting(DEVICE_DOC)
+    features: FeatureSettings = setting("the features and reference split")
+
+
+@dataclass(frozen=True)
+class FidFloorSpec(Spec):
+    """``fid-floor``: FID/KID/precision/recall of held-out real images (the real-data floor)."""
+
+    dataset: str = setting("dataset (digits, mnist, cifar10)")
+    data_root: str = setting("folder holding MNIST/ or cifar-10-batches-py/ (ignored for digits)")
+    device: str = setting(DEVICE_DOC)
+    floor_split: str = setting("held-out split scored as if it were samples",
+                               choices=("train", "test"))
+    fid: FidSettings = setting("FID settings, as the models' samples get")
+
+
+@dataclass(frozen=True)
+class FidSpec(Spec):
+    """``fid``: FID/KID/precision/recall of one samples.npz (split evaluation)."""
+
+    dataset: str = setting("dataset of the reference (digits, mnist, cifar10)")
+    data_root: str = setting("folder holding MNIST/ or cifar-10-batches-py/ (ignored for digits)")
+    device: str = setting(DEVICE_DOC)
+    fid: FidSettings = setting("FID settings")
+
+
+@dataclass(frozen=True)
+class SampleSpec(Spec):
+    """``sample``: one model's primary samples (split evaluation)."""
+
+    seed: int = setting(SEED_DOC, minimum=0)
+    device: str = setting(DEVICE_DOC)
+    ema: bool = setting(EMA_DOC)
+    sampling: SamplingSettings = setting("how the samples are drawn")
+
+
+@dataclass(frozen=True)
+class NllSpec(Spec):
+    """``nll``: one model's test-set bits/dim (and the optimal-denoiser gap)."""
+
+    seed: int = setting(SEED_DOC, minimum=0)
+    device: str = setting(DEVICE_DOC)
+    ema: bool = setting(EMA_DOC)
+    nll: NllSettings = setting("the likelihood bound(s)")
+    denoiser_floor: bool = setting("also the gap to the training set's optimal denoiser "
+                                   "(needs --denoiser-floor-out)")
+
+
+@dataclass(frozen=True)
+class SweepSpec(Spec):
+    """``sweep``: samples and FID of one model at further sampler and guidance settings."""
+
+    seed: int = setting("seed of the sampling noise, the same for every setting (paired; the "
+                        "workflow: the run's seed)", minimum=0)
+    device: str = setting(DEVICE_DOC)
+    ema: bool = setting(EMA_DOC)
+    settings: tuple[str, ...] = setting("evaluation settings <method>-<steps>[-<guidance>-"
+                                        "<weight>], e.g. ddim-10, ancestral-25-cfg-2")
+    num_samples: int = setting("samples per setting", unit="images", minimum=1)
+    batch_size: int = setting("samples per batch", unit="images", minimum=1)
+    fid: FidSettings = setting("FID settings")
+
+
+@dataclass(frozen=True)
+class EvaluateSpec(Spec):
+    """``evaluate``: sample + nll + fid (+ sweep, metrics.json) of one model in one process."""
+
+    seed: int = setting("seed of the sampling, NLL and sweep noise (the workflow: the run's "
+                        "seed)", minimum=0)
+    device: str = setting(DEVICE_DOC)
+    ema: bool = setting(EMA_DOC)
+    sampling: SamplingSettings = setting("the primary samples, as `sample`")
+    nll: NllSettings = setting("the likelihood bound(s), as `nll`")
+    fid: FidSettings = setting("FID settings, as `fid` (dataset and root: the model's)")
+    denoiser_floor: bool = setting("also the gap to the training set's optimal denoiser "
+                                   "(needs --denoiser-floor-out)")
+    sweep: tuple[str, ...] = setting("further evaluation settings (as `sweep`, with the primary "
+                                     "samples' num_samples and batch_size)")
+
+
+# ----- builders from the validated workflow config ------------------------------------------
+def sampling_settings(config: Mapping[str, Any]) -> SamplingSettings:
+    """The primary setting: the first sampler with the first step count, no guidance."""
+    sample = config["sample"]
+    return SamplingSettings(method=sample["methods"][0], steps=int(sample["steps"][0]),
+                            num_samples=sample["num_samples"], batch_size=sample["batch_size"],
+                            guidance_kind="none", guidance_weight=0.0, clip=True)
+
+
+def sweep_setting_names(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """Names of the further evaluation settings, in the order of
+    :func:`vdm.model.guidance.evaluation_settings` without its first (primary) one: every
+    sampler x steps with no guidance and each guidance kind at each weight > 0."""
+    guidance = config["guidance"]
+    tags = [""] + [f"-{kind}-{float(w):g}" for kind in guidance["kinds"]
+                   for w in guidance["weights"] if w > 0]
+    names = [f"{method}-{int(steps)}{tag}" for method in config["sample"]["methods"]
+             for steps in config["sample"]["steps"] for tag in tags]
+    return tuple(names[1:])
+
+
+def ode_settings(config: Mapping[str, Any], *, enabled_only: bool = True) -> OdeSettings | None:
+    """``nll.ode`` of the config (None when disabled, unless ``enabled_only`` is false)."""
+    ode = config["nll"]["ode"]
+    if enabled_only and not ode["enabled"]:
+        return None
+    return OdeSettings(max_examples=ode["max_examples"], num_probes=ode["num_probes"],
+                       rtol=float(ode["rtol"]), atol=float(ode["atol"]),
+                       batch_size=ode["batch_size"])
+
+
+def nll_settings(config: Mapping[str, Any]) -> NllSettings:
+    """``nll`` of the config: the continuous-time ELBO with lambda-uniform (stratified) draws."""
+    nll = config["nll"]
+    return NllSettings(split=nll["split"], num_time_samples=nll["num_time_samples"],
+                       time_sampling="logsnr", discrete_steps=None, batch_size=nll["batch_size"],
+                       max_examples=nll["max_examples"], ode=ode_settings(config))
+
+
+def feature_settings(config: Mapping[str, Any]) -> FeatureSettings:
+    fid = config["fid"]
+    inception = fid["feature_extractor"] == "inception-v3-compat"
+    return FeatureSettings(feature_extractor=fid["feature_extractor"],
+                           weights_path=fid["feature_extractor_weights_path"] if inception else None,
+                           reference_split=fid["reference_split"], batch_size=fid["batch_size"])
+
+
+def fid_settings(config: Mapping[str, Any]) -> FidSettings:
+    fid = config["fid"]
+    return FidSettings(features=feature_settings(config), kid_subset_size=fid["kid_subset_size"],
+                       prc=fid["prc"])
+
+
+def _data(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {"dataset": config["dataset"], "data_root": config["data_root"]}
+
+
+def prepare_data_spec(config: Mapping[str, Any]) -> PrepareDataSpec:
+    return PrepareDataSpec(**_data(config), download=config["download"])
+
+
+def classifier_spec(config: Mapping[str, Any]) -> ClassifierSpec:
+    c = config["fid"]["classifier"]
+    return ClassifierSpec(**_data(config), device=config["device"], steps=c["steps"],
+                          batch_size=c["batch_size"], lr=float(c["lr"]), seed=c["seed"],
+                          min_accuracy=float(c["min_accuracy"]))
+
+
+def noisy_classifier_spec(config: Mapping[str, Any]) -> NoisyClassifierSpec:
+    c = config["guidance"]["classifier"]
+    return NoisyClassifierSpec(**_data(config), device=config["device"],
+                               logsnr_min=float(config["logsnr_min"]),
+                               logsnr_max=float(config["logsnr_max"]), steps=c["steps"],
+                               batch_size=c["batch_size"], lr=float(c["lr"]),
+                               channels=c["channels"], seed=c["seed"])
+
+
+def fid_reference_spec(config: Mapping[str, Any]) -> FidReferenceSpec:
+    return FidReferenceSpec(**_data(config), device=config["device"],
+                            features=feature_settings(config))
+
+
+def fid_floor_spec(config: Mapping[str, Any]) -> FidFloorSpec:
+    return FidFloorSpec(**_data(config), device=config["device"], floor_split="test",
+                        fid=fid_settings(config))
+
+
+def fid_spec(config: Mapping[str, Any]) -> FidSpec:
+    return FidSpec(**_data(config), device=config["device"], fid=fid_settings(config))
+
+
+def sample_spec(config: Mapping[str, Any], seed: int | str) -> SampleSpec:
+    return SampleSpec(seed=int(seed), device=config["device"], ema=True,
+                      sampling=sampling_settings(config))
+
+
+def nll_spec(config: Mapping[str, Any], seed: int | str) -> NllSpec:
+    return NllSpec(seed=int(seed), device=config["device"], ema=True, nll=nll_settings(config),
+                   denoiser_floor=config["evaluation"]["denoiser_floor"])
+
+
+def sweep_spec(config: Mapping[str, Any], seed: int | str) -> SweepSpec:
+    primary = sampling_settings(config)
+    return SweepSpec(seed=int(seed), device=config["device"], ema=True,
+                     settings=sweep_setting_names(config), num_samples=primary.num_samples,
+                     batch_size=primary.batch_size, fid=fid_settings(config))
+
+
+def evaluate_spec(config: Mapping[str, Any], seed: int | str) -> EvaluateSpec:
+    """The fused job: the settings of :func:`sample_spec`, :func:`nll_spec`, :func:`fid_spec`
+    and :func:`sweep_spec` (same builders) in one spec."""
+    return EvaluateSpec(seed=int(seed), device=config["device"], ema=True,
+                        sampling=sampling_settings(config), nll=nll_settings(config),
+                        fid=fid_settings(config),
+                        denoiser_floor=config["evaluation"]["denoiser_floor"],
+                        sweep=sweep_setting_names(config))
+
+
+#: the spec type and builder of each command (per-model builders take the seed)
+JOB_SPECS: dict[str, tuple[type[Spec], Any]] = {
+    "prepare-data": (PrepareDataSpec, prepare_data_spec),
+    "classifier": (ClassifierSpec, classifier_spec),
+    "noisy-classifier": (NoisyClassifierSpec, noisy_classifier_spec),
+    "fid-reference": (FidReferenceSpec, fid_reference_spec),
+    "fid-floor": (FidFloorSpec, fid_floor_spec),
+    "fid": (FidSpec, fid_spec),
+    "sample": (SampleSpec, sample_spec),
+    "nll": (NllSpec, nll_spec),
+    "sweep": (SweepSpec, sweep_spec),
+    "evaluate": (EvaluateSpec, evaluate_spec),
+}
+PER_MODEL = frozenset({"sample", "nll", "sweep", "evaluate"})
+
+
+def job_spec(command: str, config: Mapping[str, Any], seed: int | str = 0) -> Spec:
+    """The spec of ``command``'s job from a validated workflow ``config`` (``seed``: the run's,
+    for the per-model jobs)."""
+    _, builder = JOB_SPECS[command]
+    return builder(config, seed) if command in PER_MODEL else builder(config)
+
+
+def spec_templates(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Starting points of optional sub-specs for :func:`with_overrides`: ``nll.ode`` as the
+    config would set it if it were enabled."""
+    return {"nll.ode": ode_settings(config, enabled_only=False).to_dict()}
