@@ -12,7 +12,7 @@ import pytest
 from budget_summary import BUDGETS, FID, SEEDS, make_budget_summary
 from scipy import stats as sps
 
-from vdm.reporting import plots
+from vdm.reporting import plots, sampler_plots
 from vdm.reporting.aggregation import sampler_sweep_cells
 from vdm.reporting.budgets import has_budgets, seed_values, training_budgets
 from vdm.reporting.claims import evaluate_claims
@@ -81,7 +81,7 @@ def test_write_tables_sampler_sweep_reads_the_final_step_only(tmp_path: Path) ->
 def test_plots_main_reads_the_final_step_only(tmp_path: Path, monkeypatch) -> None:
     """The sampler-sweep figure (all evaluation settings of ``summary.csv``) sees no snapshot."""
     seen: list[pd.DataFrame] = []
-    real = plots.plot_fid_vs_nfe
+    real = sampler_plots.plot_fid_vs_nfe
 
     def recording(every: pd.DataFrame, out_dir: Path) -> Path:
         seen.append(every)

@@ -1,4 +1,4 @@
-"""Figures a reader can take in (vdm.reporting.plot_style and its use in vdm.reporting.plots):
+"""Figures a reader can take in (vdm.reporting.plot_style and its use in the figure modules):
 titles that fit, NFE axes ticked at the measured values, a one-seed grid's sampling errors as error
 bars, nothing drawn past a figure's edge."""
 
@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from scipy import stats
 
-from vdm.reporting import plots
+from vdm.reporting import cell_plots, plots, sampler_plots
 from vdm.reporting.plot_style import (
     MeasuredTicks,
     fit_titles,
@@ -102,7 +102,7 @@ def test_the_ode_title_that_was_cut_off_now_fits() -> None:
 
 # --------------------------------------------------------------------------- NFE ticks
 def test_nfe_axis_is_ticked_at_the_measured_values() -> None:
-    fig = plots.fid_vs_nfe_figure(summary())
+    fig = sampler_plots.fid_vs_nfe_figure(summary())
     fig.draw_without_rendering()
     measured = [f"{v:g}" for v in sorted(NFE.values())]
     panels = [ax for ax in fig.axes if ax.get_xscale() == "log"]
@@ -135,7 +135,7 @@ def error_bars(ax) -> list[ErrorbarContainer]:
 
 def test_one_seed_bars_show_the_runs_sampling_interval() -> None:
     one = primary(summary(seeds=1))
-    fig = plots.bars_figure(one, "fid")
+    fig = cell_plots.bars_figure(one, "fid")
     for ax, objective in zip(fig.axes, ["eps", "elbo"], strict=False):
         (bars,) = error_bars(ax)
         expected = [Z95 * one.loc[(one["objective"] == objective) & (one["schedule"] == s),
@@ -146,7 +146,7 @@ def test_one_seed_bars_show_the_runs_sampling_interval() -> None:
 
 def test_several_seeds_keep_the_t_interval_over_seeds() -> None:
     df = primary(summary(seeds=3))
-    fig = plots.bars_figure(df, "nll_bpd")
+    fig = cell_plots.bars_figure(df, "nll_bpd")
     seeds = df.loc[(df["objective"] == "eps") & (df["schedule"] == "linear"), "nll_bpd"]
     expected = T95_2 * seeds.std(ddof=1) / math.sqrt(3)
     assert errorbar_halves(error_bars(fig.axes[0])[0].lines[2][0])[0] == pytest.approx(
@@ -156,7 +156,7 @@ def test_several_seeds_keep_the_t_interval_over_seeds() -> None:
 
 def test_one_seed_tradeoff_and_heatmap_show_sampling_intervals_on_both_metrics() -> None:
     one = primary(summary(seeds=1))
-    fig = plots.tradeoff_figure(one, uniform_bpd=math.log2(17))
+    fig = cell_plots.tradeoff_figure(one, uniform_bpd=math.log2(17))
     ax = fig.axes[0]
     containers = [c for c in error_bars(ax) if c.has_xerr and c.has_yerr]
     assert len(containers) == len(CELLS)
@@ -165,7 +165,7 @@ def test_one_seed_tradeoff_and_heatmap_show_sampling_intervals_on_both_metrics()
         assert errorbar_halves(x_bars)[0] == pytest.approx(Z95 * run["nll_bpd_se"], rel=1e-9)
         assert errorbar_halves(y_bars)[0] == pytest.approx(Z95 * run["fid_se"], rel=1e-9)
     assert "uniform bound 4.09 to the right" in [t.get_text() for t in ax.texts]
-    heatmap = plots.heatmap_figure(one, "fid")
+    heatmap = cell_plots.heatmap_figure(one, "fid")
     labels = [t.get_text() for t in heatmap.axes[0].texts]
     first = one.iloc[0]
     assert f"{first['fid']:.2f}\n±{Z95 * first['fid_se']:.2f}" in labels

@@ -1,6 +1,6 @@
 """The result tables (vdm.reporting.summary_load, aggregation, significance, table_text,
-table_files) and vdm.reporting.plots on a synthetic 2 objectives × 2 schedules × 3 seeds
-benchmark."""
+table_files) and the figures (vdm.reporting.cell_plots, guidance_plots, plots) on a synthetic
+2 objectives × 2 schedules × 3 seeds benchmark."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from scipy import stats as sps
 
-from vdm.reporting import plots
+from vdm.reporting import cell_plots, guidance_plots, plots
 from vdm.reporting.aggregation import cell_summary
 from vdm.reporting.significance import significance_table
 from vdm.reporting.summary_columns import OPTIONAL_COLUMNS, SUMMARY_COLUMNS
@@ -266,8 +266,8 @@ def test_summary_plots(df: pd.DataFrame, tmp_path: Path, variant: str) -> None:
         df = df[df["seed"] == 0]
     elif variant == "no_fid":
         df = df.assign(fid=np.nan, feature_extractor=np.nan)
-    written = [*plots.plot_heatmaps(df, tmp_path), *plots.plot_bars(df, tmp_path),
-               plots.plot_tradeoff(df, tmp_path)]
+    written = [*cell_plots.plot_heatmaps(df, tmp_path), *cell_plots.plot_bars(df, tmp_path),
+               cell_plots.plot_tradeoff(df, tmp_path)]
     names = {p.name for p in written}
     assert names == {"fid_heatmap.png", "nll_heatmap.png", "fid_bars.png", "nll_bars.png",
                      "fid_vs_nll.png"}
@@ -301,10 +301,10 @@ def write_grids(tmp_path: Path) -> dict[tuple[str, str], Path]:
 
 
 def test_loss_curves_and_montage(tmp_path: Path) -> None:
-    assert is_png(plots.plot_loss_curves(write_logs(tmp_path), tmp_path / "figs"))
-    assert is_png(plots.plot_sample_montage(write_grids(tmp_path), tmp_path / "figs"))
-    assert is_png(plots.plot_loss_curves({}, tmp_path / "empty"))
-    assert is_png(plots.plot_sample_montage({}, tmp_path / "empty"))
+    assert is_png(cell_plots.plot_loss_curves(write_logs(tmp_path), tmp_path / "figs"))
+    assert is_png(cell_plots.plot_sample_montage(write_grids(tmp_path), tmp_path / "figs"))
+    assert is_png(cell_plots.plot_loss_curves({}, tmp_path / "empty"))
+    assert is_png(cell_plots.plot_sample_montage({}, tmp_path / "empty"))
 
 
 def test_plots_main(df: pd.DataFrame, tmp_path: Path) -> None:
@@ -343,7 +343,7 @@ def test_guidance_sample_panels_show_no_guidance_once_then_best_and_largest_per_
     cells = pd.DataFrame([{"objective": "eps", "schedule": "cosine", "guidance_kind": kind,
                            "guidance_weight": weight, "fid_mean": fid}
                           for kind, weight, fid in rows])
-    panels = plots.guidance_sample_panels(cells, ("eps", "cosine"))
+    panels = guidance_plots.guidance_sample_panels(cells, ("eps", "cosine"))
     assert [(kind, weight) for kind, weight, _ in panels] == [
         ("none", 0.0), ("cfg", 0.5), ("cfg", 4.0), ("classifier", 2.0), ("classifier", 4.0)]
     titles = [title for *_, title in panels]

@@ -20,23 +20,23 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from vdm.reporting.budgets import CELL_COLUMNS, seed_values
-from vdm.reporting.plots import (
+from vdm.reporting.plot_base import (
     CI_TEXT,
     MARKERS,
     METRIC_FILES,
-    _figure,
-    _no_data,
-    _palette,
-    _save,
-    _suptitle,
     metric_label,
+    new_figure,
+    no_data,
+    palette,
+    save_figure,
+    suptitle,
 )
 from vdm.reporting.stats import mean_ci
 from vdm.reporting.summary_rows import TRAIN_STEP
 
 LEARNING_CURVE_METRICS: tuple[str, ...] = ("fid", "nll_bpd")
 """Metrics drawn by :func:`plot_learning_curves`, each to ``learning_curve_<name>.png`` with
-``<name>`` from :data:`vdm.reporting.plots.METRIC_FILES` (``fid``, ``nll``)."""
+``<name>`` from :data:`vdm.reporting.plot_base.METRIC_FILES` (``fid``, ``nll``)."""
 
 
 def learning_curve_file(metric: str) -> str:
@@ -79,12 +79,12 @@ def learning_curve_figure(summary: pd.DataFrame, metric: str) -> Figure:
     datasets = list(dict.fromkeys(cells["dataset"])) if len(cells) else [""]
     label = metric_label(summary, metric)
     name = label.split(",")[0]
-    fig, axes = _figure(1, len(datasets), size=(6.0 * len(datasets) + 2.6, 4.6), sharey=False)
+    fig, axes = new_figure(1, len(datasets), size=(6.0 * len(datasets) + 2.6, 4.6), sharey=False)
     if cells.empty:
-        _no_data(axes[0, 0], f"no {name} values")
+        no_data(axes[0, 0], f"no {name} values")
         return fig
     labels = list(dict.fromkeys(cells["cell"]))
-    colours = _palette(labels)
+    colours = palette(labels)
     for ax, dataset in zip(axes[0], datasets, strict=True):
         in_dataset = cells[cells["dataset"] == dataset]
         for cell, line in in_dataset.groupby("cell", sort=False):
@@ -100,13 +100,13 @@ def learning_curve_figure(summary: pd.DataFrame, metric: str) -> Figure:
     axes[0, 0].set_ylabel(label)
     axes[0, -1].legend(title="cell (objective/schedule)", fontsize=7, loc="upper left",
                        bbox_to_anchor=(1.01, 1.0))
-    _suptitle(fig, f"{name} vs training steps, one line per cell: {CI_TEXT} as a band")
+    suptitle(fig, f"{name} vs training steps, one line per cell: {CI_TEXT} as a band")
     return fig
 
 
 def plot_learning_curve(summary: pd.DataFrame, metric: str, path: str | Path) -> Path:
     """Save :func:`learning_curve_figure` of ``metric`` to ``path`` (atomically); returns it."""
-    return _save(learning_curve_figure(summary, metric), Path(path))
+    return save_figure(learning_curve_figure(summary, metric), Path(path))
 
 
 def plot_learning_curves(summary: pd.DataFrame, out_dir: str | Path,
