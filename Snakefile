@@ -47,3 +47,4 @@ rule all:
     input:
         TABLES,
         PLOTS,
+        TIMING,

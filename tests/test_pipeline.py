@@ -83,6 +83,13 @@ def test_formatted_tables_and_plots(finished: Path) -> None:
     for name in PLOT_NAMES:
         png = finished / f"results/test/plots/{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    timing = pd.read_csv(finished / "results/test/tables/timing.csv")  # where the time went
+    rules = dict(zip(timing["rule"], timing["jobs"], strict=True))
+    assert rules["train"] == rules["evaluate"] == TINY_CELLS and rules["all rule types"] > 2 * TINY_CELLS
+    assert timing["wall_share"].iloc[:-1].sum() == pytest.approx(1.0)
+    assert timing.set_index("rule").loc["train", "startup_recorded"] == TINY_CELLS
+    headline = (finished / "results/test/tables/headline.md").read_text()
+    assert "reproduce" in headline and "seeds" in headline
 
 
 @pytest.mark.slow
@@ -193,8 +200,9 @@ def test_html_report(finished: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     html = (finished / "results/test/report.html").read_text(errors="replace")
     for name in [*(f"{plot}.png" for plot in PLOT_NAMES), "summary.csv", "significance.csv",
-                 "claims.csv", "denoiser_floor.csv"]:
+                 "claims.csv", "denoiser_floor.csv", "timing.csv", "timing.png"]:
         assert name in html, name  # every plot and table of the report, by name
+    assert "What the" in html and "grid found" in html  # the landing page leads with the headline
     for run in finished.glob("results/digits/runs/*/*/*/*/seed*"):  # each run's samples and log
         cell = "/".join(run.relative_to(finished).parts)
         assert f"{cell}/samples.png" in html and f"{cell}/train_log.csv" in html, cell
@@ -237,7 +245,7 @@ def _job_counts(output: str) -> dict[str, int]:
     return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
-LOCAL_RULES = {"aggregate", "plots", "collect", "all"}
+LOCAL_RULES = {"aggregate", "plots", "collect", "timing", "all"}
 PER_MODEL_RULES = {"train", "evaluate", "sample", "nll", "fid", "sweep"}
 
 

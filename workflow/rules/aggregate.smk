@@ -21,6 +21,10 @@ rule aggregate:
         denoiser_floor=[report(f"{GRID}/tables/denoiser_floor.csv", category="Tables",
                                caption="../report/denoiser_floor_table.rst")]
         if DENOISER_FLOOR else [],
+        # the report's landing page includes headline.rst (workflow/report/workflow.rst)
+        headline=report(f"{GRID}/tables/headline.rst", category="Headline",
+                        caption="../report/headline.rst"),
+        headline_md=f"{GRID}/tables/headline.md",
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output.csv),
         baseline=baseline_arg(),
@@ -59,3 +63,20 @@ rule plots:
         "python -m vdm plots --summary {input.summary} --logs {input.logs} "
         "--grids {input.grids} --samples {input.guided} --floor {input.floor} "
         "{params.denoiser} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule timing:
+    input:
+        benchmarks=BENCHMARKS,
+        results=[path for paths in timing_results().values() for path in paths],
+        plots=PLOTS,  # last: after every job whose time it reports
+    output:
+        csv=report(TIMING[0], category="Timing", caption="../report/timing_table.rst"),
+        md=TIMING[1],
+        png=report(TIMING[2], category="Timing", caption="../report/timing.rst"),
+    localrule: True
+    log:
+        f"{GRID}/logs/timing.log",
+    run:
+        from vdm.reporting.timing import write_timing  # in-process: no interpreter start-up
+        write_timing(input.benchmarks, timing_results(), *map(os.path.dirname, output[::2]))

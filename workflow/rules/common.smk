@@ -142,6 +142,7 @@ TABLE_NAMES += ["denoiser_floor.csv"] if DENOISER_FLOOR else []
 TABLE_NAMES += ["sampler_sweep.csv"] if len(config["sample"]["methods"]) * len(
     config["sample"]["steps"]) > 1 else []
 TABLE_NAMES += ["guidance.csv"] if config["guidance"]["kinds"] else []
+TABLE_NAMES += ["headline.md", "headline.rst"]  # the report's landing page
 TABLES = expand(f"{GRID}/tables/{{name}}", name=TABLE_NAMES)
 PLOT_NAMES = ["fid_heatmap", "nll_heatmap", "fid_bars", "nll_bars", "fid_vs_nll",
               "loss_curves", "samples_montage"]
@@ -171,3 +172,22 @@ BENCHMARKS = [benchmark_file(rule) for rule in (
                                                      else []),
     *(["noisy_classifier"] if noisy_classifier_input() else []))]
 BENCHMARKS += [path for rule in ("train", *EVALUATION_RULES) for path in cells(benchmark_file(rule))]
+
+# Where the grid's time went (the timing rule): each rule type's benchmark files and the result
+# JSONs its processes wrote (for their start-up seconds; one file per process).
+TIMING = [f"{GRID}/tables/timing.csv", f"{GRID}/tables/timing.md", f"{GRID}/plots/timing.png"]
+
+
+def timing_results():
+    """Rule type -> the result JSONs its jobs wrote (each records its process's start-up)."""
+    per_model = ({"evaluate": f"{RUN_DIR}/nll.json"} if config["evaluation"]["fused"] else
+                 {"nll": f"{RUN_DIR}/nll.json", "fid": f"{RUN_DIR}/fid.json"})
+    results = {"train": cells(f"{RUN_DIR}/train.json"),
+               **{rule: cells(path) for rule, path in per_model.items()},
+               "prepare_data": [DATA_JSON], "fid_reference": [f"{FID_DIR}/{EXTRACTOR}/reference.json"],
+               "fid_floor": [FID_FLOOR]}
+    if classifier_weights():
+        results["fid_classifier"] = [f"{FID_DIR}/classifier.json"]
+    if noisy_classifier_input():
+        results["noisy_classifier"] = [NOISY_CLASSIFIER.removesuffix(".pt") + ".json"]
+    return results
