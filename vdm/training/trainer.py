@@ -11,7 +11,23 @@ Files in the run directory: ``state.pt`` (rolling checkpoint every ``checkpoint_
 removed when training ends; not a Snakemake output, so a rerun of an incomplete job resumes from
 it), ``model.pt`` (final checkpoint, written last and atomically), ``train_log.csv`` (one row
 every ``log_every`` steps: step, loss, grad_norm, lr, images_per_sec, ...; written atomically at
-the end, while ``train_log.csv.partial`` grows during training), ``train.json`` (summary).
+the end, while ``train_log.csv.partial`` grows during training), ``train.json`` (summary),
+and ``snapshots/step<k>.pt`` for each step ``k < train.steps`` of ``train.snapshots``.
+
+Snapshots: after step ``k`` the whole training state is saved, atomically, as
+``snapshots/step<k>.pt`` (:meth:`Trainer.save`, exactly as ``model.pt``, so
+:func:`load_trained_model` reads its EMA weights), before the rolling checkpoint of the same step,
+so a ``state.pt`` at step ``s`` implies every snapshot up to ``s`` is written. A step equal to
+``train.steps`` gets no file of its own: ``model.pt`` is that snapshot (the same state). The
+LR (warm-up, then constant) and the EMA decay (warm-up by update count) do not depend on
+``train.steps``, so the snapshot at ``k`` holds bitwise the weights, optimizer and RNG states of
+``model.pt`` of a run with ``train.steps = k`` on CPU (only its config, wall-clock seconds and log
+differ). A resumed run keeps the snapshots written before the kill and writes the later ones as
+an uninterrupted run would; a ``state.pt`` past a snapshot whose file is gone cannot recreate it
+and is set aside like a foreign checkpoint (the run starts over). A run that starts from step 0
+first removes the ``snapshots/step*.pt`` left by an earlier run. ``train.json`` lists
+``snapshots``: ``{"step": k, "file": <path relative to the run directory>}`` for every listed
+step (``model.pt`` for ``k = train.steps``).
 A loss that is NaN or infinite stops training with :class:`NonFiniteLossError` naming the first
 such step.
 
@@ -62,6 +78,9 @@ from vdm.core.provenance import (
 from vdm.model.diffusion import DiffusionModel, build_model
 from vdm.model.network import check_labels, count_parameters
 from vdm.model.schedules import schedule_endpoints
+
+#: the folder of a run directory holding the snapshots (``snapshots/step<k>.pt``)
+SNAPSHOT_DIR = "snapshots"
 
 LOG_COLUMNS = ["step", "loss", "grad_norm", "lr", "images_per_sec", "seconds", "logsnr_max",
                "logsnr_min"]
@@ -184,6 +203,26 @@ def compile_network(network: nn.Module) -> None:
     (e.g. a second model size in the same process) recompiles instead of switching to
     dynamic-shape kernels."""
     network.compile(dynamic=False)
+
+
+def snapshot_file(step: int) -> str:
+    """The path, relative to the run directory, of the snapshot taken after training step
+    ``step`` (``snapshots/step<step>.pt``)."""
+    return f"{SNAPSHOT_DIR}/step{step}.pt"
+
+
+def snapshot_steps(train: TrainConfig) -> list[int]:
+    """The steps of ``train.snapshots`` that get a file of their own, ascending: those before
+    ``train.steps`` (the snapshot at ``train.steps`` is ``model.pt``)."""
+    return sorted(step for step in train.snapshots if step < train.steps)
+
+
+def snapshot_files(train: TrainConfig) -> dict[int, str]:
+    """Every step of ``train.snapshots``, ascending, with the file (relative to the run
+    directory) that holds the state after it: :func:`snapshot_file`, or ``model.pt`` for
+    ``train.steps``."""
+    return {step: snapshot_file(step) if step < train.steps else "model.pt"
+            for step in sorted(train.snapshots)}
 
 
 def warmup_factor(warmup_steps: int):
@@ -315,7 +354,9 @@ class Trainer:
         if not path.exists():
             return False
         try:
-            self.load_state_dict(load_checkpoint(path, self.device))
+            state = load_checkpoint(path, self.device)
+            self._check_snapshots_written(state.get("step"))
+            self.load_state_dict(state)
         except (CheckpointError, IncompatibleCheckpoint) as error:
             reason = str(error) if isinstance(error, CheckpointError) else (
                 f"checkpoint {path} cannot resume this run ({error})")
@@ -325,6 +366,22 @@ class Trainer:
             return False
         self.resumed_from.append(self.step)
         return True
+
+    def _check_snapshots_written(self, step: Any) -> None:
+        """:class:`IncompatibleCheckpoint` when a state at training step ``step`` comes after a
+        snapshot whose file is missing: resuming could never write it."""
+        if not isinstance(step, int):
+            return  # not a training state: load_state_dict says so
+        for done in snapshot_steps(self.config.train):
+            if done <= step and not (self.out_dir / snapshot_file(done)).is_file():
+                raise IncompatibleCheckpoint(f"it is at step {step}, past the snapshot "
+                                             f"{snapshot_file(done)}, which is missing")
+
+    def _remove_stale_snapshots(self) -> None:
+        """Delete the ``snapshots/step*.pt`` of an earlier run (called when this run starts
+        from step 0, which writes its own)."""
+        for path in (self.out_dir / SNAPSHOT_DIR).glob("step*.pt"):
+            path.unlink()
 
     # ----- training ----------------------------------------------------------------------
     def train_step(self) -> dict[str, torch.Tensor]:
@@ -390,15 +447,19 @@ class Trainer:
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train until ``train.steps`` (or ``stop_at``, leaving ``state.pt`` to resume from).
 
-        Resumes from ``out_dir/state.pt`` when it exists (see :meth:`resume`). Returns the
+        Resumes from ``out_dir/state.pt`` when it exists (see :meth:`resume`); a run that
+        starts from step 0 removes earlier snapshots, and every step of
+        :func:`snapshot_steps` reached is saved as :func:`snapshot_file`. Returns the
         ``train.json`` summary, or ``{}`` when stopped early. Raises
         :class:`NonFiniteLossError` when the loss becomes NaN or infinite.
         """
         started = time.perf_counter()
         cfg = self.config.train
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.resume()
+        if not self.resume():
+            self._remove_stale_snapshots()
         target = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+        snapshots = set(snapshot_steps(cfg))
         partial_log = self.out_dir / "train_log.csv.partial"
         self._write_log(partial_log)
         metrics = {"loss": float("nan")}  # the last logged step's values (floats)
@@ -422,6 +483,9 @@ class Trainer:
                     writer.writerow(row)
                     log_file.flush()
                     tick, images = now, 0
+                if self.step in snapshots:  # before state.pt: a checkpoint implies its snapshots
+                    self.check_finite()  # never a snapshot with NaN weights
+                    self.save(snapshot_file(self.step))
                 if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                     self.check_finite()  # never a checkpoint with NaN weights
                     self.save("state.pt")
@@ -443,7 +507,10 @@ class Trainer:
             "dataset": self.config.dataset, "parameterization": self.config.parameterization,
             "objective": self.config.objective, "schedule": self.config.schedule,
             "seed": self.config.seed,
-            "steps": self.step, "train_seconds": round(self.seconds, 3),
+            "steps": self.step,
+            "snapshots": [{"step": step, "file": name}
+                          for step, name in snapshot_files(self.config.train).items()],
+            "train_seconds": round(self.seconds, 3),
             "wall_seconds": round(wall_seconds, 3), "resumed_from": self.resumed_from,
             "final_loss": metrics["loss"], "num_params": count_parameters(self.model.network),
             "logsnr_max": logsnr_max, "logsnr_min": logsnr_min,
