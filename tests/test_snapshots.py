@@ -166,6 +166,19 @@ def test_a_checkpoint_past_a_missing_snapshot_starts_the_run_over(
         assert_same_state(straight / name, tmp_path / name)
 
 
+def test_a_state_written_before_the_key_existed_still_resumes(straight: Path,
+                                                               tmp_path: Path) -> None:
+    """A state.pt whose config has no train.snapshots (an older version's, mid-run when the
+    package was updated) resumes a run without snapshots instead of starting it over."""
+    config = snapshot_config(snapshots=[])
+    Trainer(config, tmp_path).fit(stop_at=4)
+    state = load_checkpoint(tmp_path / "state.pt")
+    del state["config"]["train"]["snapshots"]
+    torch.save(state, tmp_path / "state.pt")
+    assert Trainer(config, tmp_path).fit()["resumed_from"] == [4]
+    assert_same_state(straight / "model.pt", tmp_path / "model.pt")
+
+
 # ----- configuration -----------------------------------------------------------------------
 @pytest.mark.parametrize(("snapshots", "message"), [
     ([4, 13], "invalid config key 'train.snapshots': step 13 is above train.steps (12); a snapshot "

@@ -321,7 +321,7 @@ class Trainer:
         missing = [key for key in STATE_KEYS if key not in state]
         if missing:
             raise IncompatibleCheckpoint(f"it is not a training state (no {', '.join(missing)})")
-        if state["config"] != self.config.to_dict():
+        if _with_snapshots_key(state["config"]) != self.config.to_dict():
             raise IncompatibleCheckpoint("it was written with a different config")
         order = state["data_order"]
         if not (isinstance(order, dict) and torch.is_tensor(order.get("permutation"))
@@ -523,6 +523,15 @@ class Trainer:
         (self.out_dir / "state.pt").unlink(missing_ok=True)
         (self.out_dir / "train_log.csv.partial").unlink(missing_ok=True)
         return summary
+
+
+def _with_snapshots_key(config: Any) -> Any:
+    """A saved run config with ``train.snapshots: []`` added where it has none: a state written
+    before the key existed (no snapshots) still resumes the same run."""
+    if isinstance(config, dict) and isinstance(config.get("train"), dict) and (
+            "snapshots" not in config["train"]):
+        return {**config, "train": {**config["train"], "snapshots": []}}
+    return config
 
 
 def model_num_classes(config: RunConfig) -> int | None:
