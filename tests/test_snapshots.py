@@ -34,7 +34,8 @@ from vdm.core.config import (
     workflow_cell,
 )
 from vdm.pipeline.cli import main as cli_main
-from vdm.training.trainer import Trainer, load_trained_model, snapshot_file, snapshot_files
+from vdm.training.snapshots import snapshot_file, snapshot_files
+from vdm.training.trainer import Trainer, load_trained_model
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = {"steps": 12, "batch_size": 32, "log_every": 2, "checkpoint_every": 4, "warmup_steps": 3,

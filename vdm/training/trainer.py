@@ -12,22 +12,8 @@ removed when training ends; not a Snakemake output, so a rerun of an incomplete 
 it), ``model.pt`` (final checkpoint, written last and atomically), ``train_log.csv`` (one row
 every ``log_every`` steps: step, loss, grad_norm, lr, images_per_sec, ...; written atomically at
 the end, while ``train_log.csv.partial`` grows during training), ``train.json`` (summary),
-and ``snapshots/step<k>.pt`` for each step ``k < train.steps`` of ``train.snapshots``.
-
-Snapshots: after step ``k`` the whole training state is saved, atomically, as
-``snapshots/step<k>.pt`` (:meth:`Trainer.save`, exactly as ``model.pt``, so
-:func:`load_trained_model` reads its EMA weights), before the rolling checkpoint of the same step,
-so a ``state.pt`` at step ``s`` implies every snapshot up to ``s`` is written. A step equal to
-``train.steps`` gets no file of its own: ``model.pt`` is that snapshot (the same state). The
-LR (warm-up, then constant) and the EMA decay (warm-up by update count) do not depend on
-``train.steps``, so the snapshot at ``k`` holds bitwise the weights, optimizer and RNG states of
-``model.pt`` of a run with ``train.steps = k`` on CPU (only its config, wall-clock seconds and log
-differ). A resumed run keeps the snapshots written before the kill and writes the later ones as
-an uninterrupted run would; a ``state.pt`` past a snapshot whose file is gone cannot recreate it
-and is set aside like a foreign checkpoint (the run starts over). A run that starts from step 0
-first removes the ``snapshots/step*.pt`` left by an earlier run. ``train.json`` lists
-``snapshots``: ``{"step": k, "file": <path relative to the run directory>}`` for every listed
-step (``model.pt`` for ``k = train.steps``).
+and ``snapshots/step<k>.pt``, the state after each step ``k < train.steps`` of
+``train.snapshots``, in ``model.pt``'s format (:mod:`vdm.training.snapshots`).
 A loss that is NaN or infinite stops training with :class:`NonFiniteLossError` naming the first
 such step.
 
@@ -78,9 +64,14 @@ from vdm.core.provenance import (
 from vdm.model.diffusion import DiffusionModel, build_model
 from vdm.model.network import check_labels, count_parameters
 from vdm.model.schedules import schedule_endpoints
-
-#: the folder of a run directory holding the snapshots (``snapshots/step<k>.pt``)
-SNAPSHOT_DIR = "snapshots"
+from vdm.training.snapshots import (
+    missing_snapshot,
+    remove_snapshots,
+    snapshot_file,
+    snapshot_files,
+    snapshot_steps,
+    with_snapshots_key,
+)
 
 LOG_COLUMNS = ["step", "loss", "grad_norm", "lr", "images_per_sec", "seconds", "logsnr_max",
                "logsnr_min"]
@@ -205,26 +196,6 @@ def compile_network(network: nn.Module) -> None:
     network.compile(dynamic=False)
 
 
-def snapshot_file(step: int) -> str:
-    """The path, relative to the run directory, of the snapshot taken after training step
-    ``step`` (``snapshots/step<step>.pt``)."""
-    return f"{SNAPSHOT_DIR}/step{step}.pt"
-
-
-def snapshot_steps(train: TrainConfig) -> list[int]:
-    """The steps of ``train.snapshots`` that get a file of their own, ascending: those before
-    ``train.steps`` (the snapshot at ``train.steps`` is ``model.pt``)."""
-    return sorted(step for step in train.snapshots if step < train.steps)
-
-
-def snapshot_files(train: TrainConfig) -> dict[int, str]:
-    """Every step of ``train.snapshots``, ascending, with the file (relative to the run
-    directory) that holds the state after it: :func:`snapshot_file`, or ``model.pt`` for
-    ``train.steps``."""
-    return {step: snapshot_file(step) if step < train.steps else "model.pt"
-            for step in sorted(train.snapshots)}
-
-
 def warmup_factor(warmup_steps: int):
     return lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
 
@@ -321,7 +292,7 @@ class Trainer:
         missing = [key for key in STATE_KEYS if key not in state]
         if missing:
             raise IncompatibleCheckpoint(f"it is not a training state (no {', '.join(missing)})")
-        if _with_snapshots_key(state["config"]) != self.config.to_dict():
+        if with_snapshots_key(state["config"]) != self.config.to_dict():
             raise IncompatibleCheckpoint("it was written with a different config")
         order = state["data_order"]
         if not (isinstance(order, dict) and torch.is_tensor(order.get("permutation"))
@@ -355,7 +326,10 @@ class Trainer:
             return False
         try:
             state = load_checkpoint(path, self.device)
-            self._check_snapshots_written(state.get("step"))
+            if isinstance(state.get("step"), int) and (
+                    missing := missing_snapshot(self.out_dir, self.config.train, state["step"])):
+                raise IncompatibleCheckpoint(f"it is at step {state['step']}, past the snapshot "
+                                             f"{missing}, which is missing")
             self.load_state_dict(state)
         except (CheckpointError, IncompatibleCheckpoint) as error:
             reason = str(error) if isinstance(error, CheckpointError) else (
@@ -366,22 +340,6 @@ class Trainer:
             return False
         self.resumed_from.append(self.step)
         return True
-
-    def _check_snapshots_written(self, step: Any) -> None:
-        """:class:`IncompatibleCheckpoint` when a state at training step ``step`` comes after a
-        snapshot whose file is missing: resuming could never write it."""
-        if not isinstance(step, int):
-            return  # not a training state: load_state_dict says so
-        for done in snapshot_steps(self.config.train):
-            if done <= step and not (self.out_dir / snapshot_file(done)).is_file():
-                raise IncompatibleCheckpoint(f"it is at step {step}, past the snapshot "
-                                             f"{snapshot_file(done)}, which is missing")
-
-    def _remove_stale_snapshots(self) -> None:
-        """Delete the ``snapshots/step*.pt`` of an earlier run (called when this run starts
-        from step 0, which writes its own)."""
-        for path in (self.out_dir / SNAPSHOT_DIR).glob("step*.pt"):
-            path.unlink()
 
     # ----- training ----------------------------------------------------------------------
     def train_step(self) -> dict[str, torch.Tensor]:
@@ -457,7 +415,7 @@ class Trainer:
         cfg = self.config.train
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if not self.resume():
-            self._remove_stale_snapshots()
+            remove_snapshots(self.out_dir)  # an earlier run's: this one writes its own
         target = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
         snapshots = set(snapshot_steps(cfg))
         partial_log = self.out_dir / "train_log.csv.partial"
@@ -523,15 +481,6 @@ class Trainer:
         (self.out_dir / "state.pt").unlink(missing_ok=True)
         (self.out_dir / "train_log.csv.partial").unlink(missing_ok=True)
         return summary
-
-
-def _with_snapshots_key(config: Any) -> Any:
-    """A saved run config with ``train.snapshots: []`` added where it has none: a state written
-    before the key existed (no snapshots) still resumes the same run."""
-    if isinstance(config, dict) and isinstance(config.get("train"), dict) and (
-            "snapshots" not in config["train"]):
-        return {**config, "train": {**config["train"], "snapshots": []}}
-    return config
 
 
 def model_num_classes(config: RunConfig) -> int | None:
