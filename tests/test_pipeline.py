@@ -390,6 +390,12 @@ BAD_CONFIGS = [  # (YAML of the config file, what the one-line error must say)
     ("guidance: {weights: [0, 2]}", "invalid config key 'guidance.weights': [0, 2] has weights > 0 "
      "but guidance.kinds is empty"),
     ("baseline: {objective: eps}", "invalid config key 'baseline': 'schedule' is a required property"),
+    ("train: {snapshots: [100, 400]}", "invalid config key 'train.snapshots': step 400 is above "
+     "train.steps (300); a snapshot must be a step from 1 to train.steps"),
+    ("train: {snapshots: [100, 100]}",
+     "invalid config key 'train.snapshots': [100, 100] has non-unique elements"),
+    ("train: {snapshots: [0, 100]}",
+     "invalid config key 'train.snapshots.0': 0 is less than the minimum of 1"),
 ]
 
 

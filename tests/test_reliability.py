@@ -51,8 +51,10 @@ def _log_columns(path: Path) -> list[tuple[str, str, str, str]]:
 
 def test_sigkilled_training_resumes_bitwise(tmp_path: Path) -> None:
     """kill -9 a `python -m vdm train` process after its first checkpoint; the same command
-    then finishes with the weights and log of an uninterrupted run."""
-    config = tiny_config(schedule="learned", objective="elbo", train=LONGER)
+    then finishes with the weights, snapshots and log of an uninterrupted run (the snapshot at
+    step 5 is written before the kill, those at 15 and 25 before or after it)."""
+    config = tiny_config(schedule="learned", objective="elbo",
+                         train={**LONGER, "snapshots": [5, 15, 25, 40]})
     Trainer(config, tmp_path / "straight").fit()
     run = tmp_path / "killed"
     command = [sys.executable, "-m", "vdm", "train", "--config-json", json.dumps(config.to_dict()),
@@ -68,6 +70,11 @@ def test_sigkilled_training_resumes_bitwise(tmp_path: Path) -> None:
     assert not (run / "model.pt").exists() and not (run / "train_log.csv").exists()
     subprocess.run(command, check=True, capture_output=True)
     _assert_same_weights(tmp_path / "straight" / "model.pt", run / "model.pt")
+    for step in (5, 15, 25):
+        name = f"snapshots/step{step}.pt"
+        _assert_same_weights(tmp_path / "straight" / name, run / name)
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == [
+        "step15.pt", "step25.pt", "step5.pt"]
     assert _log_columns(run / "train_log.csv") == _log_columns(tmp_path / "straight" / "train_log.csv")
     summary = json.loads((run / "train.json").read_text())
     assert len(summary["resumed_from"]) == 1 and summary["resumed_from"][0] % 10 == 0

@@ -128,11 +128,15 @@ def test_run_config_of_a_grid_cell_is_the_cell() -> None:
     config = run_config_from_dict(cell).to_dict()
     expected = json.loads(json.dumps(cell))  # an unconditional cell gives only enabled: false
     expected["conditioning"]["label_dropout"] = run_config_default("conditioning.label_dropout")
+    # no snapshots: the cell leaves train.snapshots out (its params stay as before the key)
+    assert "snapshots" not in expected["train"]
+    expected["train"]["snapshots"] = run_config_default("train.snapshots")
     assert json.loads(json.dumps(config)) == expected
 
 
 ALLOWED_TRAIN = ("adam_beta2, batch_size, bf16, checkpoint_every, compile, ema_decay, grad_clip, "
-                 "log_every, lr, schedule_lr, steps, threads, warmup_steps, weight_decay")
+                 "log_every, lr, schedule_lr, snapshots, steps, threads, warmup_steps, "
+                 "weight_decay")
 
 
 @pytest.mark.parametrize(("data", "message"), [

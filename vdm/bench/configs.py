@@ -85,11 +85,13 @@ def cell_run_config(config: dict[str, Any], objective: str, schedule: str, seed:
     cell = workflow_cell(config, objective, schedule, seed)
     # complete: an unconditional cell leaves label_dropout to the schema, unread without PyYAML
     cell["conditioning"] = {**config.get("conditioning", {}), **cell["conditioning"]}
-    cell["train"] = dict(cell["train"])
+    # complete too: a cell without snapshots leaves train.snapshots to the schema
+    cell["train"] = {**config["train"], **cell["train"]}
     if threads is not None:
         cell["train"]["threads"] = threads
-    if steps is not None:
+    if steps is not None:  # a shortened run keeps the snapshots it reaches
         cell["train"]["steps"] = steps
+        cell["train"]["snapshots"] = [k for k in cell["train"].get("snapshots", []) if k <= steps]
     return run_config_from_dict(cell)
 
 

@@ -68,7 +68,13 @@ class ModelConfig:
 
 @_defaults_from_schema("train.")
 class TrainConfig:
-    """Optimisation settings (AdamW, linear warm-up then constant LR, EMA of the weights)."""
+    """Optimisation settings (AdamW, linear warm-up then constant LR, EMA of the weights).
+
+    ``snapshots``: the steps (``1 <= k <= steps``, distinct) after which the trainer also saves
+    the EMA weights (:func:`check_snapshots`). Neither the LR (warm-up, then constant) nor the
+    EMA decay (warm-up by update count) depends on ``steps``, so the snapshot at step ``k`` is
+    the model a run with ``steps = k`` trains (bitwise on CPU).
+    """
 
     steps: int
     batch_size: int
@@ -84,6 +90,7 @@ class TrainConfig:
     bf16: bool
     compile: bool
     threads: int | None  # torch intra-op threads on CPU; None = torch default
+    snapshots: list[int]  # steps whose EMA weights are saved too (snapshots/step<k>.pt)
 
 
 @_defaults_from_schema("conditioning.")
@@ -167,13 +174,40 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
 
         schema = run_schema_view()
     except ImportError:
-        return _typed_view(RunConfig, data)
-    coerce_command_line_values(data, schema)
-    try:
-        validate_with_defaults(data, schema)
-    except jsonschema.ValidationError as error:
-        raise ValueError(describe_schema_error(error) or error.message) from None
-    return _typed_view(RunConfig, data)
+        config = _typed_view(RunConfig, data)
+    else:
+        coerce_command_line_values(data, schema)
+        try:
+            validate_with_defaults(data, schema)
+        except jsonschema.ValidationError as error:
+            raise ValueError(describe_schema_error(error) or error.message) from None
+        config = _typed_view(RunConfig, data)
+    check_snapshots(config.train.snapshots, config.train.steps)
+    return config
+
+
+def check_snapshots(snapshots: Any, steps: int | None) -> None:
+    """``train.snapshots`` must be distinct whole training steps ``k`` with ``1 <= k <= steps``
+    (``train.steps``; not checked against it when None): a one-line ``ValueError`` naming the key
+    and the first offending step otherwise. The schema checks the type, the minimum and the
+    distinctness too; this check also holds where the schema cannot be read (the GPU-check
+    machines) and adds the bound that the schema cannot express (another key's value)."""
+    key = "invalid config key 'train.snapshots'"
+    if not isinstance(snapshots, list):
+        raise ValueError(f"{key}: expected a list of training steps, got {snapshots!r}")
+    seen: set[int] = set()
+    for step in snapshots:
+        if not isinstance(step, int) or isinstance(step, bool):
+            raise ValueError(f"{key}: {step!r} is not a whole number of training steps")
+        if step < 1:
+            raise ValueError(f"{key}: step {step} is below 1 (a snapshot is taken after a "
+                             "training step)")
+        if steps is not None and step > steps:
+            raise ValueError(f"{key}: step {step} is above train.steps ({steps}); a snapshot "
+                             "must be a step from 1 to train.steps")
+        if step in seen:
+            raise ValueError(f"{key}: step {step} is listed twice")
+        seen.add(step)
 
 
 # --------------------------------------------------------------------------- workflow configs
@@ -203,6 +237,16 @@ def validate_workflow_config(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _cell_train(train: dict[str, Any]) -> dict[str, Any]:
+    """A grid's ``train`` section as it enters a cell's run config: without ``snapshots`` when
+    there are none, so that the run config (the train job's Snakemake params) of a grid without
+    snapshots is byte for byte what it was before the key existed and no finished cell retrains.
+    The run config's default (``[]``) fills it in again (:func:`run_config_from_dict`)."""
+    if train.get("snapshots", None) == []:
+        return {key: value for key, value in train.items() if key != "snapshots"}
+    return train
+
+
 def grid_name(config: dict[str, Any], default: dict[str, Any]) -> str:
     """The name under which a grid's tables, plots and report are written (``results/<name>/``):
     ``config['name']`` when set; ``default`` when the validated ``config`` equals the validated
@@ -211,7 +255,10 @@ def grid_name(config: dict[str, Any], default: dict[str, Any]) -> str:
     if config.get("name"):
         return str(config["name"])
     def relevant(c: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in c.items() if k not in ("name", "resources")}
+        kept = {k: v for k, v in c.items() if k not in ("name", "resources")}
+        if isinstance(kept.get("train"), dict):  # no snapshots: the name it had before the key
+            kept["train"] = _cell_train(kept["train"])
+        return kept
     if relevant(config) == relevant(default):
         return "default"
     text = json.dumps(relevant(config), sort_keys=True, default=str)
@@ -220,7 +267,10 @@ def grid_name(config: dict[str, Any], default: dict[str, Any]) -> str:
 
 def check_workflow_config(config: dict[str, Any]) -> None:
     """Checks across keys that the schema cannot express; one-line ``ValueError`` naming the
-    key. Guidance needs class-conditional models, and weights > 0 need a guidance kind."""
+    key. Guidance needs class-conditional models, weights > 0 need a guidance kind, and every
+    ``train.snapshots`` step lies in ``1..train.steps`` (:func:`check_snapshots`)."""
+    train = config.get("train", {})
+    check_snapshots(train.get("snapshots", []), train.get("steps"))
     conditional = config.get("conditioning", {}).get("enabled", False)
     guidance = config.get("guidance", {})
     kinds, weights = guidance.get("kinds", []), guidance.get("weights", [0.0])
@@ -238,7 +288,8 @@ def workflow_cell(config: dict[str, Any], objective: str, schedule: str, seed: i
     """The run configuration (mapping) of one grid cell of a validated workflow ``config``.
 
     Only settings of this cell enter it (e.g. ``objective_kwargs`` of its own objective), so
-    adding objectives, schedules or seeds to the grid never changes a finished cell's config.
+    adding objectives, schedules or seeds to the grid never changes a finished cell's config;
+    ``train.snapshots`` enters only when it lists a step (:func:`_cell_train`).
     """
     return {
         "dataset": config["dataset"], "data_root": config["data_root"],
@@ -247,7 +298,7 @@ def workflow_cell(config: dict[str, Any], objective: str, schedule: str, seed: i
         "logsnr_min": config["logsnr_min"],
         "logsnr_max": config["logsnr_max"],
         "objective_kwargs": config["objective_kwargs"].get(objective, {}),
-        "model": config["model"], "train": config["train"],
+        "model": config["model"], "train": _cell_train(config["train"]),
         # only a conditional grid's label dropout enters the cell: unconditional cells stay put
         "conditioning": (dict(config["conditioning"]) if config.get("conditioning", {}).get(
             "enabled") else {"enabled": False}),

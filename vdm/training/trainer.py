@@ -11,7 +11,9 @@ Files in the run directory: ``state.pt`` (rolling checkpoint every ``checkpoint_
 removed when training ends; not a Snakemake output, so a rerun of an incomplete job resumes from
 it), ``model.pt`` (final checkpoint, written last and atomically), ``train_log.csv`` (one row
 every ``log_every`` steps: step, loss, grad_norm, lr, images_per_sec, ...; written atomically at
-the end, while ``train_log.csv.partial`` grows during training), ``train.json`` (summary).
+the end, while ``train_log.csv.partial`` grows during training), ``train.json`` (summary),
+and ``snapshots/step<k>.pt``, the state after each step ``k < train.steps`` of
+``train.snapshots``, in ``model.pt``'s format (:mod:`vdm.training.snapshots`).
 A loss that is NaN or infinite stops training with :class:`NonFiniteLossError` naming the first
 such step.
 
@@ -62,6 +64,14 @@ from vdm.core.provenance import (
 from vdm.model.diffusion import DiffusionModel, build_model
 from vdm.model.network import check_labels, count_parameters
 from vdm.model.schedules import schedule_endpoints
+from vdm.training.snapshots import (
+    missing_snapshot,
+    remove_snapshots,
+    snapshot_file,
+    snapshot_files,
+    snapshot_steps,
+    with_snapshots_key,
+)
 
 LOG_COLUMNS = ["step", "loss", "grad_norm", "lr", "images_per_sec", "seconds", "logsnr_max",
                "logsnr_min"]
@@ -282,7 +292,7 @@ class Trainer:
         missing = [key for key in STATE_KEYS if key not in state]
         if missing:
             raise IncompatibleCheckpoint(f"it is not a training state (no {', '.join(missing)})")
-        if state["config"] != self.config.to_dict():
+        if with_snapshots_key(state["config"]) != self.config.to_dict():
             raise IncompatibleCheckpoint("it was written with a different config")
         order = state["data_order"]
         if not (isinstance(order, dict) and torch.is_tensor(order.get("permutation"))
@@ -315,7 +325,12 @@ class Trainer:
         if not path.exists():
             return False
         try:
-            self.load_state_dict(load_checkpoint(path, self.device))
+            state = load_checkpoint(path, self.device)
+            if isinstance(state.get("step"), int) and (
+                    missing := missing_snapshot(self.out_dir, self.config.train, state["step"])):
+                raise IncompatibleCheckpoint(f"it is at step {state['step']}, past the snapshot "
+                                             f"{missing}, which is missing")
+            self.load_state_dict(state)
         except (CheckpointError, IncompatibleCheckpoint) as error:
             reason = str(error) if isinstance(error, CheckpointError) else (
                 f"checkpoint {path} cannot resume this run ({error})")
@@ -390,15 +405,19 @@ class Trainer:
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train until ``train.steps`` (or ``stop_at``, leaving ``state.pt`` to resume from).
 
-        Resumes from ``out_dir/state.pt`` when it exists (see :meth:`resume`). Returns the
+        Resumes from ``out_dir/state.pt`` when it exists (see :meth:`resume`); a run that
+        starts from step 0 removes earlier snapshots, and every step of
+        :func:`snapshot_steps` reached is saved as :func:`snapshot_file`. Returns the
         ``train.json`` summary, or ``{}`` when stopped early. Raises
         :class:`NonFiniteLossError` when the loss becomes NaN or infinite.
         """
         started = time.perf_counter()
         cfg = self.config.train
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.resume()
+        if not self.resume():
+            remove_snapshots(self.out_dir)  # an earlier run's: this one writes its own
         target = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+        snapshots = set(snapshot_steps(cfg))
         partial_log = self.out_dir / "train_log.csv.partial"
         self._write_log(partial_log)
         metrics = {"loss": float("nan")}  # the last logged step's values (floats)
@@ -422,6 +441,9 @@ class Trainer:
                     writer.writerow(row)
                     log_file.flush()
                     tick, images = now, 0
+                if self.step in snapshots:  # before state.pt: a checkpoint implies its snapshots
+                    self.check_finite()  # never a snapshot with NaN weights
+                    self.save(snapshot_file(self.step))
                 if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                     self.check_finite()  # never a checkpoint with NaN weights
                     self.save("state.pt")
@@ -443,7 +465,10 @@ class Trainer:
             "dataset": self.config.dataset, "parameterization": self.config.parameterization,
             "objective": self.config.objective, "schedule": self.config.schedule,
             "seed": self.config.seed,
-            "steps": self.step, "train_seconds": round(self.seconds, 3),
+            "steps": self.step,
+            "snapshots": [{"step": step, "file": name}
+                          for step, name in snapshot_files(self.config.train).items()],
+            "train_seconds": round(self.seconds, 3),
             "wall_seconds": round(wall_seconds, 3), "resumed_from": self.resumed_from,
             "final_loss": metrics["loss"], "num_params": count_parameters(self.model.network),
             "logsnr_max": logsnr_max, "logsnr_min": logsnr_min,
