@@ -18,6 +18,7 @@ from vdm.evaluation.known_density import (
     against_the_truth,
     bayes_bound,
     known_mixture,
+    mixture_record,
     paired_mean,
     true_bits_per_dim,
 )
@@ -166,3 +167,48 @@ def test_true_bits_per_dim_rejects_images_of_another_shape() -> None:
     with pytest.raises(ValueError, match=r"test: images \(1, 8, 8\) with 17 levels, the "
                                          r"mixture's are \(1, 1, 2\) with 5"):
         true_bits_per_dim(tiny_mixture(), data, 10)
+
+
+def _write_nll_and_collect(tmp_path, dataset: str) -> tuple[dict, dict]:
+    """``write_nll`` of an untrained small model on ``dataset`` (16 images, 2 noise levels) and
+    ``collect_metrics`` of it: ``(nll.json, metrics.json)``."""
+    import json
+    import time
+
+    from vdm.core.config import run_config_from_dict
+    from vdm.model.diffusion import build_model
+    from vdm.pipeline.evaluation_commands import write_nll
+    from vdm.pipeline.results_commands import collect_metrics
+
+    config = run_config_from_dict({"dataset": dataset, "objective": "eps", "schedule": "cosine"})
+    model = build_model((1, 8, 8), 17, "eps", "cosine", {"channels": 8}, -10.0, 7.0)
+    nll = tmp_path / f"{dataset}-nll.json"
+    write_nll(model, config, "cpu", model_path=tmp_path / "model.pt", split="test",
+              num_time_samples=2, time_sampling="logsnr", discrete_steps=None, batch_size=16,
+              max_examples=16, seed=0, ema=True, out=nll, started=time.perf_counter())
+    train = tmp_path / "train.json"
+    train.write_text(json.dumps({
+        "dataset": dataset, "objective": "eps", "schedule": "cosine", "seed": 0, "steps": 1,
+        "train_seconds": 1.0, "num_params": 1, "final_loss": 0.5, "logsnr_max": 7.0,
+        "logsnr_min": -10.0, "config": config.to_dict(), "provenance": {"device": "cpu"}}))
+    metrics = tmp_path / f"{dataset}-metrics.json"
+    collect_metrics(train, nll, None, metrics)
+    return json.loads(nll.read_text()), json.loads(metrics.read_text())
+
+
+def test_nll_job_and_metrics_json_carry_the_known_answer_and_name_the_mixture(tmp_path) -> None:
+    from vdm.reporting.summary_columns import KNOWN_DENSITY_COLUMNS
+    from vdm.reporting.summary_load import load_metrics
+
+    nll, metrics = _write_nll_and_collect(tmp_path, "digits-gmm")
+    elbo_columns = [c for c in KNOWN_DENSITY_COLUMNS if "ode" not in c]
+    assert set(elbo_columns) <= set(nll) and set(elbo_columns) <= set(metrics)
+    assert metrics["mixture"] == nll["mixture"] == mixture_record(load_mixture())
+    assert metrics["mixture"]["sha256"] == load_mixture().sha256
+    assert metrics["mixture"]["num_components"] == 40 and metrics["mixture"]["num_samples"] == 100_000
+    assert metrics["nll_minus_entropy_bpd"] == pytest.approx(
+        metrics["nll_bpd"] - metrics["true_nll_bpd"], abs=1e-9)
+    row = load_metrics([tmp_path / "digits-gmm-metrics.json"]).iloc[0]
+    assert row["true_entropy_bpd"] == metrics["true_entropy_bpd"]
+    _, plain = _write_nll_and_collect(tmp_path, "digits")  # no known density: nothing added
+    assert not set(KNOWN_DENSITY_COLUMNS) & set(plain) and "mixture" not in plain
