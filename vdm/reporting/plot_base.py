@@ -165,12 +165,12 @@ def entropy_line(ax: Axes, entropy: float, axis: str = "y") -> None:
     lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
     span = (hi - lo) or 1.0
     if not lo <= entropy <= hi:
-        lo, hi = min(lo, entropy - 0.05 * span), max(hi, entropy + 0.05 * span)
+        lo, hi = min(lo, entropy - 0.08 * span), max(hi, entropy + 0.08 * span)
         (ax.set_ylim if axis == "y" else ax.set_xlim)(lo, hi)
     if axis == "y":
         ax.axhline(entropy, color="darkgreen", ls="--", lw=1.2)
         ax.text(0.01, entropy, f"true entropy H {entropy:.3f}", transform=ax.get_yaxis_transform(),
-                fontsize=6, ha="left", va="top", color="darkgreen", zorder=4,
+                fontsize=6, ha="left", va="bottom", color="darkgreen", zorder=4,
                 bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1})
     else:
         ax.axvline(entropy, color="darkgreen", ls="--", lw=1.2)
