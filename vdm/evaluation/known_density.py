@@ -22,9 +22,12 @@ split, the images the ELBO was evaluated on):
   (:class:`vdm.model.bayes_denoiser.BayesDenoiser`) with the run's own schedule (its ``lambda``
   range: the fixed schedule's truncation, or the learned end points of this run) on the same
   images, with the same settings and the same seed, so the same noise levels and noise
-  (common random numbers). ``eps*`` minimises the diffusion term at every ``lambda`` over all
-  functions, so no network reaches below it with that ``lambda`` range and VDM's decoder; its
-  excess over ``H`` is the prior's ``KL(q(z_1 | x) || N(0, I))`` plus the decoder's mismatch.
+  (common random numbers). ``eps*`` minimises the expected diffusion term at every ``lambda``
+  over all functions, so in expectation no network reaches below it with that ``lambda`` range
+  and VDM's decoder; its expected excess over ``H`` is ``KL(q(z_1) || N(0, I))`` of the forward
+  process's marginal at ``lambda_min`` plus the decoder's mismatch
+  ``E KL(q(x | z_0) || p_dec(x | z_0))`` at ``lambda_max``, which vanishes as ``lambda_max``
+  grows.
 * ``nll_minus_bayes_bound_bpd`` (the **network gap**: the run's ELBO minus the Bayes bound,
   paired per image; only the diffusion term differs, the reconstruction and prior terms are the
   same numbers) and ``bayes_bound_minus_entropy_bpd`` (the **schedule and decoder gap**: the
@@ -38,7 +41,7 @@ split, the images the ELBO was evaluated on):
 Each ``*_se`` is a standard deviation over images divided by ``sqrt(n)`` (absent for ``n < 2``).
 The oracle computes in float64 (:class:`vdm.model.bayes_denoiser.BayesEpsNetwork`); the exact
 ``log P`` is float64 numpy. Nothing is cached across jobs; the mixture's description (100k
-samples, about 3 s) once per process.
+samples, 1-3 s) is computed once per process.
 
 :func:`known_mixture` says which datasets have a known density: the metrics are computed
 whenever the dataset has one (no switch), so no setting can ask for them on a dataset without.
