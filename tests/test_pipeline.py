@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from workflow_copy import copy_workflow, venv_environment
 
-from vdm.reporting.summary_columns import SUMMARY_COLUMNS
+from vdm.reporting.summary_columns import KNOWN_DENSITY_COLUMNS, SUMMARY_COLUMNS
 
 TINY_CELLS = 2 * 2 * 2  # config/test.yaml: objectives x schedules x seeds
 PLOT_NAMES = ("fid_heatmap", "nll_heatmap", "fid_bars", "nll_bars", "fid_vs_nll", "loss_curves",
@@ -134,8 +134,20 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     assert set(heun["nfe"]) == {17, 34}  # 2 N + 1, doubled by classifier-free guidance
     assert summary["class_accuracy"].between(0, 1).all() and summary["fid"].gt(0).all()
     for column in ("nll_ode_bpd", "nll_ode_minus_elbo_bpd", "nll_ode_vdeq_bpd",
-                   "nll_ode_vdeq_minus_elbo_bpd", "nll_cond_bpd"):
+                   "nll_ode_vdeq_minus_elbo_bpd", "nll_cond_bpd", *KNOWN_DENSITY_COLUMNS):
         assert summary[column].notna().all(), column
+    # digits-gmm: each run against the truth; the gaps add up per image, so in the means too
+    gaps = summary["nll_minus_bayes_bound_bpd"] + summary["bayes_bound_minus_entropy_bpd"]
+    assert (gaps - summary["nll_minus_entropy_bpd"]).abs().max() < 1e-9
+    assert (summary["nll_bpd"] - summary["true_nll_bpd"] - summary["nll_minus_entropy_bpd"]
+            ).abs().max() < 1e-6
+    assert summary["true_entropy_bpd"].nunique() == 1
+    runs = sorted(finished_axes.glob("results/digits-gmm/runs/class/*/eps/cosine/seed0/"
+                                     "metrics.json"))
+    assert len(runs) == 2  # eps and x0 parameterizations
+    for path in [*runs, finished_axes / "results/digits-gmm/data.json"]:
+        mixture = json.loads(path.read_text())["mixture"]
+        assert mixture["num_components"] == 40 and len(mixture["sha256"]) == 64, path
     guided = summary["guidance_kind"] == "classifier"  # cosine spans the classifier's range
     flag = summary["model_range_outside_classifier"].astype(str)
     assert flag[guided].eq("False").all() and summary.loc[~guided, flag.name].isna().all()
@@ -146,8 +158,9 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     assert set(guidance["guidance_weight"]) == {0.0, 2.0}
     markdown = (finished_axes / "results/test-axes/tables/summary.md").read_text()
     for text in ("| parameterization / objective |", "### Samplers and steps", "### Guidance",
-                 "ODE", "-log p(x | y)"):
+                 "ODE", "-log p(x | y)", "### Against the known answer", "| ODE network gap |"):
         assert text in markdown, text
+    assert "known-answer" in (finished_axes / "results/test-axes/tables/summary.tex").read_text()
     for name in ("fid_vs_nfe", "nll_ode_vs_elbo", "fid_vs_guidance", "accuracy_vs_guidance",
                  "precision_recall_guidance", "guidance_samples"):
         png = finished_axes / f"results/test-axes/plots/{name}.png"
@@ -164,6 +177,7 @@ def test_axes_report_has_every_new_table_and_plot(finished_axes: Path) -> None:
                  "fid_vs_guidance.png", "accuracy_vs_guidance.png",
                  "precision_recall_guidance.png", "guidance_samples.png"):
         assert name in html, name
+    assert "true entropy" in html and "bayes_bound_bpd" in html  # digits-gmm's captions
 
 
 @pytest.mark.slow
@@ -267,7 +281,7 @@ def test_benchmarks_name_every_job_of_the_grid(tmp_path: Path, fused: bool) -> N
         "prepare_data", "fid_classifier", "fid_reference", "fid_floor", "noisy_classifier",
         "train", *(["evaluate"] if fused else ["sample", "nll", "fid", "sweep"])}
     for rule, files in jobs:
-        assert files["benchmark"].startswith(f"results/benchmarks/digits/{rule}/"), files
+        assert files["benchmark"].startswith(f"results/benchmarks/digits-gmm/{rule}/"), files
         if rule in PER_MODEL_RULES:  # named as the log: the run's name
             assert Path(files["benchmark"]).stem == Path(files["log"]).stem, files
     benchmarks = dict(_dry_run_jobs(listed))["benchmarks"]["input"].split(", ")

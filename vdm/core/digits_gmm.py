@@ -233,7 +233,10 @@ class GaussianMixtureData:
     def class_log_posterior(self, levels: Any) -> np.ndarray:
         """``(N, C)`` the Bayes classifier ``log p(c | x) = log sum_{k in c} pi_k p(x | k)
         - log P(x)`` in nats."""
-        joint = self.log_joint(levels)
+        return self._class_log_posterior(self.log_joint(levels))
+
+    def _class_log_posterior(self, joint: np.ndarray) -> np.ndarray:
+        """:meth:`class_log_posterior` from the ``(N, K)`` :meth:`log_joint` of the images."""
         per_class = np.stack([logsumexp(joint[:, self.component_class == c], axis=1)
                               for c in range(self.num_classes)], axis=1)
         return per_class - logsumexp(joint, axis=1, keepdims=True)
@@ -376,9 +379,16 @@ def fit_digits_gmm(components_per_class: int = COMPONENTS_PER_CLASS,
 
 def describe(mixture: GaussianMixtureData, num_samples: int = 100_000, seed: int = 0
              ) -> dict[str, Any]:
-    """The facts a run records about the mixture: size, hash, ``H`` and the Bayes accuracy."""
-    entropy, entropy_se = mixture.entropy_bits_per_dim(num_samples, seed)
-    accuracy, accuracy_se = mixture.bayes_accuracy(num_samples, seed)
+    """The facts a run records about the mixture: size, hash, ``H`` and the Bayes accuracy.
+
+    The numbers of :meth:`~GaussianMixtureData.entropy_bits_per_dim` and
+    :meth:`~GaussianMixtureData.bayes_accuracy` with the same ``num_samples`` and ``seed`` (the
+    same fresh samples), from one draw and one :meth:`~GaussianMixtureData.log_joint` of them."""
+    levels, _ = mixture.sample(num_samples, seed)
+    joint = mixture.log_joint(levels)
+    entropy, entropy_se = _mean_se(-logsumexp(joint, axis=1)
+                                   / (mixture.num_dims * math.log(2.0)))
+    accuracy, accuracy_se = _mean_se(np.exp(mixture._class_log_posterior(joint)).max(axis=1))
     return {"sha256": mixture.sha256, "num_components": mixture.num_components,
             "num_classes": mixture.num_classes, "num_levels": mixture.num_levels,
             "shape": list(mixture.shape), "true_entropy_bpd": entropy,

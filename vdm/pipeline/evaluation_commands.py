@@ -155,9 +155,13 @@ def write_nll(model, config, device, *, model_path: Path, split: str, num_time_s
     with ``ode`` (keywords of :func:`vdm.model.ode.ode_nll`) also the probability-flow ODE bounds,
     uniform dequantization ``nll_ode_bpd`` and decoder-consistent ``nll_ode_vdeq_bpd``
     (:func:`vdm.model.ode_bound.ode_vdeq_nll`), each paired with the ELBO on the same images
-    (their seconds together in ``ode_wall_seconds``)."""
+    (their seconds together in ``ode_wall_seconds``). On a dataset with a known density
+    (digits-gmm) also the bounds against the exact ``-log2 P(x) / D`` and the Bayes bound
+    (:func:`vdm.evaluation.known_density.against_the_truth`; ``mixture`` names the
+    distribution; seconds in ``known_density_wall_seconds``)."""
     from vdm.core.data import load_dataset
     from vdm.evaluation.evaluate import evaluate_nll
+    from vdm.evaluation.known_density import against_the_truth, known_mixture
 
     data = load_dataset(config.dataset, split, config.data_root, config.download)
     with strict_fp32(device):  # fp32 without TF32 on CUDA: the bounds are measurements
@@ -187,9 +191,19 @@ def write_nll(model, config, device, *, model_path: Path, split: str, num_time_s
             result.update(ode_result)
             vdeq = ode_vdeq_nll(model, data, seed=seed, device=device, return_per_example=True,
                                 **ode)
-            result.update(ode_bound_vs_elbo(vdeq.pop("per_example_bpd"), elbo, "nll_ode_vdeq"))
+            vdeq_bpd = vdeq.pop("per_example_bpd")
+            result.update(ode_bound_vs_elbo(vdeq_bpd, elbo, "nll_ode_vdeq"))
             result.update(vdeq)
             result["ode_wall_seconds"] = round(time.perf_counter() - ode_started, 3)
+        if (mixture := known_mixture(config.dataset)) is not None:  # against the exact P(x)
+            truth_started = time.perf_counter()
+            result.update(against_the_truth(
+                model, data, mixture, elbo_bpd=elbo, batch_size=batch_size,
+                num_time_samples=num_time_samples, time_sampling=time_sampling,
+                discrete_steps=discrete_steps, seed=seed, device=device, ode=ode,
+                ode_vdeq_bpd=None if ode is None else vdeq_bpd,
+                progress=Progress(f"bayes bound {split}", "draws")))
+            result["known_density_wall_seconds"] = round(time.perf_counter() - truth_started, 3)
     result.update({"model": str(model_path), "ema": ema, "run_config": config.to_dict(),
                    "provenance": provenance(device),
                    "wall_seconds": round(time.perf_counter() - started, 3)})

@@ -17,7 +17,7 @@ from vdm.core.provenance import (
     read_json,
     write_json_atomic,
 )
-from vdm.reporting.summary_columns import FINITE_METRICS
+from vdm.reporting.summary_columns import FINITE_METRICS, KNOWN_DENSITY_COLUMNS
 
 
 # ----- results ----------------------------------------------------------------------------
@@ -88,6 +88,9 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
     metrics["conditioning"] = ("class" if train.get("config", {}).get("conditioning", {})
                                .get("enabled") else "uncond")
     metrics.update({key: value for key, value in nll.items() if key.startswith("nll_")})
+    metrics.update({key: nll[key] for key in KNOWN_DENSITY_COLUMNS if key in nll})
+    if "mixture" in nll:  # the known distribution (digits-gmm): hash, components, H
+        metrics["mixture"] = nll["mixture"]
     metrics["nll_num_examples"] = nll["num_examples"]
     wall = {"train": train.get("wall_seconds"), "nll": nll.get("wall_seconds")}
     evaluation: dict[str, Any] = {"nll": {key: nll.get(key) for key in (

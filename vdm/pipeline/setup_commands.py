@@ -35,6 +35,7 @@ def prepare_data_arguments(parser: argparse.ArgumentParser) -> None:
 def prepare_data_main(args: argparse.Namespace) -> None:
     from vdm.core.data import load_dataset
     from vdm.evaluation.fid import content_hash
+    from vdm.evaluation.known_density import known_mixture, mixture_record
 
     started = time.perf_counter()
     spec = read_spec(args)
@@ -44,6 +45,8 @@ def prepare_data_main(args: argparse.Namespace) -> None:
         summary[split] = {"num_examples": len(data), "shape": list(data.shape),
                           "num_levels": data.num_levels,
                           "content_hash": content_hash(data.images)}
+    if (mixture := known_mixture(spec.dataset)) is not None:  # digits-gmm: hash, components, H
+        summary["mixture"] = mixture_record(mixture)
     summary["provenance"] = provenance()
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)
     write_json_atomic(args.out, summary)

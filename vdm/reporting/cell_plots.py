@@ -7,7 +7,8 @@ Error bars are 95% Student-t confidence intervals of the cell mean over seeds,
 are the run's own sampling error instead, ``1.96 · fid_se`` (FID) or ``1.96 · nll_bpd_se`` (NLL)
 (:func:`vdm.reporting.plot_style.one_seed_errors`), and none where the runs lack it. Missing
 values (e.g. FID not computed) are left blank, never plotted as 0. FID is in the units of its
-feature extractor, NLL in bits per dimension.
+feature extractor, NLL in bits per dimension; on a dataset with a known density the NLL figures
+also show its true entropy ``H`` (bits/dim), the lowest expected NLL of any model.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from vdm.reporting.plot_base import (
     PathLike,
     cell_errorbars,
     cell_levels,
+    entropy_line,
     floor_line,
     metric_label,
     new_figure,
@@ -47,9 +49,10 @@ from vdm.reporting.summary_rows import row_axis_name
 
 
 # --------------------------------------------------------------------------- heatmaps
-def heatmap_figure(df: pd.DataFrame, metric: str) -> Figure:
+def heatmap_figure(df: pd.DataFrame, metric: str, entropy_bpd: float | None = None) -> Figure:
     """Objective row × schedule, each cell annotated with its mean ± 95% t-CI (one seed: ± the
-    run's sampling interval), the best cell boxed."""
+    run's sampling interval), the best cell boxed; the NLL's title names the true entropy ``H``
+    (bits/dim) where the dataset has one (``entropy_bpd``)."""
     cells, sampling = one_seed_errors(cell_summary(df, metric), df, metric)
     objs, scheds = cell_levels(df)
     fig, axes = new_figure(size=(1.6 * len(scheds) + 2.5, 0.8 * len(objs) + 1.8))
@@ -71,27 +74,33 @@ def heatmap_figure(df: pd.DataFrame, metric: str) -> Figure:
     ax.add_patch(Rectangle((j, i), 1, 1, fill=False, edgecolor="red", lw=2.5))
     ax.set_xlabel("noise schedule")
     ax.set_ylabel(row_axis_name(df))
+    truth = (f"; true entropy H = {entropy_bpd:.3f} bits/dim"
+             if entropy_bpd is not None and metric == "nll_bpd" else "")
     ax.set_title(f"{metric_label(df, metric).split(',')[0]}: {sampling or CI_TEXT}\n"
-                 "red box = best cell")
+                 f"red box = best cell{truth}")
     return fig
 
 
-def _heatmap(df: pd.DataFrame, metric: str, path: Path) -> Path:
-    return save_figure(heatmap_figure(df, metric), path)
+def _heatmap(df: pd.DataFrame, metric: str, path: Path, entropy_bpd: float | None = None) -> Path:
+    return save_figure(heatmap_figure(df, metric, entropy_bpd), path)
 
 
-def plot_heatmaps(df: pd.DataFrame, out_dir: PathLike) -> list[Path]:
-    """``fid_heatmap.png`` and ``nll_heatmap.png``: objective × schedule, annotated means."""
-    return [_heatmap(df, m, Path(out_dir) / f"{f}_heatmap.png") for m, f in METRIC_FILES.items()]
+def plot_heatmaps(df: pd.DataFrame, out_dir: PathLike,
+                  entropy_bpd: float | None = None) -> list[Path]:
+    """``fid_heatmap.png`` and ``nll_heatmap.png``: objective × schedule, annotated means (the
+    NLL's title with the true entropy ``entropy_bpd`` where given)."""
+    return [_heatmap(df, m, Path(out_dir) / f"{f}_heatmap.png", entropy_bpd)
+            for m, f in METRIC_FILES.items()]
 
 
 # --------------------------------------------------------------------------- bars
 def bars_figure(df: pd.DataFrame, metric: str, floor: Mapping[str, Any] | None = None,
-                uniform_bpd: float | None = None) -> Figure:
+                uniform_bpd: float | None = None, entropy_bpd: float | None = None) -> Figure:
     """One panel per objective row, each with its own y axis (so one bad row, e.g. x0 with a
     FID of 40, does not flatten the differences among the others): a bar per schedule with the
     95% t-CI (one seed: the run's sampling interval) and the seeds as dots; the real-data
-    floor (FID) or the uniform bound (NLL) as a reference line."""
+    floor (FID) or the uniform bound (NLL) as a reference line, and for the NLL the true
+    entropy ``H`` (``entropy_bpd``, bits/dim) where the dataset has one."""
     cells, sampling = one_seed_errors(cell_summary(df, metric), df, metric)
     objs, scheds = cell_levels(df)
     ncols = min(max(len(objs), 1), 4)
@@ -132,6 +141,8 @@ def bars_figure(df: pd.DataFrame, metric: str, floor: Mapping[str, Any] | None =
         if floor is not None and metric == "fid":
             floor_line(ax, floor, label=ax is axes.flat[0])
             ax.set_ylim(min(ax.get_ylim()[0], 0.9 * float(floor["fid"])), ax.get_ylim()[1])
+        if entropy_bpd is not None and metric == "nll_bpd":
+            entropy_line(ax, entropy_bpd)
         if uniform_bpd is not None and metric == "nll_bpd":
             uniform_line(ax, uniform_bpd)
     for ax in axes[:, 0]:
@@ -144,19 +155,19 @@ def bars_figure(df: pd.DataFrame, metric: str, floor: Mapping[str, Any] | None =
 
 
 def plot_bars(df: pd.DataFrame, out_dir: PathLike, floor: Mapping[str, Any] | None = None,
-              uniform_bpd: float | None = None) -> list[Path]:
+              uniform_bpd: float | None = None, entropy_bpd: float | None = None) -> list[Path]:
     """``fid_bars.png`` and ``nll_bars.png`` (:func:`bars_figure`): cell means with 95% t-CI
     error bars over seeds (one seed: the run's sampling interval) and the seeds as dots."""
-    return [save_figure(bars_figure(df, m, floor, uniform_bpd), Path(out_dir) / f"{f}_bars.png")
-            for m, f in METRIC_FILES.items()]
+    return [save_figure(bars_figure(df, m, floor, uniform_bpd, entropy_bpd),
+                        Path(out_dir) / f"{f}_bars.png") for m, f in METRIC_FILES.items()]
 
 
 # --------------------------------------------------------------------------- trade-off
 def tradeoff_figure(df: pd.DataFrame, floor: Mapping[str, Any] | None = None,
-                    uniform_bpd: float | None = None) -> Figure:
+                    uniform_bpd: float | None = None, entropy_bpd: float | None = None) -> Figure:
     """Cell means of FID against NLL with 95% t-CI error bars on both axes (one seed: the
-    run's sampling intervals); colour = objective, marker = schedule; the real-data FID floor
-    and the uniform NLL bound as reference lines."""
+    run's sampling intervals); colour = objective, marker = schedule; the real-data FID floor,
+    the uniform NLL bound and the true entropy ``H`` (where given) as reference lines."""
     objs, scheds = cell_levels(df)
     cells = paired_cells(df, {"nll": "nll_bpd", "fid": "fid"})
     cells, nll_sampling = one_seed_errors(cells, df, "nll_bpd", ci="ci_nll", n="n_nll")
@@ -170,6 +181,8 @@ def tradeoff_figure(df: pd.DataFrame, floor: Mapping[str, Any] | None = None,
     if floor is not None:
         floor_line(ax, floor)
         handles.append(Line2D([], [], color="crimson", ls="--", label="real-data FID floor"))
+    if entropy_bpd is not None:
+        entropy_line(ax, entropy_bpd, axis="x")
     if uniform_bpd is not None:
         uniform_line(ax, uniform_bpd, axis="x")
     ax.legend(handles=handles, title=f"{row_axis_name(df)} / schedule", fontsize=8, loc="best")
@@ -184,9 +197,10 @@ def tradeoff_figure(df: pd.DataFrame, floor: Mapping[str, Any] | None = None,
 
 
 def plot_tradeoff(df: pd.DataFrame, out_dir: PathLike, floor: Mapping[str, Any] | None = None,
-                  uniform_bpd: float | None = None) -> Path:
+                  uniform_bpd: float | None = None, entropy_bpd: float | None = None) -> Path:
     """``fid_vs_nll.png`` (:func:`tradeoff_figure`)."""
-    return save_figure(tradeoff_figure(df, floor, uniform_bpd), Path(out_dir) / "fid_vs_nll.png")
+    return save_figure(tradeoff_figure(df, floor, uniform_bpd, entropy_bpd),
+                       Path(out_dir) / "fid_vs_nll.png")
 
 
 # --------------------------------------------------------------------------- loss curves

@@ -31,6 +31,7 @@ _LATEX_UNICODE = {
     "±": r"$\pm$",
     "λ": r"$\lambda$",
     "Δ": r"$\Delta$",
+    "ε": r"$\varepsilon$",
     "−": r"$-$",
     "–": "--",
     "—": "---",

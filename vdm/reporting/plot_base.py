@@ -2,8 +2,9 @@
 state, no display needed), saving it (titles fitted to the width they have,
 :func:`vdm.reporting.plot_style.fit_titles`; the PNG written atomically), titles, colours, a
 panel that says there is no data, metric labels with units and direction, one point per cell
-with its error bars on two metrics, and the reference lines: the real-data FID floor and the
-uniform bound ``log₂ K`` bits/dim.
+with its error bars on two metrics, and the reference lines: the real-data FID floor, the
+uniform bound ``log₂ K`` bits/dim and, on a dataset with a known density, its true entropy ``H``
+bits/dim.
 
 :func:`paired_cells` gives each cell mean a 95% Student-t confidence interval over seeds,
 ``t_{0.975,n−1}·s/√n`` (:func:`vdm.reporting.stats.mean_ci`), which a caller may replace by a
@@ -155,3 +156,24 @@ def uniform_line(ax: Axes, bound: float, axis: str = "y") -> None:
         "to the right" if bound > hi else "to the left")
     ax.text(0.99, 0.99, f"uniform bound {bound:.2f} {where}", transform=ax.transAxes, fontsize=6,
             ha="right", va="top", color="dimgrey")
+
+
+def entropy_line(ax: Axes, entropy: float, axis: str = "y") -> None:
+    """The true entropy ``H`` (bits/dim, the lowest NLL any model can have in expectation) as a
+    dashed line across the axes (horizontal for ``axis="y"``), labelled in place; the axis is
+    extended to show it."""
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    span = (hi - lo) or 1.0
+    if not lo <= entropy <= hi:
+        lo, hi = min(lo, entropy - 0.08 * span), max(hi, entropy + 0.08 * span)
+        (ax.set_ylim if axis == "y" else ax.set_xlim)(lo, hi)
+    if axis == "y":
+        ax.axhline(entropy, color="darkgreen", ls="--", lw=1.2)
+        ax.text(0.01, entropy, f"true entropy H {entropy:.3f}", transform=ax.get_yaxis_transform(),
+                fontsize=6, ha="left", va="bottom", color="darkgreen", zorder=4,
+                bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1})
+    else:
+        ax.axvline(entropy, color="darkgreen", ls="--", lw=1.2)
+        ax.text(entropy, 0.01, f" true entropy H {entropy:.3f} bits/dim",
+                transform=ax.get_xaxis_transform(), fontsize=7, ha="left", va="bottom",
+                color="darkgreen", zorder=4)

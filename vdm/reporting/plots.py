@@ -21,6 +21,7 @@ from vdm.reporting.cell_plots import (
     plot_tradeoff,
 )
 from vdm.reporting.guidance_plots import plot_guidance, plot_guidance_samples
+from vdm.reporting.known_answer import true_entropy
 from vdm.reporting.likelihood_plots import plot_denoiser_floor, plot_ode_vs_elbo
 from vdm.reporting.plot_base import PathLike, uniform_bound_bpd
 from vdm.reporting.sampler_plots import plot_fid_vs_nfe
@@ -42,8 +43,10 @@ def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], Pa
     every = final_step_rows(display_frame(pd.read_csv(summary_csv)))  # earlier steps: curves
     df = primary_rows(every)
     uniform = uniform_bound_bpd(df)
-    written = [*plot_heatmaps(df, out_dir), *plot_bars(df, out_dir, floor, uniform),
-               plot_tradeoff(df, out_dir, floor, uniform),
+    entropy = (true_entropy(df) or (None,))[0]  # a dataset with a known density: H, bits/dim
+    written = [*plot_heatmaps(df, out_dir, entropy),
+               *plot_bars(df, out_dir, floor, uniform, entropy),
+               plot_tradeoff(df, out_dir, floor, uniform, entropy),
                plot_loss_curves(log_csvs, out_dir),
                plot_sample_montage(grid_pngs, out_dir, grid_seeds)]
     if len(sampler_settings(every)) > 1:

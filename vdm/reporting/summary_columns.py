@@ -2,16 +2,31 @@
 
 Constants only (no dependencies): :data:`SUMMARY_COLUMNS` is the standard column order of the
 long table (:func:`vdm.reporting.summary_load.summary_long`), :data:`OPTIONAL_COLUMNS` those
-left out when no run has them, :data:`FINITE_METRICS` those that must be finite whenever present
-(checked by ``vdm collect`` and again when tabulating), :data:`METRICS` the short name, unit and
-decimals of the tabulated metrics (NLLs in bits/dim, per dimension), and which metrics get a
-pivot table or a guidance table.
+left out when no run has them (among them :data:`KNOWN_DENSITY_COLUMNS`), :data:`FINITE_METRICS`
+those that must be finite whenever present (checked by ``vdm collect`` and again when
+tabulating), :data:`METRICS` the short name, unit and decimals of the tabulated metrics (NLLs
+in bits/dim, per dimension), and which metrics get a pivot table or a guidance table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: the known-answer columns of a dataset with an exact density (digits-gmm,
+#: :mod:`vdm.evaluation.known_density`), bits/dim: the true entropy H, the exact -log2 P / D of
+#: the test images, the run's ELBO minus it (paired per image), the Bayes bound (ELBO of the exact
+#: denoiser with the run's lambda range), the network and schedule + decoder gaps, and with the
+#: ODE bound the same for the decoder-consistent ODE bound
+KNOWN_DENSITY_COLUMNS = [
+    "true_entropy_bpd", "true_entropy_bpd_se", "true_nll_bpd", "true_nll_bpd_se",
+    "nll_minus_entropy_bpd", "nll_minus_entropy_bpd_se", "bayes_bound_bpd", "bayes_bound_bpd_se",
+    "bayes_bound_bpd_mc_se", "nll_minus_bayes_bound_bpd", "nll_minus_bayes_bound_bpd_se",
+    "bayes_bound_minus_entropy_bpd", "bayes_bound_minus_entropy_bpd_se",
+    "nll_ode_vdeq_minus_entropy_bpd", "nll_ode_vdeq_minus_entropy_bpd_se", "bayes_ode_vdeq_bpd",
+    "bayes_ode_vdeq_bpd_se", "nll_ode_vdeq_minus_bayes_ode_vdeq_bpd",
+    "nll_ode_vdeq_minus_bayes_ode_vdeq_bpd_se", "bayes_ode_vdeq_minus_entropy_bpd",
+    "bayes_ode_vdeq_minus_entropy_bpd_se",
+]
 KEY_COLUMNS = ["dataset", "conditioning", "parameterization", "objective", "schedule", "seed"]
 #: the evaluation setting of a row (one model has a row per setting)
 EVALUATION_COLUMNS = ["sampler", "sample_steps", "nfe", "guidance_kind", "guidance_weight",
@@ -23,6 +38,7 @@ SUMMARY_COLUMNS = KEY_COLUMNS + EVALUATION_COLUMNS + [
     "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd", "nll_ode_minus_elbo_bpd_se",
     "nll_ode_vdeq_bpd", "nll_ode_vdeq_bpd_se", "nll_ode_vdeq_minus_elbo_bpd",
     "nll_ode_vdeq_minus_elbo_bpd_se", "nll_cond_bpd", "nll_cond_bpd_se",
+    *KNOWN_DENSITY_COLUMNS,
     "fid", "fid_se", "kid", "kid_std", "precision", "recall", "class_accuracy",
     "classifier_test_accuracy", "denoiser_gap_train", "denoiser_gap_test",
     "per_class_fid_mean", "feature_extractor", "num_fid_samples",
@@ -37,7 +53,7 @@ OPTIONAL_COLUMNS = ("precision", "recall", "nll_ode_bpd", "nll_ode_bpd_se", "nll
                     "nll_ode_vdeq_minus_elbo_bpd", "nll_ode_vdeq_minus_elbo_bpd_se",
                     "nll_cond_bpd", "nll_cond_bpd_se",
                     "class_accuracy", "classifier_test_accuracy", "per_class_fid_mean", "fid_se",
-                    "denoiser_gap_train", "denoiser_gap_test")
+                    "denoiser_gap_train", "denoiser_gap_test", *KNOWN_DENSITY_COLUMNS)
 #: metrics that must be finite numbers whenever present (checked by ``collect`` and again when
 #: tabulating): NaN never reaches a table or plot
 FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd",
@@ -47,7 +63,7 @@ FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_r
                   "nll_ode_vdeq_minus_elbo_bpd", "nll_ode_vdeq_minus_elbo_bpd_se", "nll_cond_bpd",
                   "nll_cond_bpd_se", "fid", "fid_se",
                   "kid", "kid_std", "class_accuracy", "per_class_fid_mean", "denoiser_gap_train",
-                  "denoiser_gap_test")
+                  "denoiser_gap_test", *KNOWN_DENSITY_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,16 @@ METRICS = {"fid": MetricSpec("FID", "", 2), "nll_bpd": MetricSpec("NLL", "bits/d
            "nll_ode_bpd": MetricSpec("ODE NLL", "bits/dim", 3),
            "nll_ode_vdeq_bpd": MetricSpec("ODE NLL (decoder-consistent)", "bits/dim", 3),
            "nll_cond_bpd": MetricSpec("conditional NLL -log p(x|y)", "bits/dim", 3),
+           "true_entropy_bpd": MetricSpec("true entropy H", "bits/dim", 3),
+           "nll_minus_entropy_bpd": MetricSpec("NLL − H", "bits/dim", 3),
+           "bayes_bound_bpd": MetricSpec("Bayes bound", "bits/dim", 3),
+           "nll_minus_bayes_bound_bpd": MetricSpec("network gap", "bits/dim", 3),
+           "bayes_bound_minus_entropy_bpd": MetricSpec("schedule + decoder gap", "bits/dim", 3),
+           "nll_ode_vdeq_minus_entropy_bpd": MetricSpec("ODE NLL − H", "bits/dim", 3),
+           "bayes_ode_vdeq_bpd": MetricSpec("ODE Bayes bound", "bits/dim", 3),
+           "nll_ode_vdeq_minus_bayes_ode_vdeq_bpd": MetricSpec("ODE network gap", "bits/dim", 3),
+           "bayes_ode_vdeq_minus_entropy_bpd": MetricSpec("ODE schedule + decoder gap",
+                                                          "bits/dim", 3),
            "class_accuracy": MetricSpec("class accuracy", "", 3),
            "precision": MetricSpec("precision", "", 3), "recall": MetricSpec("recall", "", 3)}
 PIVOT_METRICS = ("fid", "nll_bpd")

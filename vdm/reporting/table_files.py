@@ -27,6 +27,7 @@ from vdm.reporting.aggregation import (
     sampler_sweep_cells,
 )
 from vdm.reporting.claims_report import claims_report
+from vdm.reporting.known_answer import has_known_answer, known_answer_latex, known_answer_markdown
 from vdm.reporting.significance import resolve_baseline, significance_table
 from vdm.reporting.summary_columns import OPTIONAL_PIVOT_METRICS, PIVOT_METRICS
 from vdm.reporting.summary_load import load_denoiser_floors, load_metrics, summary_long
@@ -61,7 +62,8 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, *, baseline: Mapping[str
     guidance, ``guidance.csv``.
 
     The Markdown/LaTeX files hold, per dataset, the FID and NLL pivots (and the ODE NLL when
-    computed) of the primary rows, their significance tables vs the baseline
+    computed) of the primary rows, on a dataset with a known density the table against it
+    (:mod:`vdm.reporting.known_answer`), their significance tables vs the baseline
     (:func:`resolve_baseline`), the sampler sweep, guidance, real-data floor and optimal-denoiser
     tables (Markdown). Also ``claims.md`` / ``claims.csv`` (:func:`claims_report`) and, with
     ``floors`` (:func:`load_denoiser_floors`), ``denoiser_floor.csv``. ``summary.tex`` is a
@@ -87,6 +89,10 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, *, baseline: Mapping[str
                 md += [text + "\n" for text in (fid_error_sentence(sub),) if text]
                 if floor is not None and floor.get("dataset") == ds:
                     md.append(floor_markdown(floor))
+        if has_known_answer(sub):  # a dataset with an exact density (digits-gmm)
+            md.append("### Against the known answer\n")
+            md.append(known_answer_markdown(sub, **order))
+            tex.append(known_answer_latex(sub, f"tab:{_slug(ds)}-known-answer", **order))
         if len(sampler_settings(every)) > 1:
             md.append("### Samplers and steps\n")
             md.append(sampler_sweep_markdown(every))
