@@ -16,12 +16,15 @@ from vdm.core.data import SPLIT_SIZES, dataset_info, load_dataset
 from vdm.core.digits_gmm import (
     PARAMETERS_FILE,
     GaussianMixtureData,
-    fit_digits_gmm,
     load_mixture,
     load_split,
     log_normal_interval,
     read_mixture,
 )
+from vdm.core.digits_gmm import (
+    SPLIT_SIZES as GMM_SPLIT_SIZES,
+)
+from vdm.core.digits_gmm_fit import fit_digits_gmm
 
 
 def test_tiny_probabilities_sum_to_one_and_equal_the_definition() -> None:
@@ -152,11 +155,12 @@ def test_splits_are_fixed_registered_and_disjoint_from_fresh_samples() -> None:
     for split in ("train", "test"):
         data = load_dataset("digits-gmm", split)
         images, labels = load_split(split)
-        assert len(data) == SPLIT_SIZES["digits-gmm"][split] == len(images)
+        assert len(data) == SPLIT_SIZES["digits-gmm"][split] == GMM_SPLIT_SIZES[split] == len(images)
         assert torch.equal(data.images, torch.from_numpy(images)) and data.num_levels == 17
         assert torch.equal(data.labels, torch.from_numpy(labels))
         assert set(labels.tolist()) == set(range(10))
     assert dataset_info("digits-gmm") == {"shape": (1, 8, 8), "num_levels": 17, "num_classes": 10}
+    assert GMM_SPLIT_SIZES["train"] == SPLIT_SIZES["digits"]["train"]  # as many as digits
     train, _ = load_split("train")
     fresh, _ = mixture.sample(len(train), seed=0)
     assert not np.array_equal(train, fresh)

@@ -275,14 +275,12 @@ def test_classifier_without_a_dataset_is_refused(classifier: tuple, digits: tupl
 
 def test_requested_precision_recall_that_come_back_nan_are_noted(
         classifier: tuple, digits: tuple, tmp_path: Path, monkeypatch, capsys) -> None:
-    import torch_fidelity.metric_prc as tf_prc
-
-    real = tf_prc.prc_featuresdict_to_metric
+    real = fid.prc_featuresdict_to_metric
 
     def nan_prc(*args: Any, **kwargs: Any) -> dict[str, float]:
         return {**real(*args, **kwargs), "precision": float("nan")}
 
-    monkeypatch.setattr(tf_prc, "prc_featuresdict_to_metric", nan_prc)
+    monkeypatch.setattr(fid, "prc_featuresdict_to_metric", nan_prc)  # as fid.py looks it up
     _, _, weights = classifier
     images = digits[1].pixels_uint8()
     out = _metrics(images[:60], images, weights, tmp_path, prc=True)

@@ -44,8 +44,8 @@ def load_pipeline_config(path: str | Path = DEFAULT_CONFIG) -> dict[str, Any]:
     if not Path(path).is_file() and Path(path).name in RESOLVED_CONFIG_FILES:
         return resolved_config_copy(path)
     try:
-        import yaml  # noqa: F401  (load_config_file needs it for YAML files)
-        from snakemake.utils import validate
+        import yaml  # noqa: F401  lazy: optional (GPU machines); load_config_file needs it for YAML
+        from snakemake.utils import validate  # lazy: optional (GPU machines); else the resolved copy
     except ImportError:
         return resolved_config_copy(path)
     config = load_config_file(path)

@@ -173,7 +173,7 @@ def load_dataset(
     if name == "digits":
         images, labels = _load_digits(split)
     elif name == "digits-gmm":
-        from vdm.core.digits_gmm import load_split
+        from vdm.core.digits_gmm import load_split  # lazy: scipy (optional: not on GPU machines)
 
         images, labels = load_split(split)
     elif name == "mnist":
@@ -228,7 +228,7 @@ def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     0..16 and their labels 0..9) with the fixed stratified split: 1497 train / 300 test images,
     as level indices (uint8) and labels (int64)."""
     try:
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # lazy: scikit-learn (optional; 1 s)
     except ImportError:
         raise FileNotFoundError("digits ship with scikit-learn, which is not installed "
                                 "(pip install scikit-learn)") from None
@@ -248,7 +248,7 @@ def _missing(name: str, path: Path) -> FileNotFoundError:
 
 def _download(name: str, root: Path, split: str) -> None:
     """Fetch ``name`` into ``root`` with torchvision, turning failures into one-line errors."""
-    import torchvision
+    import torchvision  # lazy: torchvision (optional; 1.3 s), only to download
 
     cls = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.CIFAR10
     try:

@@ -15,7 +15,7 @@ log-sum-exp over components). Every log-probability here is in **nats per image*
 name says ``bits_per_dim`` (``-log2 P(x) / D``).
 
 The shipped parameters (``digits_gmm.npz`` beside this file) were fitted by
-:func:`fit_digits_gmm`: per class of the digits train split (1497 images, model inputs in
+:mod:`vdm.core.digits_gmm_fit`: per class of the digits train split (1497 images, model inputs in
 ``[-1, 1]``), scikit-learn's ``GaussianMixture(covariance_type="diag")`` with
 :data:`COMPONENTS_PER_CLASS` components, ``random_state=0``, ``tol`` and ``max_iter`` tight
 enough that the fit has converged, and ``reg_covar = Delta^2 / 12`` with ``Delta = 2/(L-1)``
@@ -24,9 +24,9 @@ variances are those of a fit to uniformly dequantised images (a pixel that is co
 class keeps a bin's worth of spread instead of collapsing onto one level; on the 300 digits
 test images this gives 2.29 bits/dim against 4.17 for ``reg_covar = 1e-6``). Weights are
 ``pi_k = (class frequency in the train split) x (within-class weight)``.
-``python -m vdm.core.digits_gmm --refit`` rewrites the file; a test checks that the refit
+``python -m vdm.core.digits_gmm_fit --refit`` rewrites the file; a test checks that the refit
 reproduces it. :attr:`GaussianMixtureData.sha256` is a hash of the parameters, for provenance;
-:func:`describe` gives what a run records. ``python -m vdm.core.digits_gmm`` prints it: 40
+:func:`describe` gives what a run records. ``python -m vdm.core.digits_gmm_fit`` prints it: 40
 components, ``H = 2.1654 +- 0.0006`` bits/dim and Bayes accuracy 0.999996 (100k samples).
 
 Sampling is exact and uses only uniform draws (``Generator.random``; no ziggurat normals, so a
@@ -39,7 +39,6 @@ fresh sample reproduces a split.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import math
 from dataclasses import dataclass
@@ -51,26 +50,20 @@ import numpy as np
 import torch
 from scipy.special import log_ndtr, logsumexp, ndtri
 
-from vdm.core.data import SPLIT_SIZES as _DATA_SPLIT_SIZES
-from vdm.core.data import load_dataset
+from vdm.core.provenance import atomic_output
 
 #: The shipped parameters (package data).
 PARAMETERS_FILE = Path(__file__).with_name("digits_gmm.npz")
-#: Mixture components fitted per class.
-COMPONENTS_PER_CLASS = 4
-#: EM settings of the fit: converged well below the differences a refit test can see.
-FIT_TOL = 1e-6
-FIT_MAX_ITER = 1000
-FIT_RANDOM_STATE = 0
 
-#: Split sizes (registered in :data:`vdm.core.data.SPLIT_SIZES`). ``train`` is the size of
+#: Split sizes (registered in :data:`vdm.core.data.SPLIT_SIZES` too, which cannot import this
+#: module: scipy; tests/test_digits_gmm.py checks they agree). ``train`` is the size of
 #: digits' train split, so models see as many images as on digits. ``test`` is larger than
 #: digits' 300: the per-image standard deviation of ``-log2 P(x) / D`` is 0.19 bits/dim, so the
 #: spread over images alone gives a test-set mean a standard error of 0.011 bits/dim at 300
 #: images (as large as the differences between cells) and 0.0043 at 2000, below the ELBO's own
 #: Monte-Carlo error; and 200 images per class for class-conditional metrics. The NLL's cost
 #: grows linearly with it, so it is not larger.
-SPLIT_SIZES: dict[str, int] = dict(_DATA_SPLIT_SIZES["digits-gmm"])
+SPLIT_SIZES: dict[str, int] = {"train": 1497, "test": 2000}
 #: Random streams (``SeedSequence`` spawn keys): fresh samples, then one per split.
 FRESH_STREAM = 0
 SPLIT_STREAMS: dict[str, int] = {"train": 1, "test": 2}
@@ -293,8 +286,6 @@ class GaussianMixtureData:
     def save(self, path: str | Path, **settings: Any) -> Path:
         """Write the parameters, their :attr:`sha256` and the fit ``settings`` (numbers and
         strings) to ``path`` (``.npz``, atomically)."""
-        from vdm.core.provenance import atomic_output
-
         with atomic_output(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, weights=self.weights, means=self.means, stds=self.stds,
                      component_class=self.component_class, num_levels=self.num_levels,
@@ -343,40 +334,6 @@ def load_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     return load_mixture().split(split)
 
 
-def fit_digits_gmm(components_per_class: int = COMPONENTS_PER_CLASS,
-                   reg_covar: float | None = None) -> tuple[GaussianMixtureData, dict[str, Any]]:
-    """Fit the mixture to the digits train split (module docstring) and return it with its fit
-    settings. ``reg_covar`` defaults to ``Delta^2 / 12``, ``Delta = 2 / (L - 1)``."""
-    from sklearn.mixture import GaussianMixture
-
-    train = load_dataset("digits", "train")
-    x = train.model_inputs().reshape(len(train), -1).double().numpy()
-    labels = train.labels.numpy()
-    spacing = 2.0 / (train.num_levels - 1)
-    reg = spacing**2 / 12.0 if reg_covar is None else float(reg_covar)
-    weights, means, stds, component_class = [], [], [], []
-    for c in np.unique(labels):
-        fit = GaussianMixture(components_per_class, covariance_type="diag", reg_covar=reg,
-                              tol=FIT_TOL, max_iter=FIT_MAX_ITER, random_state=FIT_RANDOM_STATE
-                              ).fit(x[labels == c])
-        if not fit.converged_:
-            raise RuntimeError(f"digits-gmm: EM did not converge for class {c} in {FIT_MAX_ITER} "
-                               "iterations")
-        weights.append(fit.weights_ * np.mean(labels == c))
-        means.append(fit.means_)
-        stds.append(np.sqrt(fit.covariances_))
-        component_class.append(np.full(components_per_class, c))
-    weights_all = np.concatenate(weights)
-    mixture = GaussianMixtureData(weights_all / weights_all.sum(), np.concatenate(means),
-                                  np.concatenate(stds), np.concatenate(component_class),
-                                  train.num_levels, train.shape)
-    settings = {"source": f"digits train split ({len(train)} images, model inputs in [-1, 1])",
-                "components_per_class": components_per_class, "reg_covar": reg, "tol": FIT_TOL,
-                "max_iter": FIT_MAX_ITER, "random_state": FIT_RANDOM_STATE,
-                "covariance_type": "diag"}
-    return mixture, settings
-
-
 def describe(mixture: GaussianMixtureData, num_samples: int = 100_000, seed: int = 0
              ) -> dict[str, Any]:
     """The facts a run records about the mixture: size, hash, ``H`` and the Bayes accuracy.
@@ -394,27 +351,3 @@ def describe(mixture: GaussianMixtureData, num_samples: int = 100_000, seed: int
             "shape": list(mixture.shape), "true_entropy_bpd": entropy,
             "true_entropy_bpd_se": entropy_se, "bayes_accuracy": accuracy,
             "bayes_accuracy_se": accuracy_se, "num_samples": num_samples, "seed": seed}
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vdm.core.digits_gmm",
-                                     description="digits-gmm: refit or describe the parameters")
-    parser.add_argument("--refit", action="store_true",
-                        help=f"fit to the digits train split and rewrite {PARAMETERS_FILE.name}")
-    parser.add_argument("--out", default=str(PARAMETERS_FILE), help="parameter file to write")
-    parser.add_argument("--num-samples", type=int, default=100_000,
-                        help="fresh samples for H and the Bayes accuracy")
-    args = parser.parse_args(argv)
-    if args.refit:
-        mixture, settings = fit_digits_gmm()
-        mixture.save(args.out, **settings)
-        print(f"wrote {args.out}")
-    else:
-        mixture, settings = read_mixture(args.out)
-        print(f"fit settings: {settings}")
-    for key, value in describe(mixture, args.num_samples).items():
-        print(f"{key}: {value}")
-
-
-if __name__ == "__main__":
-    main()

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from vdm.evaluation.feature_extractors import classifier_accuracy, load_classifier
+from vdm.evaluation.fid import check_extractor_weights, compute_metrics
 
 #: Default smallest number of samples (and reference images) per class for per-class FID.
 MIN_PER_CLASS = 100
@@ -39,8 +40,6 @@ def class_accuracy(images_uint8: torch.Tensor, labels: torch.Tensor,
     if labels.shape != images_uint8.shape[:1]:
         raise ValueError(f"labels: expected shape ({len(images_uint8)},), got {tuple(labels.shape)}")
     if dataset is not None:
-        from vdm.evaluation.fid import check_extractor_weights
-
         check_extractor_weights("classifier", classifier_path, dataset)
     model = load_classifier(classifier_path, map_location=str(device))
     return classifier_accuracy(model, images_uint8.cpu(), labels.cpu().long(), device=str(device),
@@ -69,8 +68,6 @@ def per_class_fid(samples: torch.Tensor, sample_labels: torch.Tensor, reference:
     when some class of the reference has fewer than ``min_per_class`` samples or reference
     images (nothing is computed then).
     """
-    from vdm.evaluation.fid import compute_metrics
-
     sample_labels, reference_labels = (torch.as_tensor(t).cpu() for t in (sample_labels,
                                                                          reference_labels))
     if sample_labels.shape != samples.shape[:1] or reference_labels.shape != reference.shape[:1]:

@@ -31,6 +31,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
+from vdm.core.checkpoint import load_checkpoint
 from vdm.core.progress import ProgressCallback
 from vdm.core.provenance import save_torch_atomic
 
@@ -252,8 +253,6 @@ def load_classifier(path: str | os.PathLike, map_location: str = "cpu") -> Datas
 
     The checkpoint's ``meta`` dict is attached to the returned model as ``model.meta``.
     """
-    from vdm.core.checkpoint import load_checkpoint
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"classifier weights not found: {path}")

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import json
 import math
 import os
 import re
@@ -46,7 +47,16 @@ import numpy as np
 import torch
 import torch.hub
 from torch.utils.data import Dataset
+from torch_fidelity.metric_fid import fid_featuresdict_to_statistics_cached, fid_statistics_to_metric
+from torch_fidelity.metric_kid import kid_featuresdict_to_metric
+from torch_fidelity.metric_prc import prc_featuresdict_to_metric
+from torch_fidelity.utils import (
+    create_feature_extractor,
+    extract_featuresdict_from_input_id_cached,
+    resolve_feature_layer_for_metric,
+)
 
+from vdm.core.checkpoint import CheckpointError, load_checkpoint
 from vdm.core.progress import ProgressCallback
 from vdm.evaluation.feature_extractors import CLASSIFIER_EXTRACTOR_NAME, register_classifier_extractor
 from vdm.evaluation.fid_cache import set_aside_corrupt
@@ -165,8 +175,6 @@ def load_samples(path: str | os.PathLike) -> torch.Tensor:
 
 def load_samples_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The ``meta`` JSON stored next to the images in ``samples.npz`` ({} if there is none)."""
-    import json
-
     with np.load(path) as npz:
         return json.loads(str(npz["meta"])) if "meta" in npz else {}
 
@@ -226,8 +234,6 @@ def _load_weights(path: Path, extractor: str) -> dict[str, Any]:
     truncated or corrupt file raises :class:`~vdm.core.checkpoint.CheckpointError` in one line naming
     it and how to rebuild it (weights are never set aside and recomputed silently: they define
     the feature space of every FID already reported)."""
-    from vdm.core.checkpoint import CheckpointError, load_checkpoint
-
     st = path.stat()
     key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
     if extractor != "classifier" and key in _weights_ok:  # large Inception file: check once
@@ -267,8 +273,6 @@ def _fidelity_kwargs(
 
 def _feature_layers(kwargs: dict[str, Any], prc: bool = True) -> dict[str, str]:
     """Feature layer per metric (fid, kid[, prc]) for the configured extractor."""
-    from torch_fidelity.utils import resolve_feature_layer_for_metric
-
     metrics = ("fid", "kid", "prc") if prc else ("fid", "kid")
     return {m: resolve_feature_layer_for_metric(m, **kwargs) for m in metrics}
 
@@ -332,12 +336,6 @@ def compute_reference_statistics(
     already in the cache before this call). ``progress`` (optional): told the feature batches
     done of the reference's (:func:`reporting_batches`), when they are extracted.
     """
-    from torch_fidelity.metric_fid import fid_featuresdict_to_statistics_cached
-    from torch_fidelity.utils import (
-        create_feature_extractor,
-        extract_featuresdict_from_input_id_cached,
-    )
-
     weights = check_extractor_weights(extractor, weights_path, dataset)
     reference = as_uint8_images(reference_images_uint8, what="reference images")
     name, data_hash, weights_hash = _reference_name(reference, dataset, split, extractor, weights)
@@ -463,17 +461,6 @@ def _fidelity_metrics(kwargs: dict[str, Any], layers: dict[str, str],
     step with its own functions: returns its metrics dict, the samples' FID-layer features
     ``(N, D)`` and the reference FID statistics (``mu``, ``sigma``, from the cache).
     ``progress``: told the feature batches done of ``batches`` (:func:`reporting_batches`)."""
-    from torch_fidelity.metric_fid import (
-        fid_featuresdict_to_statistics_cached,
-        fid_statistics_to_metric,
-    )
-    from torch_fidelity.metric_kid import kid_featuresdict_to_metric
-    from torch_fidelity.metric_prc import prc_featuresdict_to_metric
-    from torch_fidelity.utils import (
-        create_feature_extractor,
-        extract_featuresdict_from_input_id_cached,
-    )
-
     extractor = create_feature_extractor(kwargs["feature_extractor"], sorted(set(layers.values())),
                                          **kwargs)
     with reporting_batches(extractor, progress, batches):

@@ -32,15 +32,16 @@ from typing import Any
 import numpy as np
 import torch
 
+try:
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
+
 _valid_memo: set[tuple[str, int, int]] = set()
 
 
 def _numpy_safe_globals() -> list[Any]:
     """What ``torch.load(weights_only=True)`` must allow to read pickled numpy arrays."""
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
     dtypes = {type(np.dtype(t)) for t in ("float16", "float32", "float64", "int64")}
     return [np.ndarray, np.dtype, _reconstruct, *dtypes]
 

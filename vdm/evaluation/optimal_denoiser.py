@@ -34,9 +34,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vdm.core.data import ImageData
+from vdm.core.data import ImageData, load_dataset
 from vdm.model.objectives import Objective
 from vdm.model.schedules import alpha_sigma, schedule_endpoints
+from vdm.training.trainer import load_trained_model
 
 DEFAULT_NUM_LOG_SNRS = 9
 OPTIMUM_NOTE = ("optimum = the exact posterior-mean ε-predictor of the training set (a softmax-"
@@ -198,8 +199,6 @@ def denoiser_floor(model_path: str | Path, *, root: str | Path | None = None,
     ``note`` (:data:`OPTIMUM_NOTE`), ``weighting`` (:data:`WEIGHTING_NOTE`) and
     ``wall_seconds``.
     """
-    from vdm.training.trainer import load_trained_model
-
     started = time.perf_counter()
     model, config = load_trained_model(model_path, device, use_ema=use_ema)
     return model_denoiser_floor(model, config, root=root, num_log_snrs=num_log_snrs,
@@ -214,8 +213,6 @@ def model_denoiser_floor(model: Any, config: Any, *, root: str | Path | None = N
     """:func:`denoiser_floor` of a model already loaded (with its run config), e.g. by the
     fused evaluate job that has sampled and scored it; ``started`` (a ``time.perf_counter()``
     value) defaults to now."""
-    from vdm.core.data import load_dataset
-
     started = time.perf_counter() if started is None else started
     data_root = config.data_root if root is None else root
     train = load_dataset(config.dataset, "train", root=data_root)

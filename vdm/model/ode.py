@@ -44,6 +44,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchdiffeq import odeint
 
 from vdm.core.progress import ProgressCallback, counting_calls
 from vdm.model.likelihood import EpsFn
@@ -83,8 +84,6 @@ def log_prob(eps_fn: EpsFn, z: torch.Tensor, schedule: nn.Module, *,
         rtol, atol: tolerances of the adaptive dopri5 solver.
         generator: for the probes.
     """
-    from torchdiffeq import odeint
-
     batch, dims = z.shape[0], z[0].numel()
     probes = None if exact_divergence else (
         torch.randint(0, 2, (num_probes, *z.shape), generator=generator, device=z.device

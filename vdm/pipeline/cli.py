@@ -10,6 +10,13 @@ Commands: ``prepare-data``, ``train`` (one model), ``sample`` (images + grid PNG
 Every command checks its inputs before any expensive work and fails with one line naming the
 offending key or file. The workflow's jobs take their settings as one JSON spec
 (``--spec``, :mod:`vdm.core.job_specs`; ``--help`` lists its keys) and their files as options.
+
+Imports: this module imports every command module, and each of those imports at its top all it
+needs that imports with torch and numpy alone (all the GPU machines have: ``gpu-check`` runs
+there, tests/test_gpu_check.py) at a few milliseconds each. What needs an optional package
+(torch-fidelity, torchvision and PIL, torchdiffeq with scipy, pandas) is imported inside the
+command that uses it, marked ``# lazy: <package> (optional; <seconds to import>)``, so that a job
+pays start-up only for what it uses.
 """
 
 from __future__ import annotations

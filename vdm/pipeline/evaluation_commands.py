@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from vdm.core.data import dataset_info, load_dataset
 from vdm.core.job_specs import FidSettings, OdeSettings, SamplingSettings
 from vdm.core.progress import Progress
 from vdm.core.provenance import (
@@ -23,6 +24,17 @@ from vdm.core.provenance import (
     strict_fp32,
     write_json_atomic,
 )
+from vdm.evaluation.evaluate import evaluate_nll
+from vdm.model.guidance import (
+    CLASSIFIER_RANGE_KEYS,
+    EvaluationSetting,
+    Guidance,
+    check_guidance,
+    classifier_range_check,
+    classifier_range_warning,
+    parse_setting,
+    sample_guided,
+)
 from vdm.pipeline.options import (
     check_output,
     extractor_weights,
@@ -31,6 +43,9 @@ from vdm.pipeline.options import (
     set_threads,
     spec_arguments,
 )
+from vdm.pipeline.results_commands import collect_metrics
+from vdm.training.noisy_classifier import load_noisy_classifier
+from vdm.training.trainer import load_trained_model
 
 
 # ----- sample -----------------------------------------------------------------------------
@@ -55,15 +70,11 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
     classifier guidance also :func:`vdm.model.guidance.classifier_range_check`'s ranges, and a
     warning line on stderr when the model's leaves the classifier's) and optionally the grid
     PNG, atomically."""
-    from vdm.core.data import dataset_info
-    from vdm.core.images import save_grid
-    from vdm.model.guidance import classifier_range_check, classifier_range_warning, sample_guided
+    from vdm.core.images import save_grid  # lazy: torchvision + PIL (optional; 1.3 s)
 
     info = dataset_info(config.dataset)
     classifier = None
     if setting.guidance.kind == "classifier":
-        from vdm.training.noisy_classifier import load_noisy_classifier
-
         if noisy_classifier is None:
             raise ValueError("classifier guidance needs --noisy-classifier (vdm noisy-classifier)")
         classifier = load_noisy_classifier(noisy_classifier, config.dataset, device)
@@ -96,15 +107,11 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
 
 def evaluation_setting(sampling: SamplingSettings):
     """The :class:`vdm.model.guidance.EvaluationSetting` of a spec's sampling settings."""
-    from vdm.model.guidance import EvaluationSetting, Guidance
-
     return EvaluationSetting(sampling.method, sampling.steps,
                              Guidance(sampling.guidance_kind, sampling.guidance_weight))
 
 
 def sample_main(args: argparse.Namespace) -> None:
-    from vdm.training.trainer import load_trained_model
-
     started = time.perf_counter()
     spec = read_spec(args)
     setting = evaluation_setting(spec.sampling)
@@ -159,8 +166,7 @@ def write_nll(model, config, device, *, model_path: Path, split: str, num_time_s
     (digits-gmm) also the bounds against the exact ``-log2 P(x) / D`` and the Bayes bound
     (:func:`vdm.evaluation.known_density.against_the_truth`; ``mixture`` names the
     distribution; seconds in ``known_density_wall_seconds``)."""
-    from vdm.core.data import load_dataset
-    from vdm.evaluation.evaluate import evaluate_nll
+    # lazy: scipy, via the digits-gmm mixture (optional on the GPU machines; 0.5 s)
     from vdm.evaluation.known_density import against_the_truth, known_mixture
 
     data = load_dataset(config.dataset, split, config.data_root, config.download)
@@ -181,8 +187,9 @@ def write_nll(model, config, device, *, model_path: Path, split: str, num_time_s
             result.update({f"nll_cond_{key.removeprefix('nll_')}": conditional[key]
                            for key in ("nll_bpd", "nll_bpd_se") if key in conditional})
         if ode is not None:
+            # lazy: torchdiffeq imports scipy (optional; 0.5 s)
             from vdm.model.ode import ode_nll
-            from vdm.model.ode_bound import ode_vdeq_nll
+            from vdm.model.ode_bound import ode_vdeq_nll  # lazy: imports vdm.model.ode, as above
 
             ode_started = time.perf_counter()
             ode_result = ode_nll(model, data, seed=seed, device=device, return_per_example=True,
@@ -213,8 +220,6 @@ def write_nll(model, config, device, *, model_path: Path, split: str, num_time_s
 
 
 def nll_main(args: argparse.Namespace) -> None:
-    from vdm.training.trainer import load_trained_model
-
     started = time.perf_counter()
     spec = read_spec(args)
     check_output(spec.denoiser_floor, args.denoiser_floor_out, "denoiser_floor",
@@ -261,9 +266,8 @@ def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
     class labels (conditional models) also get their ``class_accuracy`` under the
     ``dataset_classifier`` (with that classifier's own ``classifier_test_accuracy``) and the
     per-class FID (``per_class_fid``, or ``per_class_fid_skipped`` with the reason)."""
-    from vdm.core.data import load_dataset
+    # lazy: torch-fidelity (optional; 1.3 s)
     from vdm.evaluation.fid import compute_metrics, load_sample_labels, load_samples, load_samples_meta
-    from vdm.model.guidance import CLASSIFIER_RANGE_KEYS
 
     samples = load_samples(samples_path)
     reference_data = load_dataset(dataset, split, root)
@@ -275,6 +279,7 @@ def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
         progress=Progress("fid features", "batches"))
     labels = load_sample_labels(samples_path)
     if labels is not None:
+        # lazy: torch-fidelity (optional; 1.3 s)
         from vdm.evaluation.conditional_metrics import class_accuracy, classifier_test_accuracy, per_class_fid
 
         if dataset_classifier is None:
@@ -331,7 +336,7 @@ def fid_floor_arguments(parser: argparse.ArgumentParser) -> None:
 def fid_floor_main(args: argparse.Namespace) -> None:
     """The real-data floor (:func:`vdm.evaluation.data_floor.real_data_floor`): FID/KID/precision/recall of
     the held-out split against the reference split, with the runs' extractor and cache."""
-    from vdm.evaluation.data_floor import real_data_floor
+    from vdm.evaluation.data_floor import real_data_floor  # lazy: torch-fidelity (optional; 1.3 s)
 
     started = time.perf_counter()
     spec = read_spec(args)
@@ -380,8 +385,6 @@ def evaluate_main(args: argparse.Namespace) -> None:
     """``sample`` + ``nll`` + ``fid`` (+ ``sweep`` and ``collect``) of one model in one process:
     the interpreter, torch, the model and the data are loaded once. Writes the same files, with
     the same numbers, as the separate commands."""
-    from vdm.model.guidance import parse_setting
-
     started = time.perf_counter()
     spec = read_spec(args)
     primary = evaluation_setting(spec.sampling)
@@ -414,8 +417,6 @@ def evaluate_main(args: argparse.Namespace) -> None:
                       batch_size=spec.sampling.batch_size, fid=spec.fid,
                       out_dir=args.sweep_out_dir) if settings else []
     if args.metrics_out:
-        from vdm.pipeline.results_commands import collect_metrics
-
         collect_metrics(args.train_json, args.nll_out, args.fid_out, args.metrics_out, sweep,
                         args.denoiser_floor_out)
 
@@ -424,7 +425,7 @@ def write_denoiser_floor(model, config, *, seed: int, device, out: Path) -> None
     """The gap of a loaded model (the weights the other metrics used) to the training set's
     optimal denoiser (:func:`vdm.evaluation.optimal_denoiser.model_denoiser_floor`) -> ``out``
     (JSON)."""
-    from vdm.evaluation.optimal_denoiser import model_denoiser_floor
+    from vdm.evaluation.optimal_denoiser import model_denoiser_floor  # lazy: pandas (optional; 0.2 s)
 
     floor = model_denoiser_floor(model, config, seed=seed, device=str(device))
     floor.update({"provenance": provenance(device), "wall_seconds": round(floor["wall_seconds"], 3)})
@@ -440,7 +441,7 @@ def _check_dataset_classifier(model, path: Path | None, dataset: str) -> None:
     if path is None:
         raise ValueError("a class-conditional model: its class accuracy needs "
                          "--dataset-classifier (vdm classifier)")
-    from vdm.evaluation.fid import check_extractor_weights
+    from vdm.evaluation.fid import check_extractor_weights  # lazy: torch-fidelity (optional; 1.3 s)
 
     check_extractor_weights("classifier", path, dataset)
 
@@ -461,8 +462,6 @@ def sweep_main(args: argparse.Namespace) -> None:
     one model for each evaluation setting, in one process (the model is loaded once). Every
     setting starts from the same seed, so differences between settings are paired (common random
     numbers); guided settings are checked against the model before any sampling."""
-    from vdm.model.guidance import parse_setting
-
     spec = read_spec(args)
     settings = [parse_setting(name) for name in spec.settings]  # before any work
     if not settings:
@@ -478,8 +477,7 @@ def load_checked_model(args: argparse.Namespace, spec, settings) -> tuple[Any, A
     model loaded (EMA weights unless the spec's ``ema`` is false), and before any sampling the
     FID extractor's weights, a conditional model's dataset classifier and every guided setting
     checked."""
-    from vdm.evaluation.fid import check_extractor_weights
-    from vdm.training.trainer import load_trained_model
+    from vdm.evaluation.fid import check_extractor_weights  # lazy: torch-fidelity (optional; 1.3 s)
 
     features = spec.fid.features
     weights = extractor_weights(features, args.dataset_classifier)
@@ -494,8 +492,6 @@ def load_checked_model(args: argparse.Namespace, spec, settings) -> tuple[Any, A
 
 def check_sweep_settings(settings, model, noisy_classifier: Path | None) -> None:
     """Before any sampling: every guided setting can be applied to ``model``."""
-    from vdm.model.guidance import check_guidance
-
     for setting in settings:
         if setting.guidance.kind == "classifier" and noisy_classifier is None:
             raise ValueError(f"setting {setting.name}: classifier guidance needs "

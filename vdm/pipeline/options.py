@@ -11,6 +11,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from vdm.core.config import validate_workflow_config
 from vdm.core.job_specs import JOB_SPECS, FeatureSettings, job_spec, spec_templates
 from vdm.core.spec_base import Spec, read_spec_text, with_overrides
@@ -98,8 +100,6 @@ class SpecHelpParser(argparse.ArgumentParser):
 
 def set_threads(threads: int | None) -> None:
     if threads:
-        import torch
-
         torch.set_num_threads(threads)
 
 

