@@ -439,8 +439,10 @@ def test_the_default_grid_plans_no_snapshot_job(workdir: Path) -> None:
     assert budget["train"] == budget["evaluate"] == 18 and budget["evaluate_snapshot"] == 3 * 18
 
 
-def test_lint_is_clean(workdir: Path) -> None:
-    result = snakemake(workdir, "--lint", check=False)
+@pytest.mark.parametrize("config", [[], ["--configfile", "config/budget.yaml"]],
+                         ids=["default", "budget"])  # budget: with the evaluate_snapshot rule
+def test_lint_is_clean(workdir: Path, config: list[str]) -> None:
+    result = snakemake(workdir, "--lint", *config, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
