@@ -181,3 +181,22 @@ def test_plots_of_a_grid_with_snapshots_add_the_learning_curves(tmp_path: Path) 
     for name in ("learning_curve_fid.png", "learning_curve_nll.png"):
         assert tmp_path / "figs" / name in written
         assert (tmp_path / "figs" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_headline_of_a_grid_with_snapshots_reads_the_final_budget() -> None:
+    """claims.csv has a row per claim and budget; the headline counts and lists each claim once,
+    with its verdict at the final budget, and names the earlier budgets."""
+    import io
+
+    from vdm.reporting.headline import final_budget_claims, headline_markdown
+
+    summary = summary_long(make_budget_summary())
+    claims = pd.read_csv(io.StringIO(claims_report(summary, run_name="budget")[1]))
+    final = final_budget_claims(claims)
+    assert len(claims) == len(BUDGETS) * len(final) and set(final["train_step"]) == {BUDGETS[-1]}
+    text = headline_markdown(summary, claims, run_name="budget")
+    reproduced = int((final["verdict"] == "reproduced").sum())
+    tested = int((final["verdict"] != "not in this grid").sum())
+    assert f"{reproduced} of the {tested} published claims" in text
+    assert text.count("`kingma-gao-sigmoid-fid`") == 1
+    assert "1200 steps per run (also evaluated after 100/300 steps)" in text
