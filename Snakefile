@@ -38,6 +38,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/snapshots.smk"
 include: "workflow/rules/fid.smk"
 include: "workflow/rules/aggregate.smk"
 

@@ -183,7 +183,8 @@ def test_job_help_describes_its_spec(capsys) -> None:
     assert options == {"--help", "--spec", "--set", "--threads", "--model", "--train-json",
                        "--dataset-classifier", "--noisy-classifier", "--cache-root",
                        "--samples-out", "--grid", "--nll-out", "--fid-out",
-                       "--denoiser-floor-out", "--sweep-out-dir", "--metrics-out"}
+                       "--denoiser-floor-out", "--sweep-out-dir", "--metrics-out",
+                       "--train-step"}
     spec_part = " ".join(text.split("spec (EvaluateSpec)")[1].split())
     for key, _, _ in EvaluateSpec.describe():
         assert f" {key} " in spec_part, key

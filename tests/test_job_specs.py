@@ -111,7 +111,7 @@ CHANGES: dict[str, tuple[str, set[str]]] = {
         ("steps", 5), ("batch_size", 8), ("lr", 0.01), ("schedule_lr", 0.01),
         ("warmup_steps", 1), ("weight_decay", 0.1), ("adam_beta2", 0.99), ("grad_clip", 2.0),
         ("ema_decay", 0.9), ("log_every", 2), ("checkpoint_every", 2), ("bf16", "true"),
-        ("compile", "true"), ("threads", 2))},
+        ("compile", "true"), ("threads", 2), ("snapshots", "[100]"))},
     "evaluation.denoiser_floor": ("evaluation.denoiser_floor=false", {"nll", "evaluate"}),
     "evaluation.fused": ("evaluation.fused=false", NONE),
     "sample.num_samples": ("sample.num_samples=64", {"sample", "sweep", "evaluate"}),

@@ -120,7 +120,8 @@ AXES_SETTINGS = {"ancestral-8", "ancestral-8-cfg-2", "ancestral-8-classifier-2",
 
 @pytest.mark.slow
 def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_axes: Path) -> None:
-    summary = pd.read_csv(finished_axes / "results/test-axes/tables/summary.csv")
+    every_step = pd.read_csv(finished_axes / "results/test-axes/tables/summary.csv")
+    summary = every_step[every_step["train_step"] == 150]  # final weights (snapshots: below)
     models = summary.drop_duplicates(["parameterization", "seed"])
     assert len(models) == 4 and set(summary["parameterization"]) == {"eps", "x0"}
     assert (summary["conditioning"] == "class").all()
@@ -167,6 +168,52 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
+AXES_MODELS = 4  # config/test_axes.yaml: parameterizations x seeds
+SNAPSHOT_STEPS = (50, 100)  # its train.snapshots below train.steps (150)
+
+
+@pytest.mark.slow
+def test_snapshots_reach_summary_tables_plots_and_timing(finished_axes: Path) -> None:
+    """train.snapshots [50, 100, 150]: every model is also evaluated after 50 and 100 steps (its
+    primary setting, ELBO and FID) from snapshots/step<k>.pt; summary.csv has a row per snapshot
+    and a train_step column; ranking stability, learning curves, claims per budget and the
+    timing of the snapshot jobs follow."""
+    tables, plots = (finished_axes / f"results/test-axes/{name}" for name in ("tables", "plots"))
+    summary = pd.read_csv(tables / "summary.csv")
+    early = summary[summary["train_step"] < 150]
+    assert sorted(early["train_step"].value_counts().items()) == [
+        (step, AXES_MODELS) for step in SNAPSHOT_STEPS]
+    assert early["primary"].all() and set(early["sampler"]) == {"ancestral"}
+    assert (early["guidance_kind"] == "none").all() and (summary["steps"] == 150).all()
+    assert early["fid"].gt(0).all() and early["nll_bpd"].gt(0).all()
+    assert early["nll_ode_bpd"].isna().all() and early["class_accuracy"].between(0, 1).all()
+    final = summary[summary["train_step"] == 150]
+    assert len(final) == AXES_MODELS * len(AXES_SETTINGS) and final["nll_ode_bpd"].notna().any()
+    for run in finished_axes.glob("results/digits/runs/*/*/*/*/seed*"):
+        assert sorted(p.name for p in (run / "snapshots").glob("*.pt")) == [
+            "step100.pt", "step50.pt"]  # 150 is model.pt
+        for step in SNAPSHOT_STEPS:
+            metrics = json.loads((run / f"snapshots/step{step}/metrics.json").read_text())
+            assert metrics["train_step"] == step and metrics["steps"] == 150
+            assert metrics["sources"]["snapshot"].endswith(f"snapshots/step{step}.pt")
+            assert [e["primary"] for e in metrics["evaluations"]] == [True]
+        assert json.loads((run / "metrics.json").read_text())["train_step"] == 150
+    stability = pd.read_csv(tables / "ranking_stability.csv")
+    assert set(stability["metric"]) == {"fid", "nll_bpd"}
+    assert sorted(set(stability["train_step"])) == [*SNAPSHOT_STEPS, 150]
+    assert (stability.loc[stability["train_step"] == 150, "kendall_tau"] == 1).all()
+    assert "# Ranking stability across training budgets" in (
+        tables / "ranking_stability.md").read_text()
+    claims = pd.read_csv(tables / "claims.csv")
+    assert sorted(set(claims["train_step"])) == [*SNAPSHOT_STEPS, 150]
+    for name in ("learning_curve_fid", "learning_curve_nll"):
+        assert (plots / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    timing = pd.read_csv(tables / "timing.csv").set_index("rule")
+    assert timing.loc["evaluate_snapshot", "jobs"] == AXES_MODELS * len(SNAPSHOT_STEPS)
+    assert timing.loc["evaluate_snapshot", "startup_recorded"] == AXES_MODELS * len(SNAPSHOT_STEPS)
+    assert "also evaluated after 50/100 steps" in (tables / "headline.md").read_text()
+
+
 @pytest.mark.slow
 def test_axes_report_has_every_new_table_and_plot(finished_axes: Path) -> None:
     result = snakemake(finished_axes, "--configfile", "config/test.yaml", "config/test_axes.yaml",
@@ -175,7 +222,8 @@ def test_axes_report_has_every_new_table_and_plot(finished_axes: Path) -> None:
     html = (finished_axes / "results/test-axes/report.html").read_text(errors="replace")
     for name in ("sampler_sweep.csv", "guidance.csv", "fid_vs_nfe.png", "nll_ode_vs_elbo.png",
                  "fid_vs_guidance.png", "accuracy_vs_guidance.png",
-                 "precision_recall_guidance.png", "guidance_samples.png"):
+                 "precision_recall_guidance.png", "guidance_samples.png",
+                 "ranking_stability.csv", "learning_curve_fid.png", "learning_curve_nll.png"):
         assert name in html, name
     assert "true entropy" in html and "bayes_bound_bpd" in html  # digits-gmm's captions
 
@@ -183,7 +231,8 @@ def test_axes_report_has_every_new_table_and_plot(finished_axes: Path) -> None:
 @pytest.mark.slow
 def test_changing_sampler_or_guidance_settings_retrains_nothing(finished_axes: Path) -> None:
     """The sampler and guidance axes reuse the trained models: adding settings plans only
-    evaluation jobs (the per-model evaluate job, tables), never training."""
+    evaluation jobs (the per-model evaluate job, tables), never training, and no snapshot's
+    evaluation (they use the primary setting only)."""
     result = snakemake(finished_axes, "--cores", "2", "--configfile", "config/test.yaml",
                        "config/test_axes.yaml", "--config",
                        "sample={'num_samples':100,'methods':['ancestral','heun','ddim'],"
@@ -194,6 +243,25 @@ def test_changing_sampler_or_guidance_settings_retrains_nothing(finished_axes: P
     planned = {line.split()[0] for line in result.stdout.splitlines()
                if line and line.split()[0] in ("train", "noisy_classifier", "sweep", "evaluate")}
     assert planned == {"evaluate"}, result.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_adding_a_snapshot_step_retrains_and_a_sample_count_does_not(finished_axes: Path) -> None:
+    """A new snapshot step changes the cells' run configs: every model retrains (and so every
+    evaluation reruns); the number of samples, which the snapshot evaluations share, reruns the
+    evaluations only."""
+    config = ["--configfile", "config/test.yaml", "config/test_axes.yaml", "--config"]
+    step = snakemake(finished_axes, "-n", "--cores", "2", *config,
+                     "train={'snapshots':[50,100,120,150]}")
+    assert _job_counts(step.stdout) == {
+        "train": AXES_MODELS, "evaluate": AXES_MODELS, "evaluate_snapshot": 3 * AXES_MODELS,
+        "aggregate": 1, "plots": 1, "timing": 1, "all": 1}, step.stdout[-3000:]
+    samples = snakemake(finished_axes, "-n", "--cores", "2", *config,
+                        "sample={'num_samples':50,'methods':['ancestral','heun'],'steps':[8],"
+                        "'batch_size':100}")
+    assert _job_counts(samples.stdout) == {
+        "evaluate": AXES_MODELS, "evaluate_snapshot": len(SNAPSHOT_STEPS) * AXES_MODELS,
+        "aggregate": 1, "plots": 1, "timing": 1, "all": 1}, samples.stdout[-3000:]
 
 
 @pytest.mark.slow
@@ -260,7 +328,7 @@ def _job_counts(output: str) -> dict[str, int]:
 
 
 LOCAL_RULES = {"aggregate", "plots", "collect", "timing", "all"}
-PER_MODEL_RULES = {"train", "evaluate", "sample", "nll", "fid", "sweep"}
+PER_MODEL_RULES = {"train", "evaluate", "sample", "nll", "fid", "sweep", "evaluate_snapshot"}
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -277,9 +345,10 @@ def test_benchmarks_name_every_job_of_the_grid(tmp_path: Path, fused: bool) -> N
     listed = snakemake(work, "-n", "--cores", "1", "-s", "benchmarks.smk", "benchmarks",
                        *config).stdout
     jobs = [(rule, files) for rule, files in _dry_run_jobs(grid) if rule not in LOCAL_RULES]
-    assert {rule for rule, _ in jobs} == {
+    assert {rule for rule, _ in jobs} == {  # test_axes.yaml has snapshots: evaluate_snapshot
         "prepare_data", "fid_classifier", "fid_reference", "fid_floor", "noisy_classifier",
-        "train", *(["evaluate"] if fused else ["sample", "nll", "fid", "sweep"])}
+        "train", "evaluate_snapshot", *(["evaluate"] if fused else ["sample", "nll", "fid",
+                                                                      "sweep"])}
     for rule, files in jobs:
         assert files["benchmark"].startswith(f"results/benchmarks/digits-gmm/{rule}/"), files
         if rule in PER_MODEL_RULES:  # named as the log: the run's name
@@ -370,8 +439,24 @@ def test_grids_of_other_settings_never_overwrite_each_other(workdir: Path) -> No
     assert {p for p in again if "/tables/" in p} == tables  # a stable name
 
 
-def test_lint_is_clean(workdir: Path) -> None:
-    result = snakemake(workdir, "--lint", check=False)
+def test_the_default_grid_plans_no_snapshot_job(workdir: Path) -> None:
+    """Without train.snapshots: no evaluate_snapshot job, no ranking-stability table or learning
+    curve, and no train job's run config (its params, printed in its command) names snapshots;
+    config/budget.yaml plans one evaluate_snapshot job per run and snapshot step below 1200."""
+    default = snakemake(workdir, "-n", "-p", "--cores", "1").stdout
+    assert "evaluate_snapshot" not in default and "--train-step" not in default
+    assert "ranking_stability" not in default and "learning_curve" not in default
+    commands = [line for line in default.splitlines() if "python -m vdm train " in line]
+    assert len(commands) == 36 and not any("snapshots" in line for line in commands)
+    budget = _job_counts(snakemake(workdir, "-n", "--cores", "1", "--configfile",
+                                   "config/budget.yaml").stdout)
+    assert budget["train"] == budget["evaluate"] == 18 and budget["evaluate_snapshot"] == 3 * 18
+
+
+@pytest.mark.parametrize("config", [[], ["--configfile", "config/budget.yaml"]],
+                         ids=["default", "budget"])  # budget: with the evaluate_snapshot rule
+def test_lint_is_clean(workdir: Path, config: list[str]) -> None:
+    result = snakemake(workdir, "--lint", *config, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 

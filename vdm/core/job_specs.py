@@ -14,7 +14,8 @@ Jobs and their specs: ``prepare-data`` :class:`PrepareDataSpec`, ``classifier``
 :class:`ClassifierSpec`, ``noisy-classifier`` :class:`NoisyClassifierSpec`, ``fid-reference``
 :class:`FidReferenceSpec`, ``fid-floor`` :class:`FidFloorSpec`, ``fid`` :class:`FidSpec`,
 ``sample`` :class:`SampleSpec`, ``nll`` :class:`NllSpec`, ``sweep`` :class:`SweepSpec` and the
-fused ``evaluate`` :class:`EvaluateSpec`. The split (sample / nll / fid / sweep) and fused
+fused ``evaluate`` :class:`EvaluateSpec` (also the job of each training snapshot,
+:func:`snapshot_evaluate_spec`). The split (sample / nll / fid / sweep) and fused
 (evaluate) jobs share their settings' definitions and builders (:class:`SamplingSettings`,
 :class:`NllSettings`, :class:`FidSettings`), so each config key is read in one place. Training's
 spec is the run config (:func:`vdm.core.config.workflow_cell`).
@@ -29,7 +30,7 @@ pipeline) builds the same specs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vdm.core.spec_base import Spec, setting
@@ -351,6 +352,20 @@ def evaluate_spec(config: Mapping[str, Any], seed: int | str) -> EvaluateSpec:
                         fid=fid_settings(config),
                         denoiser_floor=config["evaluation"]["denoiser_floor"],
                         sweep=sweep_setting_names(config))
+
+
+def snapshot_evaluate_spec(config: Mapping[str, Any], seed: int | str) -> EvaluateSpec:
+    """The ``evaluate`` job of one training snapshot (``train.snapshots``): :func:`evaluate_spec`
+    with the primary sampler setting only (``sweep`` empty: the further sampler and guidance
+    settings are evaluated at the final step only), the ELBO without the probability-flow ODE
+    bound (``nll.ode`` null) and no optimal-denoiser gap. Samples, NLL draws and FID settings
+    are the final evaluation's, so a learning curve compares like with like (FID is biased at
+    small sample counts: every budget gets the same ``num_samples``); a changed sweep, guidance,
+    ODE or denoiser-floor setting therefore leaves the snapshot jobs' specs unchanged."""
+    final = evaluate_spec(config, seed)
+    return EvaluateSpec(seed=final.seed, device=final.device, ema=final.ema,
+                        sampling=final.sampling, nll=replace(final.nll, ode=None), fid=final.fid,
+                        denoiser_floor=False, sweep=())
 
 
 #: the spec type and builder of each command (per-model builders take the seed)

@@ -379,6 +379,10 @@ def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                        help="<dir>/<setting>/samples.npz and fid.json of the spec's sweep settings")
     files.add_argument("--metrics-out", type=Path, metavar="FILE",
                        help="also merge everything into the run's metrics.json (as vdm collect)")
+    files.add_argument("--train-step", type=int, metavar="K",
+                       help="--model is the run's snapshot after training step K "
+                            "(snapshots/step<K>.pt, train.snapshots; checked): --metrics-out "
+                            "records train_step K and the run's state at that step")
 
 
 def evaluate_main(args: argparse.Namespace) -> None:
@@ -393,9 +397,13 @@ def evaluate_main(args: argparse.Namespace) -> None:
         raise ValueError("spec key 'sweep' lists settings: give --sweep-out-dir")
     if args.metrics_out and args.train_json is None:
         raise ValueError("--metrics-out needs --train-json")
+    if args.train_step is not None and args.metrics_out is None:
+        raise ValueError("--train-step is recorded in metrics.json: give --metrics-out")
     check_output(spec.denoiser_floor, args.denoiser_floor_out, "denoiser_floor",
                  "--denoiser-floor-out")
     model, config, device = load_checked_model(args, spec, [primary, *settings])
+    snapshot = (None if args.train_step is None else
+                snapshot_state(args.model, model, args.train_step))  # before any sampling
     write_samples(model, config, device, model_path=args.model, setting=primary,
                   num_samples=spec.sampling.num_samples, batch_size=spec.sampling.batch_size,
                   seed=spec.seed, ema=spec.ema, clip=spec.sampling.clip, out=args.samples_out,
@@ -418,7 +426,28 @@ def evaluate_main(args: argparse.Namespace) -> None:
                       out_dir=args.sweep_out_dir) if settings else []
     if args.metrics_out:
         collect_metrics(args.train_json, args.nll_out, args.fid_out, args.metrics_out, sweep,
-                        args.denoiser_floor_out)
+                        args.denoiser_floor_out, snapshot)
+
+
+def snapshot_state(path: Path, model, train_step: int) -> dict[str, Any]:
+    """The training run at the snapshot ``path`` (``snapshots/step<k>.pt``) whose EMA weights
+    ``model`` holds: :func:`vdm.training.snapshots.snapshot_metrics` of its saved state plus the
+    log-SNR end points of its (EMA) schedule, ``logsnr_max`` = λ(0) and ``logsnr_min`` = λ(1)
+    (a learned schedule moves them during training). ``ValueError`` naming the file when it
+    holds the state after another step than ``train_step``."""
+    import torch
+
+    from vdm.core.checkpoint import load_checkpoint
+    from vdm.model.schedules import schedule_endpoints
+    from vdm.training.snapshots import snapshot_metrics
+
+    fields = snapshot_metrics(load_checkpoint(path, "cpu"))
+    if fields["train_step"] != train_step:
+        raise ValueError(f"{path} holds the state after training step {fields['train_step']}, "
+                         f"not after --train-step {train_step}")
+    with torch.no_grad():
+        logsnr_max, logsnr_min = (float(v) for v in schedule_endpoints(model.schedule))
+    return {**fields, "logsnr_max": logsnr_max, "logsnr_min": logsnr_min}
 
 
 def write_denoiser_floor(model, config, *, seed: int, device, out: Path) -> None:

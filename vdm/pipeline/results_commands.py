@@ -7,6 +7,7 @@ import argparse
 import math
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,18 @@ def evaluation_record(fid: dict[str, Any], source: Path, primary: bool) -> dict[
 
 def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out: Path,
                     sweep_jsons: list[Path] | tuple[Path, ...] = (),
-                    denoiser_floor_json: Path | None = None) -> None:
+                    denoiser_floor_json: Path | None = None,
+                    snapshot: Mapping[str, Any] | None = None) -> None:
     """Merge one run's ``train.json``, ``nll.json`` and ``fid.json`` into ``metrics.json``.
+
+    Training budgets (``train.snapshots``): when the run saved snapshots (``train.json``'s
+    ``snapshots`` lists a step), the record gets ``train_step``, the step whose weights were
+    evaluated: ``train.steps`` here, and for the evaluation of an earlier snapshot (``nll.json``
+    and ``fid.json`` of ``snapshots/step<k>.pt``) ``snapshot`` holds ``train_step = k`` and the
+    run's state at that step (``train_seconds``, ``final_loss``, ``logsnr_max``, ``logsnr_min``:
+    :func:`vdm.training.snapshots.snapshot_metrics` and the snapshot's schedule end points),
+    which replace the final step's; ``sources`` then names the snapshot file. A run without
+    snapshots records no ``train_step`` (its ``metrics.json`` is as before the key existed).
 
     The file holds the numbers, the seed, the full resolved configuration (training run and
     evaluation settings), ``evaluations``: one record per sampler setting (the primary one of
@@ -92,6 +103,13 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
     if "mixture" in nll:  # the known distribution (digits-gmm): hash, components, H
         metrics["mixture"] = nll["mixture"]
     metrics["nll_num_examples"] = nll["num_examples"]
+    if snapshot is not None:  # an earlier step's weights: the run as it was then
+        for key in ("train_seconds", "final_loss", "logsnr_max", "logsnr_min"):
+            metrics.pop(key)
+        metrics.update(snapshot)
+        sources["snapshot"] = nll.get("model")
+    elif train.get("snapshots"):
+        metrics["train_step"] = train["steps"]
     wall = {"train": train.get("wall_seconds"), "nll": nll.get("wall_seconds")}
     evaluation: dict[str, Any] = {"nll": {key: nll.get(key) for key in (
         "split", "num_examples", "num_time_samples", "time_sampling", "seed", "ema")}}

@@ -172,6 +172,24 @@ def _claim_lines(claims: pd.DataFrame, several: bool) -> tuple[Line, ...]:
     return tuple(lines)
 
 
+def final_budget_claims(claims: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``claims.csv`` at the final training budget: a grid with snapshots has one
+    row per claim and budget (:mod:`vdm.reporting.claims_by_budget`), and its headline verdict
+    is the final budget's; other claims tables are returned as they are."""
+    if "train_step" in claims and "final_step" in claims:
+        return claims[claims["train_step"] == claims["final_step"]]
+    return claims
+
+
+def _budgets_text(summary: pd.DataFrame) -> str:
+    """`` (also evaluated after 150/300 steps)``: the earlier training budgets of a grid with
+    snapshots (empty without)."""
+    if "train_step" not in summary:
+        return ""
+    steps = sorted({int(s) for s in pd.to_numeric(summary["train_step"], errors="coerce").dropna()})
+    return f" (also evaluated after {'/'.join(map(str, steps[:-1]))} steps)" if len(steps) > 1 else ""
+
+
 def _runs(summary: pd.DataFrame) -> pd.DataFrame:
     columns = [c for c in RUN_AXES if c in summary]
     return primary_rows(summary)[columns].drop_duplicates()
@@ -206,7 +224,8 @@ def _coverage_lines(summary: pd.DataFrame, config: Mapping[str, Any] | None) -> 
                          else f"{len(runs)} of the {planned} runs the config plans are here."),))
     dataset = _names(ordered_levels(summary["dataset"].astype(str))) if "dataset" in summary else "?"
     steps = sorted({int(s) for s in summary.get("steps", pd.Series(dtype=float)).dropna()})
-    lines.append((_t(f"Data: {dataset}; training: {'/'.join(map(str, steps)) or '?'} steps per run."),))
+    lines.append((_t(f"Data: {dataset}; training: {'/'.join(map(str, steps)) or '?'} steps per run"
+                     f"{_budgets_text(summary)}."),))
     lines.append((_t("Evaluation: " + _evaluation_text(summary)),))
     return tuple(lines)
 
@@ -258,6 +277,7 @@ def headline(summary: pd.DataFrame, claims: pd.DataFrame, config: Mapping[str, A
         commits = summary.get("git_commit", pd.Series(dtype=str)).dropna()
         commit = str(commits.mode().iloc[0]) if len(commits) else "unknown"
     name = str((config or {}).get("name") or run_name)
+    claims = final_budget_claims(claims)
     several = "dataset" in claims and claims["dataset"].nunique() > 1
     counts = claims["verdict"].value_counts() if "verdict" in claims else pd.Series(dtype=int)
     tested = int(len(claims) - counts.get(NOT_IN_GRID, 0))

@@ -1,7 +1,8 @@
 """The figures a grid's ``summary.csv`` gets (``python -m vdm plots``): always the cell figures
 (:mod:`vdm.reporting.cell_plots`), and the sampler sweep (:mod:`vdm.reporting.sampler_plots`),
-likelihood (:mod:`vdm.reporting.likelihood_plots`) and guidance figures
-(:mod:`vdm.reporting.guidance_plots`) where the runs have what they show.
+likelihood (:mod:`vdm.reporting.likelihood_plots`), guidance
+(:mod:`vdm.reporting.guidance_plots`) and learning-curve figures
+(:mod:`vdm.reporting.learning_curves`) where the runs have what they show.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from vdm.reporting.aggregation import guidance_kinds, sampler_settings
+from vdm.reporting.budgets import has_budgets
 from vdm.reporting.cell_plots import (
     plot_bars,
     plot_heatmaps,
@@ -22,6 +24,7 @@ from vdm.reporting.cell_plots import (
 )
 from vdm.reporting.guidance_plots import plot_guidance, plot_guidance_samples
 from vdm.reporting.known_answer import true_entropy
+from vdm.reporting.learning_curves import plot_learning_curves
 from vdm.reporting.likelihood_plots import plot_denoiser_floor, plot_ode_vs_elbo
 from vdm.reporting.plot_base import PathLike, uniform_bound_bpd
 from vdm.reporting.sampler_plots import plot_fid_vs_nfe
@@ -39,8 +42,12 @@ def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], Pa
     ``nll_ode_vs_elbo.png`` when they have ODE likelihoods, and the guidance figures
     (:func:`~vdm.reporting.guidance_plots.plot_guidance`,
     :func:`~vdm.reporting.guidance_plots.plot_guidance_samples` from ``guided_samples``) when they
-    were evaluated with guidance. Returns the written paths."""
-    every = final_step_rows(display_frame(pd.read_csv(summary_csv)))  # earlier steps: curves
+    were evaluated with guidance, and the learning curves
+    (:func:`~vdm.reporting.learning_curves.plot_learning_curves`: ``learning_curve_fid.png``,
+    ``learning_curve_nll.png``) when they were evaluated at several training steps (training
+    snapshots). Returns the written paths."""
+    summary = pd.read_csv(summary_csv)
+    every = final_step_rows(display_frame(summary))  # earlier steps: the learning curves
     df = primary_rows(every)
     uniform = uniform_bound_bpd(df)
     entropy = (true_entropy(df) or (None,))[0]  # a dataset with a known density: H, bits/dim
@@ -58,4 +65,6 @@ def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], Pa
         written.append(plot_guidance_samples(every, guided_samples or {}, out_dir))
     if denoiser_floor_csv is not None:
         written.append(plot_denoiser_floor(pd.read_csv(denoiser_floor_csv), out_dir))
+    if has_budgets(summary):  # every row: one point per training budget
+        written += plot_learning_curves(summary, out_dir)
     return written

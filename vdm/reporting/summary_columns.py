@@ -32,7 +32,7 @@ KEY_COLUMNS = ["dataset", "conditioning", "parameterization", "objective", "sche
 EVALUATION_COLUMNS = ["sampler", "sample_steps", "nfe", "guidance_kind", "guidance_weight",
                       "primary"]
 SUMMARY_COLUMNS = KEY_COLUMNS + EVALUATION_COLUMNS + [
-    "steps", "train_seconds", "num_params", "final_loss", "logsnr_max", "logsnr_min",
+    "steps", "train_step", "train_seconds", "num_params", "final_loss", "logsnr_max", "logsnr_min",
     "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd", "nll_prior_bpd",
     "nll_diffusion_bpd", "nll_ode_bpd", "nll_ode_bpd_se", "nll_ode_num_examples",
     "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd", "nll_ode_minus_elbo_bpd_se",
@@ -46,8 +46,10 @@ SUMMARY_COLUMNS = KEY_COLUMNS + EVALUATION_COLUMNS + [
 ]
 TEXT_COLUMNS = {"dataset", "conditioning", "parameterization", "objective", "schedule", "sampler",
                 "guidance_kind", "feature_extractor", "git_commit", "metrics_file"}
-#: columns that stay out of the table when no run has them (e.g. precision/recall not computed)
-OPTIONAL_COLUMNS = ("precision", "recall", "nll_ode_bpd", "nll_ode_bpd_se", "nll_ode_num_examples",
+#: columns that stay out of the table when no run has them (e.g. precision/recall not computed,
+#: ``train_step``: the training step a row's weights are from, only in grids with snapshots)
+OPTIONAL_COLUMNS = ("train_step",
+                    "precision", "recall", "nll_ode_bpd", "nll_ode_bpd_se", "nll_ode_num_examples",
                     "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd",
                     "nll_ode_minus_elbo_bpd_se", "nll_ode_vdeq_bpd", "nll_ode_vdeq_bpd_se",
                     "nll_ode_vdeq_minus_elbo_bpd", "nll_ode_vdeq_minus_elbo_bpd_se",

@@ -23,7 +23,7 @@ from vdm.reporting.summary_columns import (
     SUMMARY_COLUMNS,
     TEXT_COLUMNS,
 )
-from vdm.reporting.summary_rows import ordered_levels, primary_rows
+from vdm.reporting.summary_rows import TRAIN_STEP, ordered_levels, primary_rows
 
 
 def _standard_columns(df: pd.DataFrame) -> list[str]:
@@ -75,7 +75,8 @@ def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
 def summary_long(df: pd.DataFrame, objective_order: Sequence[str] | None = None,
                  schedule_order: Sequence[str] | None = None) -> pd.DataFrame:
     """The long table of ``summary.csv``: standard columns first, sorted by dataset, objective,
-    schedule (first-appearance or explicit order) and seed."""
+    schedule (first-appearance or explicit order), seed and, in a grid with snapshots, training
+    step (``train_step``); each model's primary evaluation setting first."""
     standard = _standard_columns(df)
     out = df.reindex(columns=standard + [c for c in df.columns if c not in standard])
     ranks = {
@@ -88,6 +89,8 @@ def summary_long(df: pd.DataFrame, objective_order: Sequence[str] | None = None,
     keys = pd.DataFrame({c: out[c].map({v: i for i, v in enumerate(levels)})
                          for c, levels in ranks.items()})
     keys["seed"] = out["seed"]
+    if TRAIN_STEP in out:  # a grid with snapshots: each run's budgets in training order
+        keys[TRAIN_STEP] = pd.to_numeric(out[TRAIN_STEP], errors="coerce")
     keys["evaluation"] = ~out.index.isin(primary_rows(out).index)  # primary row first
     order = keys.sort_values(list(keys.columns), kind="stable", na_position="last").index
     return out.loc[order].reset_index(drop=True)

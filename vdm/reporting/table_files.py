@@ -26,8 +26,10 @@ from vdm.reporting.aggregation import (
     sampler_settings,
     sampler_sweep_cells,
 )
+from vdm.reporting.budgets import has_budgets
 from vdm.reporting.claims_report import claims_report
 from vdm.reporting.known_answer import has_known_answer, known_answer_latex, known_answer_markdown
+from vdm.reporting.ranking_stability import ranking_stability_report
 from vdm.reporting.significance import resolve_baseline, significance_table
 from vdm.reporting.summary_columns import OPTIONAL_PIVOT_METRICS, PIVOT_METRICS
 from vdm.reporting.summary_load import load_denoiser_floors, load_metrics, summary_long
@@ -66,7 +68,11 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, *, baseline: Mapping[str
     (:mod:`vdm.reporting.known_answer`), their significance tables vs the baseline
     (:func:`resolve_baseline`), the sampler sweep, guidance, real-data floor and optimal-denoiser
     tables (Markdown). Also ``claims.md`` / ``claims.csv`` (:func:`claims_report`) and, with
-    ``floors`` (:func:`load_denoiser_floors`), ``denoiser_floor.csv``. ``summary.tex`` is a
+    ``floors`` (:func:`load_denoiser_floors`), ``denoiser_floor.csv``. A grid with training
+    snapshots (``summary.csv`` rows at several ``train_step`` values,
+    :func:`vdm.reporting.budgets.has_budgets`) also gets ``ranking_stability.md`` / ``.csv``
+    (:func:`vdm.reporting.ranking_stability.ranking_stability_report`); every other table reads
+    the final step's rows only. ``summary.tex`` is a
     sequence of ``table`` floats for ``\\input``; it needs ``\\usepackage{booktabs}`` only.
     Returns ``{file name: path}``.
     """
@@ -124,6 +130,8 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, *, baseline: Mapping[str
     extra = {"sampler_sweep.csv": sweep_frames, "guidance.csv": guidance_frames,
              "denoiser_floor.csv": [floor_cells] if not floor_cells.empty else []}
     names += [name for name, frames in extra.items() if frames]
+    budgets = has_budgets(long)  # snapshots: the ranking at each training budget
+    names += ["ranking_stability.md", "ranking_stability.csv"] if budgets else []
     paths = {name: out / name for name in names}
     for name, frames in extra.items():
         if frames:
@@ -137,6 +145,12 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, *, baseline: Mapping[str
         tmp.write_text("\n".join(tex))
     with atomic_output(paths["significance.csv"]) as tmp:
         sig_all.to_csv(tmp, index=False)
+    if budgets:
+        stability_md, stability_csv = ranking_stability_report(long)
+        with atomic_output(paths["ranking_stability.md"]) as tmp:
+            tmp.write_text(stability_md)
+        with atomic_output(paths["ranking_stability.csv"]) as tmp:
+            tmp.write_text(stability_csv)
     claims_md, claims_table = claims_report(long, run_name=run_name)
     with atomic_output(paths["claims.md"]) as tmp:
         tmp.write_text(claims_md)

@@ -19,10 +19,16 @@ cannot recreate it and is set aside like a foreign checkpoint (:func:`missing_sn
 starts over). A run that starts from step 0 first removes the snapshots of an earlier run
 (:func:`remove_snapshots`). ``train.json`` lists ``snapshots`` as ``{"step": k, "file": <path
 relative to the run directory>}`` for every listed step (:func:`snapshot_files`).
+
+Evaluating a snapshot (the workflow's ``evaluate_snapshot`` jobs): the steps that get a file of
+their own (:func:`grid_snapshot_steps`, from a grid's ``train`` section) are each evaluated like
+``model.pt``, and their ``metrics.json`` records the training run as it was at that step
+(:func:`snapshot_metrics`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,33 @@ def snapshot_steps(train: TrainConfig) -> list[int]:
     """The steps of ``train.snapshots`` that get a file of their own, ascending: those before
     ``train.steps`` (the snapshot at ``train.steps`` is ``model.pt``)."""
     return sorted(step for step in train.snapshots if step < train.steps)
+
+
+def grid_snapshot_steps(train: Mapping[str, Any]) -> list[int]:
+    """:func:`snapshot_steps` of a workflow config's (validated) ``train`` section: the steps of
+    ``train.snapshots`` below ``train.steps``, ascending (none when the key is absent)."""
+    return sorted(int(step) for step in train.get("snapshots", []) if step < train["steps"])
+
+
+def snapshot_metrics(state: Mapping[str, Any]) -> dict[str, Any]:
+    """What a snapshot's ``metrics.json`` records of its training run, from the saved training
+    state (:meth:`Trainer.state_dict <vdm.training.trainer.Trainer.state_dict>`):
+    ``train_step`` (the step after which the state was saved), ``train_seconds`` (seconds of
+    training up to the last logged step at or before it) and ``final_loss`` (the loss logged
+    last at or before it: that step's batch loss, as ``train.json``'s ``final_loss`` is the
+    final step's; left out when no step was logged yet). ``ValueError`` naming the key when the
+    state has no step or log."""
+    from vdm.training.trainer import LOG_COLUMNS  # lazily: the trainer imports this module
+
+    for key in ("step", "seconds", "log_rows"):
+        if key not in state:
+            raise ValueError(f"the snapshot is not a training state (no {key!r})")
+    out: dict[str, Any] = {"train_step": int(state["step"]),
+                           "train_seconds": round(float(state["seconds"]), 3)}
+    logged = [row for row in state["log_rows"] if row[LOG_COLUMNS.index("step")] <= state["step"]]
+    if logged:
+        out["final_loss"] = float(logged[-1][LOG_COLUMNS.index("loss")])
+    return out
 
 
 def snapshot_files(train: TrainConfig) -> dict[int, str]:

@@ -1,6 +1,6 @@
 rule aggregate:
     input:
-        metrics=METRICS,
+        metrics=METRICS + SNAPSHOT_METRICS,  # train.snapshots: every budget's rows (none without)
         floor=FID_FLOOR,
     output:
         csv=report(f"{GRID}/tables/summary.csv", category="Tables",
@@ -21,6 +21,10 @@ rule aggregate:
         denoiser_floor=[report(f"{GRID}/tables/denoiser_floor.csv", category="Tables",
                                caption="../report/denoiser_floor_table.rst")]
         if DENOISER_FLOOR else [],
+        ranking_stability=[report(f"{GRID}/tables/ranking_stability.csv", category="Tables",
+                                  caption="../report/ranking_stability.rst")]
+        if SNAPSHOT_STEPS else [],
+        ranking_stability_md=[f"{GRID}/tables/ranking_stability.md"] if SNAPSHOT_STEPS else [],
         # the report's landing page includes headline.rst (workflow/report/workflow.rst)
         headline=report(f"{GRID}/tables/headline.rst", category="Headline",
                         caption="../report/headline.rst"),

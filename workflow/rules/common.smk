@@ -5,8 +5,9 @@ import shlex
 
 from vdm.core.config import grid_name, load_config_file, run_config_from_dict, workflow_cell
 from vdm.core.data import dataset_info
-from vdm.core.job_specs import job_spec, sweep_setting_names
+from vdm.core.job_specs import job_spec, snapshot_evaluate_spec, sweep_setting_names
 from vdm.model.guidance import evaluation_settings
+from vdm.training.snapshots import grid_snapshot_steps, snapshot_file
 
 ENV = "../envs/vdm.yaml"
 # Jobs (local, cluster, conda envs) import vdm from this checkout.
@@ -133,7 +134,34 @@ def guided_samples():
     return files
 
 
+# Training budgets (train.snapshots): each step k below train.steps whose saved state
+# (snapshots/step<k>.pt, written by the train job, not one of its declared outputs) is evaluated
+# by its own evaluate_snapshot job into SNAPSHOT_DIR; none without snapshots.
+SNAPSHOT_STEPS = grid_snapshot_steps(config["train"])
+SNAPSHOT_DIR = f"{RUN_DIR}/snapshots/step{{step}}"
+SNAPSHOT_NAME = f"{RUN_NAME}-step{{step}}"  # its log and benchmark files
+
+
+def snapshot_cells(pattern):
+    """``pattern`` (with a ``{step}`` wildcard) for every cell and every step of SNAPSHOT_STEPS."""
+    return expand(pattern, step=SNAPSHOT_STEPS, conditioning=CONDITIONING,
+                  parameterization=config["parameterizations"], objective=config["objectives"],
+                  schedule=config["schedules"], seed=config["seeds"])
+
+
+def snapshot_spec(wildcards):
+    """Params function: the evaluate_snapshot job's spec (vdm.core.job_specs)."""
+    return snapshot_evaluate_spec(config, wildcards.seed).to_json()
+
+
+def snapshot_model(wildcards, input):
+    """Params function: the snapshot file the evaluate_snapshot job evaluates (beside its
+    train.json, which lists it)."""
+    return os.path.join(os.path.dirname(input.train), snapshot_file(int(wildcards.step)))
+
+
 METRICS = cells(f"{RUN_DIR}/metrics.json")
+SNAPSHOT_METRICS = snapshot_cells(f"{SNAPSHOT_DIR}/metrics.json")
 DENOISER_FLOOR = config["evaluation"]["denoiser_floor"]
 FID_FLOOR = f"{FID_DIR}/{EXTRACTOR}/floor.json"
 TABLE_NAMES = ["summary.csv", "summary.md", "summary.tex", "significance.csv", "claims.md",
@@ -142,6 +170,7 @@ TABLE_NAMES += ["denoiser_floor.csv"] if DENOISER_FLOOR else []
 TABLE_NAMES += ["sampler_sweep.csv"] if len(config["sample"]["methods"]) * len(
     config["sample"]["steps"]) > 1 else []
 TABLE_NAMES += ["guidance.csv"] if config["guidance"]["kinds"] else []
+TABLE_NAMES += ["ranking_stability.md", "ranking_stability.csv"] if SNAPSHOT_STEPS else []
 TABLE_NAMES += ["headline.md", "headline.rst"]  # the report's landing page
 TABLES = expand(f"{GRID}/tables/{{name}}", name=TABLE_NAMES)
 PLOT_NAMES = ["fid_heatmap", "nll_heatmap", "fid_bars", "nll_bars", "fid_vs_nll",
@@ -151,6 +180,7 @@ PLOT_NAMES += ["fid_vs_guidance", "accuracy_vs_guidance", "precision_recall_guid
                "guidance_samples"] if config["guidance"]["kinds"] else []
 PLOT_NAMES += ["nll_ode_vs_elbo"] if config["nll"]["ode"]["enabled"] else []
 PLOT_NAMES += ["denoiser_floor"] if DENOISER_FLOOR else []
+PLOT_NAMES += ["learning_curve_fid", "learning_curve_nll"] if SNAPSHOT_STEPS else []
 PLOTS = expand(f"{GRID}/plots/{{name}}.png", name=PLOT_NAMES)
 
 # Benchmarks: every rule that runs a job (local rules run in Snakemake's own process) writes
@@ -158,7 +188,8 @@ PLOTS = expand(f"{GRID}/plots/{{name}}.png", name=PLOT_NAMES)
 # job's for the others. BENCHMARKS: this grid's files (the jobs its targets need).
 JOB_NAMES = {"prepare_data": "data", "fid_classifier": "classifier", "fid_reference": EXTRACTOR,
              "fid_floor": EXTRACTOR,
-             "noisy_classifier": os.path.basename(NOISY_CLASSIFIER).removesuffix(".pt")}
+             "noisy_classifier": os.path.basename(NOISY_CLASSIFIER).removesuffix(".pt"),
+             "evaluate_snapshot": SNAPSHOT_NAME}
 
 
 def benchmark_file(rule):
@@ -172,6 +203,7 @@ BENCHMARKS = [benchmark_file(rule) for rule in (
                                                      else []),
     *(["noisy_classifier"] if noisy_classifier_input() else []))]
 BENCHMARKS += [path for rule in ("train", *EVALUATION_RULES) for path in cells(benchmark_file(rule))]
+BENCHMARKS += snapshot_cells(benchmark_file("evaluate_snapshot"))  # none without snapshots
 
 # Where the grid's time went (the timing rule): each rule type's benchmark files and the result
 # JSONs its processes wrote (for their start-up seconds; one file per process).
@@ -190,4 +222,6 @@ def timing_results():
         results["fid_classifier"] = [f"{FID_DIR}/classifier.json"]
     if noisy_classifier_input():
         results["noisy_classifier"] = [NOISY_CLASSIFIER.removesuffix(".pt") + ".json"]
+    if SNAPSHOT_STEPS:
+        results["evaluate_snapshot"] = snapshot_cells(f"{SNAPSHOT_DIR}/nll.json")
     return results
