@@ -49,6 +49,7 @@ import torch
 
 from vdm.bench.clock import sync
 from vdm.core.data import ImageData, dataset_info, load_dataset
+from vdm.core.job_specs import classifier_spec, fid_settings, nll_settings, sampling_settings
 from vdm.core.provenance import resolve_device, strict_fp32
 from vdm.evaluation.evaluate import evaluate_nll
 from vdm.model.sampler import sample
@@ -64,20 +65,20 @@ def measure_nll(model_path: str | Path, config: dict[str, Any], repeats: int,
     mean (std over seeds, bits/dim) and the evaluator's own SE (median, bits/dim)."""
     if repeats < 2:
         raise ValueError("the Monte-Carlo SE needs at least 2 NLL repeats")
-    options = config["nll"]
+    options = nll_settings(config)  # the settings the workflow's nll/evaluate spec gets
     device = resolve_device(config["device"])
     model, run_config = load_trained_model(model_path, device)
     if data is None:
-        data = load_dataset(run_config.dataset, options["split"], run_config.data_root,
+        data = load_dataset(run_config.dataset, options.split, run_config.data_root,
                             run_config.download)
     seconds, means, ses, reported_mc = [], [], [], []
     for seed in range(repeats):
         sync(device)
         started = time.perf_counter()
         with strict_fp32(device):
-            result = evaluate_nll(model, data, batch_size=options["batch_size"],
-                                  num_time_samples=options["num_time_samples"], seed=seed,
-                                  max_examples=options.get("max_examples"), device=device)
+            result = evaluate_nll(model, data, batch_size=options.batch_size,
+                                  num_time_samples=options.num_time_samples, seed=seed,
+                                  max_examples=options.max_examples, device=device)
         seconds.append(time.perf_counter() - started)  # evaluate_nll reads its results: synced
         means.append(result["nll_bpd"])
         if "nll_bpd_se" in result:
@@ -98,7 +99,7 @@ def measure_nll(model_path: str | Path, config: dict[str, Any], repeats: int,
         "nll_bpd": statistics.fmean(means),
         "num_examples": result["num_examples"], "split": result["split"],
         "num_time_samples": result["num_time_samples"], "time_sampling": result["time_sampling"],
-        "batch_size": options["batch_size"], "repeats": repeats, "precision": "fp32 (no TF32)",
+        "batch_size": options.batch_size, "repeats": repeats, "precision": "fp32 (no TF32)",
         "per_seed_nll_bpd": means, "per_seed_seconds": seconds,
     }
 
@@ -121,8 +122,8 @@ def measure_sampling(model_path: str | Path, config: dict[str, Any], num_samples
     when given), fp32 and with the network under bf16 autocast (median over ``repeats``, seeds
     ``0..``); also returns samples (uint8 ``(N, C, H, W)``) for the FID check: ``fp32`` (seed 0),
     ``fp32_seed1`` and ``bf16`` (seed 0)."""
-    options = config["sample"]
-    method, config_steps = options["methods"][0], options["steps"][0]  # the primary setting
+    options = sampling_settings(config)  # the primary setting, as the workflow's sample spec
+    method, config_steps = options.method, options.steps
     steps = steps or config_steps
     device = resolve_device(config["device"])
     model, run_config = load_trained_model(model_path, device)
@@ -132,7 +133,7 @@ def measure_sampling(model_path: str | Path, config: dict[str, Any], num_samples
         started = time.perf_counter()
         out = sample(eps_fn, model.schedule, tuple(info["shape"]), num_samples,
                      info["num_levels"], steps=steps, method=method,
-                     batch_size=options["batch_size"], seed=seed, device=device)
+                     batch_size=options.batch_size, seed=seed, device=device)
         return num_samples / (time.perf_counter() - started), out  # .cpu() in sample() synced
 
     images: dict[str, torch.Tensor] = {}
@@ -146,7 +147,7 @@ def measure_sampling(model_path: str | Path, config: dict[str, Any], num_samples
     return {"sample_images_per_s": statistics.median(rates["fp32"]),
             "sample_bf16_images_per_s": statistics.median(rates["bf16"]),
             "num_samples": num_samples, "steps": steps, "config_steps": config_steps,
-            "method": method, "batch_size": options["batch_size"],
+            "method": method, "batch_size": options.batch_size,
             "repeats": repeats, "per_repeat_images_per_s": rates["fp32"],
             "per_repeat_bf16_images_per_s": rates["bf16"]}, images
 
@@ -167,10 +168,10 @@ def fid_unavailable(config: dict[str, Any]) -> str | None:
     Inception weights neither configured nor in torch's hub cache (offline: no download)."""
     if importlib.util.find_spec("torch_fidelity") is None:
         return "torch-fidelity is not installed (pip install torch-fidelity)"
-    options = config["fid"]
-    if options.get("feature_extractor", "classifier") != "inception-v3-compat":
+    features = fid_settings(config).features
+    if features.feature_extractor != "inception-v3-compat":
         return None
-    weights = options.get("feature_extractor_weights_path")
+    weights = features.weights_path
     if weights:
         return None if Path(weights).is_file() else f"Inception weights not found: {weights}"
     cached = Path(torch.hub.get_dir()) / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
@@ -189,29 +190,29 @@ def measure_fid(samples: dict[str, torch.Tensor], config: dict[str, Any], work_d
     ``train`` / ``test`` replace the dataset's splits (synthetic data)."""
     from vdm.evaluation.fid import compute_metrics  # torch-fidelity (optional: module docstring)
 
-    options = config["fid"]
-    extractor = options.get("feature_extractor", "classifier")
+    options = fid_settings(config)  # the settings the workflow's fid/evaluate spec gets
+    extractor = options.features.feature_extractor
     device = str(resolve_device(config["device"]))
-    dataset, split = config["dataset"], options["reference_split"]
+    dataset, split = config["dataset"], options.features.reference_split
     train = train or load_dataset(dataset, "train", config["data_root"], config["download"])
     extra: dict[str, Any] = {}
     weights: Path | None = None
     if extractor == "classifier":
         from vdm.evaluation.feature_extractors import save_classifier, train_classifier  # ditto
 
-        clf = options["classifier"]
+        clf = classifier_spec(config)  # the workflow's fid_classifier spec
         test = test or load_dataset(dataset, "test", config["data_root"], config["download"])
-        steps = clf["steps"] if classifier_steps is None else classifier_steps
+        steps = clf.steps if classifier_steps is None else classifier_steps
         started = time.perf_counter()
-        model, accuracy = train_classifier(train, test, steps=steps, batch_size=clf["batch_size"],
-                                           lr=clf["lr"], seed=clf["seed"], device=device,
+        model, accuracy = train_classifier(train, test, steps=steps, batch_size=clf.batch_size,
+                                           lr=clf.lr, seed=clf.seed, device=device,
                                            num_threads=threads)
         extra = {"classifier_steps": steps, "classifier_accuracy": accuracy,
                  "classifier_seconds": time.perf_counter() - started}
         weights = save_classifier(model, work_dir / "classifier.pt",
                                   {"dataset": dataset, "test_accuracy": accuracy, "steps": steps})
-    elif options.get("feature_extractor_weights_path"):
-        weights = Path(options["feature_extractor_weights_path"])
+    elif options.features.weights_path:
+        weights = Path(options.features.weights_path)
     reference = (train if split == "train" else test or load_dataset(
         dataset, "test", config["data_root"], config["download"])).pixels_uint8()
     cache = work_dir / "fid_cache"
@@ -220,18 +221,18 @@ def measure_fid(samples: dict[str, torch.Tensor], config: dict[str, Any], work_d
     def metrics(images: torch.Tensor, prc: bool) -> dict[str, Any]:
         return compute_metrics(images, reference, dataset=dataset, split=split,
                                extractor=extractor, weights_path=weights, cache_root=cache,
-                               device=device, kid_subset_size=options["kid_subset_size"],
-                               prc=prc, batch_size=options["batch_size"])
+                               device=device, kid_subset_size=options.kid_subset_size,
+                               prc=prc, batch_size=options.features.batch_size)
 
     timings, result = {}, {}
     for label in ("cold", "cached"):
         started = time.perf_counter()
-        result = metrics(samples["fp32"], options["prc"])
+        result = metrics(samples["fp32"], options.prc)
         timings[label] = time.perf_counter() - started
     verdict = bf16_sampling_verdict(result["fid"], metrics(samples["fp32_seed1"], False)["fid"],
                                     metrics(samples["bf16"], False)["fid"])
     return {"fid_seconds_cold": timings["cold"], "fid_seconds_cached": timings["cached"],
             "fid": result["fid"], "kid": result["kid"], "num_samples": result["num_samples"],
             "num_reference": result["num_reference"], "kid_subset_size": result["kid_subset_size"],
-            "prc": options["prc"], "feature_extractor": result["feature_extractor"],
+            "prc": options.prc, "feature_extractor": result["feature_extractor"],
             "bf16_check": verdict, **extra}
