@@ -103,8 +103,9 @@ def test_samples_meta_fid_json_and_evaluation_record_carry_the_check(tmp_path: P
     from vdm.core.data import load_dataset
     from vdm.evaluation.feature_extractors import save_classifier, train_classifier
     from vdm.evaluation.fid import load_samples_meta
-    from vdm.pipeline.evaluation_commands import write_fid, write_samples
+    from vdm.pipeline.evaluation_commands import write_fid
     from vdm.pipeline.results_commands import evaluation_record
+    from vdm.pipeline.sample_command import write_samples
 
     model = _moved(_model("learned"), -10.0, 8.5)
     config = run_config_from_dict({"schedule": "learned"})

@@ -177,7 +177,7 @@ def _write_nll_and_collect(tmp_path, dataset: str) -> tuple[dict, dict]:
 
     from vdm.core.config import run_config_from_dict
     from vdm.model.diffusion import build_model
-    from vdm.pipeline.evaluation_commands import write_nll
+    from vdm.pipeline.nll_command import write_nll
     from vdm.pipeline.results_commands import collect_metrics
 
     config = run_config_from_dict({"dataset": dataset, "objective": "eps", "schedule": "cosine"})

@@ -17,7 +17,7 @@ from vdm.model.likelihood import elbo_bpd
 from vdm.model.ode import ode_nll
 from vdm.model.ode_bound import decoder_consistent_bpd, ode_vdeq_nll
 from vdm.model.schedules import get_schedule
-from vdm.pipeline.evaluation_commands import ode_bound_vs_elbo
+from vdm.pipeline.nll_command import ode_bound_vs_elbo
 
 NUM_LEVELS, NUM_POINTS, DIMS = 17, 8, 4
 TRUE_BPD = math.log2(NUM_POINTS) / DIMS

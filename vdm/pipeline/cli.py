@@ -28,7 +28,9 @@ from collections.abc import Callable
 from vdm.core.provenance import mark_command_start
 from vdm.pipeline import (
     evaluation_commands,
+    nll_command,
     results_commands,
+    sample_command,
     setup_commands,
     train_command,
 )
@@ -37,9 +39,9 @@ from vdm.pipeline.options import SpecHelpParser
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
                           Callable[[argparse.Namespace], int | None], str]] = {
     "train": (train_command.train_arguments, train_command.train_main, "train one diffusion model"),
-    "sample": (evaluation_commands.sample_arguments, evaluation_commands.sample_main,
+    "sample": (sample_command.sample_arguments, sample_command.sample_main,
                "draw samples from a model"),
-    "nll": (evaluation_commands.nll_arguments, evaluation_commands.nll_main,
+    "nll": (nll_command.nll_arguments, nll_command.nll_main,
             "test-set bits/dim from the ELBO"),
     "prepare-data": (setup_commands.prepare_data_arguments, setup_commands.prepare_data_main,
                      "load (and optionally download) a dataset; record sizes and hashes"),

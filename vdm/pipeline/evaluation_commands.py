@@ -1,40 +1,28 @@
-"""The commands that evaluate a trained model: ``sample``, ``nll``, ``fid``, ``fid-floor``,
-``evaluate`` (sample + nll + fid in one process) and ``sweep`` (further sampler and guidance
-settings)."""
+"""The commands that score a trained model's samples and put its evaluation together: ``fid``,
+``fid-floor``, ``evaluate`` (sample + nll + fid in one process: :mod:`vdm.pipeline.sample_command`,
+:mod:`vdm.pipeline.nll_command`) and ``sweep`` (further sampler and guidance settings)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from vdm.core.data import dataset_info, load_dataset
-from vdm.core.job_specs import FidSettings, OdeSettings, SamplingSettings
+from vdm.core.data import load_dataset
+from vdm.core.job_specs import FidSettings
 from vdm.core.progress import Progress
 from vdm.core.provenance import (
-    atomic_output,
     provenance,
     resolve_device,
-    strict_fp32,
     write_json_atomic,
 )
-from vdm.evaluation.evaluate import evaluate_nll
 from vdm.model.guidance import (
     CLASSIFIER_RANGE_KEYS,
-    EvaluationSetting,
-    Guidance,
     check_guidance,
-    classifier_range_check,
-    classifier_range_warning,
     parse_setting,
-    sample_guided,
 )
+from vdm.pipeline.nll_command import ode_keywords, write_denoiser_floor, write_nll
 from vdm.pipeline.options import (
     check_output,
     extractor_weights,
@@ -44,198 +32,8 @@ from vdm.pipeline.options import (
     spec_arguments,
 )
 from vdm.pipeline.results_commands import collect_metrics
-from vdm.training.noisy_classifier import load_noisy_classifier
+from vdm.pipeline.sample_command import evaluation_setting, write_samples
 from vdm.training.trainer import load_trained_model
-
-
-# ----- sample -----------------------------------------------------------------------------
-def sample_arguments(parser: argparse.ArgumentParser) -> None:
-    spec_arguments(parser, "sample")
-    files = file_arguments(parser)
-    files.add_argument("--model", required=True, type=Path, metavar="FILE", help="trained model.pt")
-    files.add_argument("--noisy-classifier", type=Path, metavar="FILE",
-                       help="noise-conditional classifier (vdm noisy-classifier), for "
-                            "sampling.guidance_kind classifier")
-    files.add_argument("--out", required=True, type=Path, metavar="FILE", help="samples.npz (uint8 images)")
-    files.add_argument("--grid", type=Path, metavar="FILE", help="sample grid PNG")
-
-
-def write_samples(model, config, device, *, model_path: Path, setting, num_samples: int,
-                  batch_size: int, seed: int, ema: bool, clip: bool, out: Path,
-                  grid: Path | None, started: float, noisy_classifier: Path | None = None) -> None:
-    """Draw samples of a loaded model with an :class:`vdm.model.guidance.EvaluationSetting` (sampler,
-    steps, guidance); a conditional model's samples are class-balanced (image ``i`` of class
-    ``i mod K``). Writes ``samples.npz`` (uint8 ``images``, int64 ``labels`` when there are
-    classes, and a meta JSON with the setting and ``wall_seconds`` since ``started``; with
-    classifier guidance also :func:`vdm.model.guidance.classifier_range_check`'s ranges, and a
-    warning line on stderr when the model's leaves the classifier's) and optionally the grid
-    PNG, atomically."""
-    from vdm.core.images import save_grid  # lazy: torchvision + PIL (optional; 1.3 s)
-
-    info = dataset_info(config.dataset)
-    classifier = None
-    if setting.guidance.kind == "classifier":
-        if noisy_classifier is None:
-            raise ValueError("classifier guidance needs --noisy-classifier (vdm noisy-classifier)")
-        classifier = load_noisy_classifier(noisy_classifier, config.dataset, device)
-    ranges = ({} if classifier is None or setting.guidance.weight == 0
-              else classifier_range_check(model, classifier))
-    if warning := classifier_range_warning(ranges):  # learned end points may have moved
-        print(f"vdm sample: warning: {setting.name}: {warning}", file=sys.stderr)
-    classes = model.num_classes is not None or setting.guidance.kind != "none"
-    images, labels = sample_guided(
-        model, setting.guidance, num_samples=num_samples,
-        num_classes=info["num_classes"] if classes else None, image_shape=tuple(info["shape"]),
-        num_levels=info["num_levels"], steps=setting.steps, method=setting.method,
-        batch_size=batch_size, seed=seed, device=device, clip=clip, classifier=classifier,
-        progress=Progress(f"sample {setting.name}", "evals"))
-    meta = {"model": str(model_path), "num_samples": num_samples, "setting": setting.name,
-            "steps": setting.steps, "method": setting.method, "nfe": setting.nfe,
-            "guidance_kind": setting.guidance.kind, "guidance_weight": setting.guidance.weight,
-            "conditional": model.num_classes is not None, "seed": seed, "ema": ema,
-            "noisy_classifier": None if classifier is None else str(noisy_classifier), **ranges,
-            "run_config": config.to_dict(), "provenance": provenance(device),
-            "wall_seconds": round(time.perf_counter() - started, 3)}
-    arrays = {"images": images.numpy()} | ({} if labels is None else {"labels": labels.numpy()})
-    with atomic_output(out) as tmp:
-        np.savez_compressed(tmp, **arrays, meta=json.dumps(meta, default=str))
-    if grid:
-        save_grid(images, grid, title=f"{config.parameterization}/{config.objective}/"
-                                      f"{config.schedule} seed {config.seed}, {setting.name}")
-    print(f"{len(images)} samples ({setting.name}) -> {out}")
-
-
-def evaluation_setting(sampling: SamplingSettings):
-    """The :class:`vdm.model.guidance.EvaluationSetting` of a spec's sampling settings."""
-    return EvaluationSetting(sampling.method, sampling.steps,
-                             Guidance(sampling.guidance_kind, sampling.guidance_weight))
-
-
-def sample_main(args: argparse.Namespace) -> None:
-    started = time.perf_counter()
-    spec = read_spec(args)
-    setting = evaluation_setting(spec.sampling)
-    set_threads(args.threads)
-    device = resolve_device(spec.device)
-    model, config = load_trained_model(args.model, device, use_ema=spec.ema)
-    write_samples(model, config, device, model_path=args.model, setting=setting,
-                  num_samples=spec.sampling.num_samples, batch_size=spec.sampling.batch_size,
-                  seed=spec.seed, ema=spec.ema, clip=spec.sampling.clip, out=args.out,
-                  grid=args.grid, started=started, noisy_classifier=args.noisy_classifier)
-
-
-# ----- nll --------------------------------------------------------------------------------
-def nll_arguments(parser: argparse.ArgumentParser) -> None:
-    spec_arguments(parser, "nll")
-    files = file_arguments(parser)
-    files.add_argument("--model", required=True, type=Path, metavar="FILE", help="trained model.pt")
-    files.add_argument("--out", required=True, type=Path, metavar="FILE", help="nll.json")
-    files.add_argument("--denoiser-floor-out", type=Path, metavar="FILE",
-                       help="the gap to the training set's optimal denoiser (spec key "
-                            "denoiser_floor) -> this JSON")
-
-
-def ode_keywords(ode: OdeSettings | None) -> dict[str, Any] | None:
-    """A spec's ODE settings as :func:`vdm.model.ode.ode_nll` keywords (None: no ODE bound)."""
-    return None if ode is None else ode.to_dict()
-
-
-def ode_bound_vs_elbo(ode_bpd, elbo_bpd, name: str = "nll_ode") -> dict[str, float]:
-    """Paired comparison of the two bounds on the images both were computed on (the first
-    ``len(ode_bpd)``): ``nll_elbo_bpd_on_ode_examples`` and ``<name>_minus_elbo_bpd`` (mean of
-    the per-image differences; negative = the ODE bound is lower) with its standard error
-    (``name``: ``nll_ode``, uniform dequantization, or ``nll_ode_vdeq``, decoder-consistent)."""
-    m = min(len(ode_bpd), len(elbo_bpd))
-    difference = ode_bpd[:m] - elbo_bpd[:m]
-    out = {"nll_elbo_bpd_on_ode_examples": float(elbo_bpd[:m].mean()),
-           f"{name}_minus_elbo_bpd": float(difference.mean())}
-    if m > 1:
-        out[f"{name}_minus_elbo_bpd_se"] = float(difference.std(unbiased=True) / math.sqrt(m))
-    return out
-
-
-def write_nll(model, config, device, *, model_path: Path, split: str, num_time_samples: int,
-              time_sampling: str, discrete_steps: int | None, batch_size: int,
-              max_examples: int | None, seed: int, ema: bool, out: Path, started: float,
-              ode: dict[str, Any] | None = None) -> None:
-    """Test-set bits/dim of a loaded model (:func:`vdm.evaluation.evaluate.evaluate_nll`) -> ``nll.json``;
-    with ``ode`` (keywords of :func:`vdm.model.ode.ode_nll`) also the probability-flow ODE bounds,
-    uniform dequantization ``nll_ode_bpd`` and decoder-consistent ``nll_ode_vdeq_bpd``
-    (:func:`vdm.model.ode_bound.ode_vdeq_nll`), each paired with the ELBO on the same images
-    (their seconds together in ``ode_wall_seconds``). On a dataset with a known density
-    (digits-gmm) also the bounds against the exact ``-log2 P(x) / D`` and the Bayes bound
-    (:func:`vdm.evaluation.known_density.against_the_truth`; ``mixture`` names the
-    distribution; seconds in ``known_density_wall_seconds``)."""
-    # lazy: scipy, via the digits-gmm mixture (optional on the GPU machines; 0.5 s)
-    from vdm.evaluation.known_density import against_the_truth, known_mixture
-
-    data = load_dataset(config.dataset, split, config.data_root, config.download)
-    with strict_fp32(device):  # fp32 without TF32 on CUDA: the bounds are measurements
-        result = evaluate_nll(model, data, batch_size=batch_size,
-                              num_time_samples=num_time_samples, time_sampling=time_sampling,
-                              discrete_steps=discrete_steps, seed=seed, max_examples=max_examples,
-                              device=device, return_per_example=True,
-                              progress=Progress(f"nll {split}", "draws"))
-        elbo = result.pop("per_example_bpd")
-        if model.num_classes is not None:  # also -log p(x | y) with the true label, same seed
-            conditional = evaluate_nll(model, data, batch_size=batch_size,
-                                       num_time_samples=num_time_samples,
-                                       time_sampling=time_sampling, discrete_steps=discrete_steps,
-                                       seed=seed, max_examples=max_examples, device=device,
-                                       conditional=True,
-                                       progress=Progress(f"nll {split} conditional", "draws"))
-            result.update({f"nll_cond_{key.removeprefix('nll_')}": conditional[key]
-                           for key in ("nll_bpd", "nll_bpd_se") if key in conditional})
-        if ode is not None:
-            # lazy: torchdiffeq imports scipy (optional; 0.5 s)
-            from vdm.model.ode import ode_nll
-            from vdm.model.ode_bound import ode_vdeq_nll  # lazy: imports vdm.model.ode, as above
-
-            ode_started = time.perf_counter()
-            ode_result = ode_nll(model, data, seed=seed, device=device, return_per_example=True,
-                                 progress=Progress(f"ode nll {split}", "batches"), **ode)
-            result.update(ode_bound_vs_elbo(ode_result.pop("per_example_bpd"), elbo))
-            result.update(ode_result)
-            vdeq = ode_vdeq_nll(model, data, seed=seed, device=device, return_per_example=True,
-                                **ode)
-            vdeq_bpd = vdeq.pop("per_example_bpd")
-            result.update(ode_bound_vs_elbo(vdeq_bpd, elbo, "nll_ode_vdeq"))
-            result.update(vdeq)
-            result["ode_wall_seconds"] = round(time.perf_counter() - ode_started, 3)
-        if (mixture := known_mixture(config.dataset)) is not None:  # against the exact P(x)
-            truth_started = time.perf_counter()
-            result.update(against_the_truth(
-                model, data, mixture, elbo_bpd=elbo, batch_size=batch_size,
-                num_time_samples=num_time_samples, time_sampling=time_sampling,
-                discrete_steps=discrete_steps, seed=seed, device=device, ode=ode,
-                ode_vdeq_bpd=None if ode is None else vdeq_bpd,
-                progress=Progress(f"bayes bound {split}", "draws")))
-            result["known_density_wall_seconds"] = round(time.perf_counter() - truth_started, 3)
-    result.update({"model": str(model_path), "ema": ema, "run_config": config.to_dict(),
-                   "provenance": provenance(device),
-                   "wall_seconds": round(time.perf_counter() - started, 3)})
-    write_json_atomic(out, result)
-    print(f"{result['nll_bpd']:.4f} +- {result.get('nll_bpd_se', math.nan):.4f} bits/dim "
-          f"({result['split']}, n={result['num_examples']}) -> {out}")
-
-
-def nll_main(args: argparse.Namespace) -> None:
-    started = time.perf_counter()
-    spec = read_spec(args)
-    check_output(spec.denoiser_floor, args.denoiser_floor_out, "denoiser_floor",
-                 "--denoiser-floor-out")
-    set_threads(args.threads)
-    device = resolve_device(spec.device)
-    model, config = load_trained_model(args.model, device, use_ema=spec.ema)
-    nll = spec.nll
-    write_nll(model, config, device, model_path=args.model, split=nll.split,
-              num_time_samples=nll.num_time_samples, time_sampling=nll.time_sampling,
-              discrete_steps=nll.discrete_steps, batch_size=nll.batch_size,
-              max_examples=nll.max_examples, seed=spec.seed, ema=spec.ema, out=args.out,
-              started=started, ode=ode_keywords(nll.ode))
-    if spec.denoiser_floor:
-        write_denoiser_floor(model, config, seed=spec.seed, device=device,
-                             out=args.denoiser_floor_out)
 
 
 def fid_file_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -448,18 +246,6 @@ def snapshot_state(path: Path, model, train_step: int) -> dict[str, Any]:
     with torch.no_grad():
         logsnr_max, logsnr_min = (float(v) for v in schedule_endpoints(model.schedule))
     return {**fields, "logsnr_max": logsnr_max, "logsnr_min": logsnr_min}
-
-
-def write_denoiser_floor(model, config, *, seed: int, device, out: Path) -> None:
-    """The gap of a loaded model (the weights the other metrics used) to the training set's
-    optimal denoiser (:func:`vdm.evaluation.optimal_denoiser.model_denoiser_floor`) -> ``out``
-    (JSON)."""
-    from vdm.evaluation.optimal_denoiser import model_denoiser_floor  # lazy: pandas (optional; 0.2 s)
-
-    floor = model_denoiser_floor(model, config, seed=seed, device=str(device))
-    floor.update({"provenance": provenance(device), "wall_seconds": round(floor["wall_seconds"], 3)})
-    write_json_atomic(out, floor)
-    print(f"optimal-denoiser gap -> {out}")
 
 
 def _check_dataset_classifier(model, path: Path | None, dataset: str) -> None:

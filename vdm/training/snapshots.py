@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from vdm.core.config import TrainConfig
+from vdm.training.train_log import LOG_COLUMNS
 
 #: the folder of a run directory holding the snapshots (``snapshots/step<k>.pt``)
 SNAPSHOT_DIR = "snapshots"
@@ -64,8 +65,6 @@ def snapshot_metrics(state: Mapping[str, Any]) -> dict[str, Any]:
     last at or before it: that step's batch loss, as ``train.json``'s ``final_loss`` is the
     final step's; left out when no step was logged yet). ``ValueError`` naming the key when the
     state has no step or log."""
-    from vdm.training.trainer import LOG_COLUMNS  # lazily: the trainer imports this module
-
     for key in ("step", "seconds", "log_rows"):
         if key not in state:
             raise ValueError(f"the snapshot is not a training state (no {key!r})")

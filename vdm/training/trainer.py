@@ -72,9 +72,7 @@ from vdm.training.snapshots import (
     snapshot_steps,
     with_snapshots_key,
 )
-
-LOG_COLUMNS = ["step", "loss", "grad_norm", "lr", "images_per_sec", "seconds", "logsnr_max",
-               "logsnr_min"]
+from vdm.training.train_log import LOG_COLUMNS
 
 
 class EMA:
