@@ -378,7 +378,7 @@ def touched(request, tmp_path_factory) -> tuple[Path, list[str]]:
     return work, config
 
 
-DOWNSTREAM = {"aggregate": 1, "plots": 1, "all": 1}
+DOWNSTREAM = {"aggregate": 1, "plots": 1, "timing": 1, "all": 1}
 SPEC_CHANGES = {  # --config item -> the jobs planned (4 cells), fused / split evaluation
     "fid={'kid_subset_size':16}": ({"evaluate": 4, "fid_floor": 1},
                                    {"fid": 4, "fid_floor": 1, "collect": 4}),
