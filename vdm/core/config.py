@@ -170,7 +170,7 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
     if not isinstance(data, dict):
         raise ValueError(f"run config: expected a mapping, got {data!r}")
     try:
-        import jsonschema
+        import jsonschema  # lazy: jsonschema (absent on the GPU machines)
 
         schema = run_schema_view()
     except ImportError:
@@ -226,7 +226,7 @@ def is_workflow_config(data: dict[str, Any]) -> bool:
 def validate_workflow_config(data: dict[str, Any]) -> dict[str, Any]:
     """Validate a workflow config against the package's schema (config/schema.yaml) and fill in
     its defaults, as the Snakefile does; one-line ``ValueError`` naming the key otherwise."""
-    import jsonschema
+    import jsonschema  # lazy: jsonschema (absent on the GPU machines)
 
     data = json.loads(json.dumps(data))
     try:
@@ -349,7 +349,7 @@ def parse_override_value(raw: str) -> Any:
     """A ``--set`` value parsed as YAML (``3`` -> 3, ``[1, 2]`` -> list, ``true`` -> True);
     without PyYAML as JSON, else the string itself (enough for numbers, lists and words)."""
     try:
-        import yaml
+        import yaml  # lazy: PyYAML (absent on the GPU machines)
     except ImportError:
         try:
             return json.loads(raw)
@@ -376,7 +376,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def describe_schema_error(error: BaseException) -> str | None:
     """One line naming the offending key of a ``jsonschema.ValidationError`` found in ``error``
     or its exception chain (``snakemake.utils.validate`` wraps it); None if there is none."""
-    import jsonschema
+    import jsonschema  # lazy: jsonschema (absent on the GPU machines)
 
     seen: BaseException | None = error
     while seen is not None:

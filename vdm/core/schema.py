@@ -94,7 +94,7 @@ def validate_with_defaults(data: Any, schema: dict[str, Any]) -> Any:
 @functools.cache
 def _validator(draft: str) -> Any:
     """jsonschema's validator class of the draft named ``draft``, setting defaults."""
-    from jsonschema import validators
+    from jsonschema import validators  # lazy: jsonschema (absent on the GPU machines)
 
     base = validators.validator_for({"$schema": draft} if draft else {})
     check_properties = base.VALIDATORS["properties"]

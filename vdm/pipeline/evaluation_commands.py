@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from vdm.core.checkpoint import load_checkpoint
 from vdm.core.data import load_dataset
 from vdm.core.job_specs import FidSettings
 from vdm.core.progress import Progress
@@ -22,6 +25,7 @@ from vdm.model.guidance import (
     check_guidance,
     parse_setting,
 )
+from vdm.model.schedules import schedule_endpoints
 from vdm.pipeline.nll_command import ode_keywords, write_denoiser_floor, write_nll
 from vdm.pipeline.options import (
     check_output,
@@ -33,6 +37,7 @@ from vdm.pipeline.options import (
 )
 from vdm.pipeline.results_commands import collect_metrics
 from vdm.pipeline.sample_command import evaluation_setting, write_samples
+from vdm.training.snapshots import snapshot_metrics
 from vdm.training.trainer import load_trained_model
 
 
@@ -233,12 +238,6 @@ def snapshot_state(path: Path, model, train_step: int) -> dict[str, Any]:
     log-SNR end points of its (EMA) schedule, ``logsnr_max`` = λ(0) and ``logsnr_min`` = λ(1)
     (a learned schedule moves them during training). ``ValueError`` naming the file when it
     holds the state after another step than ``train_step``."""
-    import torch
-
-    from vdm.core.checkpoint import load_checkpoint
-    from vdm.model.schedules import schedule_endpoints
-    from vdm.training.snapshots import snapshot_metrics
-
     fields = snapshot_metrics(load_checkpoint(path, "cpu"))
     if fields["train_step"] != train_step:
         raise ValueError(f"{path} holds the state after training step {fields['train_step']}, "

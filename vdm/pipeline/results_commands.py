@@ -196,8 +196,9 @@ def parse_baseline(items: list[str] | None) -> dict[str, str] | None:
 
 
 def aggregate_main(args: argparse.Namespace) -> None:
+    # lazy: reporting (pandas, matplotlib) for this command only; cli imports every command module
     from vdm.reporting.headline import write_headline
-    from vdm.reporting.table_files import aggregate_main as write_all_tables
+    from vdm.reporting.table_files import aggregate_main as write_all_tables  # lazy: as above
 
     for path in [*args.metrics, *([args.floor] if args.floor else [])]:
         if not path.is_file():
@@ -221,11 +222,12 @@ def claims_arguments(parser: argparse.ArgumentParser) -> None:
 def claims_main(args: argparse.Namespace) -> None:
     """Print ``claims.md`` of a ``summary.csv`` (:func:`vdm.reporting.claims.evaluate_claims`): which
     published findings reproduce in that grid; the same text as the grid's own claims.md."""
+    # lazy: reporting (pandas, scipy) for this command only
     from vdm.reporting.claims_report import claims_report
 
     if not args.summary.is_file():
         raise FileNotFoundError(f"summary table not found: {args.summary}")
-    import pandas as pd
+    import pandas as pd  # lazy: pandas for this command only (0.2 s per job otherwise)
 
     summary = pd.read_csv(args.summary)
     print(claims_report(summary, run_name=args.run_name, commit=args.commit)[0], end="")
@@ -255,6 +257,7 @@ def setting_of(samples: Path) -> str:
     setting recorded in the primary samples' meta."""
     if samples.parent.parent.name == "sweep":
         return samples.parent.name
+    # lazy: torch-fidelity (absent on the GPU machines; 1.3 s)
     from vdm.evaluation.fid import load_samples_meta
 
     return load_samples_meta(samples).get("setting") or "primary"
@@ -278,6 +281,7 @@ def plots_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def plots_main(args: argparse.Namespace) -> None:
+    # lazy: matplotlib and seaborn for this command only
     from vdm.reporting.plots import plots_main as draw_all
 
     if not args.summary.is_file():

@@ -49,8 +49,8 @@ import torch
 from torch import nn
 
 from vdm.core.checkpoint import CheckpointError, capture_rng_states, load_checkpoint, restore_rng_states
-from vdm.core.config import RunConfig, TrainConfig
-from vdm.core.data import ImageData, load_dataset
+from vdm.core.config import RunConfig, TrainConfig, run_config_from_dict
+from vdm.core.data import ImageData, dataset_info, load_dataset
 from vdm.core.progress import Progress
 from vdm.core.provenance import (
     atomic_output,
@@ -449,7 +449,6 @@ class Trainer:
 
 def model_num_classes(config: RunConfig) -> int | None:
     """Classes of the dataset for a conditional run (``conditioning.enabled``), else None."""
-    from vdm.core.data import dataset_info
 
     return dataset_info(config.dataset)["num_classes"] if config.conditioning.enabled else None
 
@@ -459,8 +458,6 @@ def load_trained_model(path: str | Path, device: torch.device | str = "cpu",
     """Load ``model.pt`` (safely, see :func:`vdm.core.checkpoint.load_checkpoint`): the EMA weights
     by default, in eval mode. Raises :class:`CheckpointError` naming the file if it is missing,
     corrupt or not a model checkpoint."""
-    from vdm.core.config import run_config_from_dict
-    from vdm.core.data import dataset_info
 
     path = Path(path)
     try:
