@@ -176,6 +176,7 @@ def _write_nll_and_collect(tmp_path, dataset: str) -> tuple[dict, dict]:
     import time
 
     from vdm.core.config import run_config_from_dict
+    from vdm.core.job_specs import NllSettings
     from vdm.model.diffusion import build_model
     from vdm.pipeline.nll_command import write_nll
     from vdm.pipeline.results_commands import collect_metrics
@@ -183,9 +184,10 @@ def _write_nll_and_collect(tmp_path, dataset: str) -> tuple[dict, dict]:
     config = run_config_from_dict({"dataset": dataset, "objective": "eps", "schedule": "cosine"})
     model = build_model((1, 8, 8), 17, "eps", "cosine", {"channels": 8}, -10.0, 7.0)
     nll = tmp_path / f"{dataset}-nll.json"
-    write_nll(model, config, "cpu", model_path=tmp_path / "model.pt", split="test",
-              num_time_samples=2, time_sampling="logsnr", discrete_steps=None, batch_size=16,
-              max_examples=16, seed=0, ema=True, out=nll, started=time.perf_counter())
+    settings = NllSettings(split="test", num_time_samples=2, time_sampling="logsnr",
+                           discrete_steps=None, batch_size=16, max_examples=16, ode=None)
+    write_nll(model, config, "cpu", settings, model_path=tmp_path / "model.pt", seed=0, ema=True,
+              out=nll, started=time.perf_counter())
     train = tmp_path / "train.json"
     train.write_text(json.dumps({
         "dataset": dataset, "objective": "eps", "schedule": "cosine", "seed": 0, "steps": 1,

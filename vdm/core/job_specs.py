@@ -36,6 +36,8 @@ from typing import Any
 from vdm.core.spec_base import Spec, setting
 
 # ----- settings shared by several jobs ------------------------------------------------------
+DATASET_DOC = "dataset (digits, digits-gmm, mnist, cifar10)"
+DATA_ROOT_DOC = "folder holding MNIST/ or cifar-10-batches-py/ (ignored for digits and digits-gmm)"
 DEVICE_DOC = "torch device: auto (CUDA when present) | cpu | cuda[:i]"
 SEED_DOC = "seed of the evaluation's noise (the workflow: the run's seed)"
 EMA_DOC = "evaluate the EMA weights (false: the raw weights)"
@@ -113,8 +115,8 @@ class FidSettings(Spec):
 class PrepareDataSpec(Spec):
     """``prepare-data``: load (and optionally download) a dataset, record sizes and hashes."""
 
-    dataset: str = setting("dataset (digits, mnist, cifar10)")
-    data_root: str = setting("folder holding MNIST/ or cifar-10-batches-py/ (ignored for digits)")
+    dataset: str = setting(DATASET_DOC)
+    data_root: str = setting(DATA_ROOT_DOC)
     download: bool = setting("download the dataset when missing")
 
 
@@ -122,8 +124,8 @@ class PrepareDataSpec(Spec):
 class ClassifierSpec(Spec):
     """``classifier``: the dataset classifier (FID extractor, judge of conditional samples)."""
 
-    dataset: str = setting("dataset (digits, mnist, cifar10)")
-    data_root: str = setting("folder holding MNIST/ or cifar-10-batches-py/ (ignored for digits)")
+    dataset: str = setting(DATASET_DOC)
+    data_root: str = setting(DATA_ROOT_DOC)
     device: str = setting(DEVICE_DOC)
     steps: int = setting("training steps", unit="steps", minimum=1)
     batch_size: int = setting("images per step", unit="images", minimum=1)
@@ -137,8 +139,8 @@ class ClassifierSpec(Spec):
 class NoisyClassifierSpec(Spec):
     """``noisy-classifier``: p(y | z_lambda, lambda) of classifier guidance."""
 
-    dataset: str = setting("dataset (digits, mnist, cifar10)")
-    data_root: str = setting("folder holding MNIST/ or cifar-10-batches-py/ (ignored for digits)")
+    dataset: str = setting(DATASET_DOC)
+    data_root: str = setting(DATA_ROOT_DOC)
     device: str = setting(DEVICE_DOC)
     logsnr_min: float = setting("lower end of the log-SNR range lambda is drawn from uniformly",
                                 unit="lambda = log SNR, natural log")
@@ -154,8 +156,8 @@ class NoisyClassifierSpec(Spec):
 class FidReferenceSpec(Spec):
     """``fid-reference``: extract and cache the reference split's features."""
 
-    dataset: str = setting("dataset (digits, mnist, cifar10)")
-    data_root: str = setting("folder holding MNIST/ or cifar-10-batches-py/ (ignored for digits)")
+    dataset: str = setting(DATASET_DOC)
+    data_root: str = setting(DATA_ROOT_DOC)
     device: str = setting(DEVICE_DOC)
     features: FeatureSettings = setting("the features and reference split")
 
@@ -164,8 +166,8 @@ class FidReferenceSpec(Spec):
 class FidFloorSpec(Spec):
     """``fid-floor``: FID/KID/precision/recall of held-out real images (the real-data floor)."""
 
-    dataset: str = setting("dataset (digits, mnist, cifar10)")
-    data_root: str = setting("folder holding MNIST/ or cifar-10-batches-py/ (ignored for digits)")
+    dataset: str = setting(DATASET_DOC)
+    data_root: str = setting(DATA_ROOT_DOC)
     device: str = setting(DEVICE_DOC)
     floor_split: str = setting("held-out split scored as if it were samples",
                                choices=("train", "test"))
@@ -176,8 +178,8 @@ class FidFloorSpec(Spec):
 class FidSpec(Spec):
     """``fid``: FID/KID/precision/recall of one samples.npz (split evaluation)."""
 
-    dataset: str = setting("dataset of the reference (digits, mnist, cifar10)")
-    data_root: str = setting("folder holding MNIST/ or cifar-10-batches-py/ (ignored for digits)")
+    dataset: str = setting(f"{DATASET_DOC}, of the reference")
+    data_root: str = setting(DATA_ROOT_DOC)
     device: str = setting(DEVICE_DOC)
     fid: FidSettings = setting("FID settings")
 

@@ -26,7 +26,7 @@ from vdm.model.guidance import (
     parse_setting,
 )
 from vdm.model.schedules import schedule_endpoints
-from vdm.pipeline.nll_command import ode_keywords, write_denoiser_floor, write_nll
+from vdm.pipeline.nll_command import write_denoiser_floor, write_nll
 from vdm.pipeline.options import (
     check_output,
     extractor_weights,
@@ -212,12 +212,8 @@ def evaluate_main(args: argparse.Namespace) -> None:
                   seed=spec.seed, ema=spec.ema, clip=spec.sampling.clip, out=args.samples_out,
                   grid=args.grid, started=started, noisy_classifier=args.noisy_classifier)
     started = time.perf_counter()
-    nll = spec.nll
-    write_nll(model, config, device, model_path=args.model, split=nll.split,
-              num_time_samples=nll.num_time_samples, time_sampling=nll.time_sampling,
-              discrete_steps=nll.discrete_steps, batch_size=nll.batch_size,
-              max_examples=nll.max_examples, seed=spec.seed, ema=spec.ema, out=args.nll_out,
-              started=started, ode=ode_keywords(nll.ode))
+    write_nll(model, config, device, spec.nll, model_path=args.model, seed=spec.seed,
+              ema=spec.ema, out=args.nll_out, started=started)
     score_samples(args.samples_out, spec.fid, dataset=config.dataset, root=config.data_root,
                   device=device, args=args, out=args.fid_out, started=time.perf_counter())
     if spec.denoiser_floor:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vdm.core.data import load_dataset
-from vdm.core.job_specs import OdeSettings
+from vdm.core.job_specs import NllSettings, OdeSettings
 from vdm.core.progress import Progress
 from vdm.core.provenance import (
     provenance,
@@ -61,12 +61,11 @@ def ode_bound_vs_elbo(ode_bpd, elbo_bpd, name: str = "nll_ode") -> dict[str, flo
     return out
 
 
-def write_nll(model, config, device, *, model_path: Path, split: str, num_time_samples: int,
-              time_sampling: str, discrete_steps: int | None, batch_size: int,
-              max_examples: int | None, seed: int, ema: bool, out: Path, started: float,
-              ode: dict[str, Any] | None = None) -> None:
-    """Test-set bits/dim of a loaded model (:func:`vdm.evaluation.evaluate.evaluate_nll`) -> ``nll.json``;
-    with ``ode`` (keywords of :func:`vdm.model.ode.ode_nll`) also the probability-flow ODE bounds,
+def write_nll(model, config, device, settings: NllSettings, *, model_path: Path, seed: int,
+              ema: bool, out: Path, started: float) -> None:
+    """Test-set bits/dim of a loaded model (:func:`vdm.evaluation.evaluate.evaluate_nll`) with an
+    nll/evaluate spec's ``settings`` -> ``nll.json``; with ``settings.ode`` (keywords of
+    :func:`vdm.model.ode.ode_nll`) also the probability-flow ODE bounds,
     uniform dequantization ``nll_ode_bpd`` and decoder-consistent ``nll_ode_vdeq_bpd``
     (:func:`vdm.model.ode_bound.ode_vdeq_nll`), each paired with the ELBO on the same images
     (their seconds together in ``ode_wall_seconds``). On a dataset with a known density
@@ -76,6 +75,9 @@ def write_nll(model, config, device, *, model_path: Path, split: str, num_time_s
     # lazy: scipy, via the digits-gmm mixture (optional on the GPU machines; 0.5 s)
     from vdm.evaluation.known_density import against_the_truth, known_mixture
 
+    split, batch_size, num_time_samples = settings.split, settings.batch_size, settings.num_time_samples
+    time_sampling, discrete_steps = settings.time_sampling, settings.discrete_steps
+    max_examples, ode = settings.max_examples, ode_keywords(settings.ode)
     data = load_dataset(config.dataset, split, config.data_root, config.download)
     with strict_fp32(device):  # fp32 without TF32 on CUDA: the bounds are measurements
         result = evaluate_nll(model, data, batch_size=batch_size,
@@ -134,12 +136,8 @@ def nll_main(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     device = resolve_device(spec.device)
     model, config = load_trained_model(args.model, device, use_ema=spec.ema)
-    nll = spec.nll
-    write_nll(model, config, device, model_path=args.model, split=nll.split,
-              num_time_samples=nll.num_time_samples, time_sampling=nll.time_sampling,
-              discrete_steps=nll.discrete_steps, batch_size=nll.batch_size,
-              max_examples=nll.max_examples, seed=spec.seed, ema=spec.ema, out=args.out,
-              started=started, ode=ode_keywords(nll.ode))
+    write_nll(model, config, device, spec.nll, model_path=args.model, seed=spec.seed,
+              ema=spec.ema, out=args.out, started=started)
     if spec.denoiser_floor:
         write_denoiser_floor(model, config, seed=spec.seed, device=device,
                              out=args.denoiser_floor_out)
