@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vdm.core.known_density_settings import check_known_density_settings
 from vdm.core.schema import SCHEMA_FILE, run_schema_view, validate_with_defaults, workflow_schema
 
 
@@ -268,7 +269,10 @@ def grid_name(config: dict[str, Any], default: dict[str, Any]) -> str:
 def check_workflow_config(config: dict[str, Any]) -> None:
     """Checks across keys that the schema cannot express; one-line ``ValueError`` naming the
     key. Guidance needs class-conditional models, weights > 0 need a guidance kind, and every
-    ``train.snapshots`` step lies in ``1..train.steps`` (:func:`check_snapshots`)."""
+    ``train.snapshots`` step lies in ``1..train.steps`` (:func:`check_snapshots`); settings that
+    need a known density ask for it on such a dataset only
+    (:func:`vdm.core.known_density_settings.check_known_density_settings`)."""
+    check_known_density_settings(config)
     train = config.get("train", {})
     check_snapshots(train.get("snapshots", []), train.get("steps"))
     conditional = config.get("conditioning", {}).get("enabled", False)
