@@ -164,3 +164,14 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
         hl.write_headline(tmp_path / "nope.csv", tmp_path / "claims.csv", tmp_path)
     with pytest.raises(ValueError, match="no runs"):
         hl.headline(pd.DataFrame(columns=["objective"]), pd.DataFrame())
+
+
+def test_snapshot_rows_are_budgets_not_further_sampler_settings(default) -> None:
+    """A grid with train.snapshots has a row per run and training step: the earlier steps are
+    budgets (named under training), never "further sampler settings"."""
+    summary, claims = default
+    final = summary.assign(train_step=300)
+    early = summary.assign(train_step=150)
+    text = hl.headline_markdown(pd.concat([early, final], ignore_index=True), claims)
+    assert "further sampler settings" not in text
+    assert "also evaluated after 150 steps" in text

@@ -28,6 +28,7 @@ from vdm.reporting.claims import CONTRADICTED, INCONCLUSIVE, METRIC_DECIMALS, NO
 from vdm.reporting.summary_columns import OPTIONAL_PIVOT_METRICS, PIVOT_METRICS, metric_spec
 from vdm.reporting.summary_rows import (
     display_frame,
+    final_step_rows,
     guidance_kind_column,
     ordered_levels,
     primary_rows,
@@ -237,8 +238,9 @@ def _evaluation_text(summary: pd.DataFrame) -> str:
         first = primary.dropna(subset=["sampler"]).iloc[0]
         parts.append(f"{first['sampler']} sampler, {int(first['sample_steps'])} steps "
                      f"(NFE {int(first['nfe'])})")
-        others = summary[(guidance_kind_column(summary) == "none")
-                         & ~summary.index.isin(primary.index)].dropna(subset=["sampler"])
+        final = final_step_rows(summary)  # a snapshot's rows are earlier budgets, not settings
+        others = final[(guidance_kind_column(final) == "none")
+                       & ~final.index.isin(primary.index)].dropna(subset=["sampler"])
         settings = list(dict.fromkeys(zip(others["sampler"], others["sample_steps"].astype(int),
                                           strict=True)))
         if settings:
