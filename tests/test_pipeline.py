@@ -143,6 +143,13 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     assert (summary["nll_bpd"] - summary["true_nll_bpd"] - summary["nll_minus_entropy_bpd"]
             ).abs().max() < 1e-6
     assert summary["true_entropy_bpd"].nunique() == 1
+    # digits-gmm: the floor is the exact denoiser's (excess ε-error), not the memorising optimum
+    assert summary["excess_eps_error_test"].notna().all() and "denoiser_gap_test" not in summary
+    excess = pd.read_csv(finished_axes / "results/test-axes/tables/excess_eps_error.csv")
+    assert set(excess["split"]) == {"train", "test"} and (excess["n"] == 2).all()
+    assert (finished_axes / "results/test-axes/plots/excess_eps_error.png").is_file()
+    assert "### Excess ε-error over the exact denoiser" in (
+        finished_axes / "results/test-axes/tables/summary.md").read_text()
     runs = sorted(finished_axes.glob("results/digits-gmm/runs/class/*/eps/cosine/seed0/"
                                      "metrics.json"))
     assert len(runs) == 2  # eps and x0 parameterizations
@@ -223,7 +230,8 @@ def test_axes_report_has_every_new_table_and_plot(finished_axes: Path) -> None:
     for name in ("sampler_sweep.csv", "guidance.csv", "fid_vs_nfe.png", "nll_ode_vs_elbo.png",
                  "fid_vs_guidance.png", "accuracy_vs_guidance.png",
                  "precision_recall_guidance.png", "guidance_samples.png",
-                 "ranking_stability.csv", "learning_curve_fid.png", "learning_curve_nll.png"):
+                 "ranking_stability.csv", "learning_curve_fid.png", "learning_curve_nll.png",
+                 "excess_eps_error.csv", "excess_eps_error.png"):
         assert name in html, name
     assert "true entropy" in html and "bayes_bound_bpd" in html  # digits-gmm's captions
 

@@ -19,7 +19,9 @@ generalisation: a model that beats ε* on test images has learned more than the 
 :func:`denoiser_gap` evaluates a model and ε* (of the *training* set, for both splits) on the
 same images, noise and ``z`` (a paired comparison) at a grid of λ; :func:`weighted_gap`
 integrates the gap over λ with the model's objective; :func:`denoiser_floor` does both for a
-saved run and returns a JSON-able record.
+saved run and returns a JSON-able record. On a dataset whose distribution is known
+(``digits-gmm``) the floor is the true distribution's exact denoiser instead
+(:mod:`vdm.evaluation.excess_eps_error`; :func:`model_denoiser_floor` routes there).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ import pandas as pd
 import torch
 
 from vdm.core.data import ImageData, load_dataset
+from vdm.evaluation.excess_eps_error import model_excess_eps_error
+from vdm.evaluation.known_density import known_mixture
 from vdm.model.objectives import Objective
 from vdm.model.schedules import alpha_sigma, schedule_endpoints
 from vdm.training.trainer import load_trained_model
@@ -212,8 +216,19 @@ def model_denoiser_floor(model: Any, config: Any, *, root: str | Path | None = N
                          ) -> dict[str, Any]:
     """:func:`denoiser_floor` of a model already loaded (with its run config), e.g. by the
     fused evaluate job that has sampled and scored it; ``started`` (a ``time.perf_counter()``
-    value) defaults to now."""
+    value) defaults to now.
+
+    On a dataset whose distribution is known (``digits-gmm``,
+    :func:`vdm.evaluation.known_density.known_mixture`) the floor is the true distribution's
+    Bayes-optimal denoiser instead of the memorising optimum of the training set: the record is
+    :func:`vdm.evaluation.excess_eps_error.model_excess_eps_error`'s (``kind`` =
+    ``excess_eps_error``; its own common λ grid, ``num_log_snrs`` unused)."""
     started = time.perf_counter() if started is None else started
+    mixture = known_mixture(config.dataset)
+    if mixture is not None:
+        return model_excess_eps_error(model, config, mixture, root=root,
+                                      num_examples=num_examples, seed=seed, device=device,
+                                      started=started)
     data_root = config.data_root if root is None else root
     train = load_dataset(config.dataset, "train", root=data_root)
     test = load_dataset(config.dataset, "test", root=data_root)

@@ -139,11 +139,19 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
             print(f"vdm collect: warning: {notes[-1]}", file=sys.stderr)
     if denoiser_floor_json:
         floor = read_json(Path(denoiser_floor_json))
-        metrics["denoiser_floor"] = {key: floor[key] for key in (
-            "log_snrs", "rows", "weighted", "num_train_images", "num_examples", "note",
-            "weighting")}
-        for split, gaps in floor["weighted"].items():  # scalars for summary.csv
-            metrics[f"denoiser_gap_{split}"] = gaps["gap"]
+        if floor.get("kind") == "excess_eps_error":  # a known density: the exact denoiser
+            metrics["excess_eps_error"] = {key: floor[key] for key in (
+                "target", "log_snrs", "common", "step", "logsnr_min", "logsnr_max", "rows",
+                "weighted", "num_examples", "note", "weighting")}
+            for split, excess in floor["weighted"].items():  # scalars for summary.csv
+                metrics[f"excess_eps_error_{split}"] = excess["excess"]
+                metrics[f"excess_eps_error_{split}_se"] = excess["excess_se"]
+        else:  # the memorising optimum of the training set
+            metrics["denoiser_floor"] = {key: floor[key] for key in (
+                "log_snrs", "rows", "weighted", "num_train_images", "num_examples", "note",
+                "weighting")}
+            for split, gaps in floor["weighted"].items():  # scalars for summary.csv
+                metrics[f"denoiser_gap_{split}"] = gaps["gap"]
         wall["denoiser_floor"] = floor.get("wall_seconds")
         sources["denoiser_floor"] = denoiser_floor_json
     if sweep_jsons:
@@ -153,7 +161,9 @@ def collect_metrics(train_json: Path, nll_json: Path, fid_json: Path | None, out
     for key in FINITE_METRICS:
         if key in metrics and not math.isfinite(float(metrics[key])):
             source = sources["fid" if key in ("fid", "kid", "kid_std") else
-                             "train" if key == "final_loss" else "nll"]
+                             "train" if key == "final_loss" else
+                             "denoiser_floor" if key.startswith(("denoiser_gap", "excess_eps"))
+                             else "nll"]
             raise ValueError(f"{source}: {key} is {metrics[key]} (not finite) for "
                              f"{metrics['objective']}/{metrics['schedule']} seed "
                              f"{metrics['seed']}; the run diverged or its evaluation failed")
@@ -277,6 +287,9 @@ def plots_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--floor", type=Path, help="the real-data FID floor (vdm fid-floor)")
     parser.add_argument("--denoiser-floor", type=Path,
                         help="denoiser_floor.csv of vdm aggregate: the optimal-denoiser figure")
+    parser.add_argument("--excess-eps-error", type=Path,
+                        help="excess_eps_error.csv of vdm aggregate (a dataset with a known "
+                             "density): the excess ε-error figure")
     parser.add_argument("--out-dir", required=True, type=Path)
 
 
@@ -299,5 +312,6 @@ def plots_main(args: argparse.Namespace) -> None:
         if key not in guided or seed < lowest_guided[key]:
             guided[key], lowest_guided[key] = path, seed
     written = draw_all(args.summary, logs, grids, args.out_dir, guided, lowest,
-                       read_json(args.floor) if args.floor else None, args.denoiser_floor)
+                       read_json(args.floor) if args.floor else None, args.denoiser_floor,
+                       args.excess_eps_error)
     print("plots: " + ", ".join(str(p) for p in written))

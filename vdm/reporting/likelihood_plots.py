@@ -1,6 +1,7 @@
-"""The likelihood figures: the probability-flow ODE bound against the ELBO per cell, and the
+"""The likelihood figures: the probability-flow ODE bound against the ELBO per cell, the
 model's denoising error against the optimal denoiser of the training set (the floor of the
-training loss).
+training loss) and, on a dataset with a known density, its excess ε-error over the exact
+denoiser of the true distribution, per λ.
 
 Both bounds are in bits per dimension, averaged over test images, with 95% Student-t confidence
 intervals over seeds (:func:`vdm.reporting.stats.mean_ci`); the denoising error is the
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from vdm.reporting.excess_eps_table import symlog_threshold
 from vdm.reporting.plot_base import (
     CI_TEXT,
     PathLike,
@@ -93,4 +96,47 @@ def plot_denoiser_floor(cells: pd.DataFrame, out_dir: PathLike) -> Path:
     suptitle(fig, "Model vs the optimal (posterior-mean) denoiser of the training set, mean over "
                   "seeds. The optimum memorises the training set (its samples are training "
                   "images): it is the floor of the training loss, not a better model")
+    return save_figure(fig, path)
+
+
+def plot_excess_eps_error(cells: pd.DataFrame, out_dir: PathLike) -> Path:
+    """``excess_eps_error.png``: the excess ε-error over the exact denoiser (per dimension,
+    dimensionless) against λ, one line per cell (mean over seeds) with its 95% t-CI band, on the
+    test split (and the train split beside it when present). ``cells``:
+    :func:`vdm.reporting.excess_eps_table.excess_eps_cells` (``excess_eps_error.csv``). Log y
+    when every plotted mean and band is positive, else symmetric log (linear below the
+    smallest nonzero ``|mean|``)."""
+    path = Path(out_dir) / "excess_eps_error.png"
+    splits = [s for s in ("test", "train") if not cells.empty and s in set(cells["split"])]
+    fig, axes = new_figure(1, max(len(splits), 1), size=(6.0 * max(len(splits), 1), 4.6),
+                           sharey=True)
+    if not splits:
+        no_data(axes[0, 0], "no excess ε-errors (needs a dataset with a known density)")
+        return save_figure(fig, path)
+    labels = [f"{o} · {s}" for o, s in zip(cells["objective"], cells["schedule"], strict=True)]
+    cells = cells.assign(cell=labels)
+    colours = palette(ordered_levels(cells["cell"]))
+    mean = cells["excess_mean"].to_numpy(dtype=float)
+    band = cells["excess_ci"].fillna(0.0).to_numpy(dtype=float)
+    positive = bool(np.all(mean - band > 0))
+    for ax, split in zip(axes[0], splits, strict=True):
+        for cell, line in cells[cells["split"] == split].groupby("cell", sort=False):
+            line = line.sort_values("log_snr")
+            y, ci = line["excess_mean"], line["excess_ci"].fillna(0.0)
+            ax.plot(line["log_snr"], y, marker="o", ms=3, lw=1, color=colours[cell], label=cell)
+            ax.fill_between(line["log_snr"], y - ci, y + ci, color=colours[cell], alpha=0.2,
+                            lw=0)
+        if positive:
+            ax.set_yscale("log")
+        else:
+            ax.set_yscale("symlog", linthresh=symlog_threshold(mean))
+            ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_xlabel("log-SNR λ")
+        ax.set_title(f"{split} images", fontsize=10)
+    axes[0, 0].set_ylabel("excess ε-error per dimension" + (" (log)" if positive else
+                                                             " (symmetric log)"))
+    axes[0, -1].legend(fontsize=7)
+    suptitle(fig, "Excess ε-error over the exact denoiser of the true distribution: "
+                  "E‖ε̂ − ε‖² − E‖ε̂* − ε‖² per dimension, paired on the same images and noise; "
+                  f"{CI_TEXT}; 0 = the Bayes-optimal denoiser")
     return save_figure(fig, path)

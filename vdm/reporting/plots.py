@@ -25,7 +25,11 @@ from vdm.reporting.cell_plots import (
 from vdm.reporting.guidance_plots import plot_guidance, plot_guidance_samples
 from vdm.reporting.known_answer import true_entropy
 from vdm.reporting.learning_curves import plot_learning_curves
-from vdm.reporting.likelihood_plots import plot_denoiser_floor, plot_ode_vs_elbo
+from vdm.reporting.likelihood_plots import (
+    plot_denoiser_floor,
+    plot_excess_eps_error,
+    plot_ode_vs_elbo,
+)
 from vdm.reporting.plot_base import PathLike, uniform_bound_bpd
 from vdm.reporting.sampler_plots import plot_fid_vs_nfe
 from vdm.reporting.summary_rows import display_frame, final_step_rows, primary_rows
@@ -36,7 +40,8 @@ def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], Pa
                guided_samples: Mapping[tuple[str, str, str], PathLike] | None = None,
                grid_seeds: Mapping[tuple[str, str], int] | None = None,
                floor: Mapping[str, Any] | None = None,
-               denoiser_floor_csv: PathLike | None = None) -> list[Path]:
+               denoiser_floor_csv: PathLike | None = None,
+               excess_eps_error_csv: PathLike | None = None) -> list[Path]:
     """CLI entry (``python -m vdm plots``): all figures from ``summary.csv``, the training logs
     and the sample grids; ``fid_vs_nfe.png`` when the runs have several sampler settings,
     ``nll_ode_vs_elbo.png`` when they have ODE likelihoods, and the guidance figures
@@ -45,7 +50,9 @@ def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], Pa
     were evaluated with guidance, and the learning curves
     (:func:`~vdm.reporting.learning_curves.plot_learning_curves`: ``learning_curve_fid.png``,
     ``learning_curve_nll.png``) when they were evaluated at several training steps (training
-    snapshots). Returns the written paths."""
+    snapshots); ``denoiser_floor.png`` from ``denoiser_floor_csv`` and, on a dataset with a
+    known density, ``excess_eps_error.png`` from ``excess_eps_error_csv``. Returns the written
+    paths."""
     summary = pd.read_csv(summary_csv)
     every = final_step_rows(display_frame(summary))  # earlier steps: the learning curves
     df = primary_rows(every)
@@ -65,6 +72,8 @@ def plots_main(summary_csv: PathLike, log_csvs: Mapping[tuple[str, str, int], Pa
         written.append(plot_guidance_samples(every, guided_samples or {}, out_dir))
     if denoiser_floor_csv is not None:
         written.append(plot_denoiser_floor(pd.read_csv(denoiser_floor_csv), out_dir))
+    if excess_eps_error_csv is not None:
+        written.append(plot_excess_eps_error(pd.read_csv(excess_eps_error_csv), out_dir))
     if has_budgets(summary):  # every row: one point per training budget
         written += plot_learning_curves(summary, out_dir)
     return written

@@ -27,6 +27,11 @@ KNOWN_DENSITY_COLUMNS = [
     "nll_ode_vdeq_minus_bayes_ode_vdeq_bpd_se", "bayes_ode_vdeq_minus_entropy_bpd",
     "bayes_ode_vdeq_minus_entropy_bpd_se",
 ]
+#: the excess ε-error over the exact denoiser of a known density (digits-gmm,
+#: :mod:`vdm.evaluation.excess_eps_error`): λ-weighted with the objective's weight, per split,
+#: with its SE over images (nats/dim for `elbo`); the per-λ values are in excess_eps_error.csv
+EXCESS_EPS_COLUMNS = ["excess_eps_error_train", "excess_eps_error_train_se",
+                      "excess_eps_error_test", "excess_eps_error_test_se"]
 KEY_COLUMNS = ["dataset", "conditioning", "parameterization", "objective", "schedule", "seed"]
 #: the evaluation setting of a row (one model has a row per setting)
 EVALUATION_COLUMNS = ["sampler", "sample_steps", "nfe", "guidance_kind", "guidance_weight",
@@ -40,7 +45,7 @@ SUMMARY_COLUMNS = KEY_COLUMNS + EVALUATION_COLUMNS + [
     "nll_ode_vdeq_minus_elbo_bpd_se", "nll_cond_bpd", "nll_cond_bpd_se",
     *KNOWN_DENSITY_COLUMNS,
     "fid", "fid_se", "kid", "kid_std", "precision", "recall", "class_accuracy",
-    "classifier_test_accuracy", "denoiser_gap_train", "denoiser_gap_test",
+    "classifier_test_accuracy", "denoiser_gap_train", "denoiser_gap_test", *EXCESS_EPS_COLUMNS,
     "per_class_fid_mean", "feature_extractor", "num_fid_samples",
     "git_commit", "metrics_file",
 ]
@@ -55,7 +60,8 @@ OPTIONAL_COLUMNS = ("train_step",
                     "nll_ode_vdeq_minus_elbo_bpd", "nll_ode_vdeq_minus_elbo_bpd_se",
                     "nll_cond_bpd", "nll_cond_bpd_se",
                     "class_accuracy", "classifier_test_accuracy", "per_class_fid_mean", "fid_se",
-                    "denoiser_gap_train", "denoiser_gap_test", *KNOWN_DENSITY_COLUMNS)
+                    "denoiser_gap_train", "denoiser_gap_test", *KNOWN_DENSITY_COLUMNS,
+                    *EXCESS_EPS_COLUMNS)
 #: metrics that must be finite numbers whenever present (checked by ``collect`` and again when
 #: tabulating): NaN never reaches a table or plot
 FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd",
@@ -65,7 +71,7 @@ FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_r
                   "nll_ode_vdeq_minus_elbo_bpd", "nll_ode_vdeq_minus_elbo_bpd_se", "nll_cond_bpd",
                   "nll_cond_bpd_se", "fid", "fid_se",
                   "kid", "kid_std", "class_accuracy", "per_class_fid_mean", "denoiser_gap_train",
-                  "denoiser_gap_test", *KNOWN_DENSITY_COLUMNS)
+                  "denoiser_gap_test", *KNOWN_DENSITY_COLUMNS, *EXCESS_EPS_COLUMNS)
 
 
 @dataclass(frozen=True)

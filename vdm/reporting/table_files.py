@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from vdm.core.provenance import atomic_output
+from vdm.evaluation.excess_eps_error import EXCESS_NOTE, EXCESS_WEIGHTING
 from vdm.evaluation.optimal_denoiser import OPTIMUM_NOTE, WEIGHTING_NOTE
 from vdm.reporting.aggregation import (
     denoiser_floor_cells,
@@ -28,6 +29,12 @@ from vdm.reporting.aggregation import (
 )
 from vdm.reporting.budgets import has_budgets
 from vdm.reporting.claims_report import claims_report
+from vdm.reporting.excess_eps_table import (
+    excess_eps_cells,
+    excess_eps_latex,
+    excess_eps_markdown,
+    load_excess_eps_errors,
+)
 from vdm.reporting.known_answer import has_known_answer, known_answer_latex, known_answer_markdown
 from vdm.reporting.ranking_stability import ranking_stability_report
 from vdm.reporting.significance import resolve_baseline, significance_table
@@ -58,7 +65,8 @@ def _dataset_groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 def write_tables(df: pd.DataFrame, out_dir: str | Path, *, baseline: Mapping[str, str] | None = None,
                  floor: Mapping[str, Any] | None = None, floors: pd.DataFrame | None = None,
-                 run_name: str = "results", **order: Sequence[str]) -> dict[str, Path]:
+                 run_name: str = "results", excess: pd.DataFrame | None = None,
+                 **order: Sequence[str]) -> dict[str, Path]:
     """Write ``summary.csv``, ``summary.md``, ``summary.tex``, ``significance.csv`` and, when the
     runs were evaluated with more than one sampler setting, ``sampler_sweep.csv``, and with
     guidance, ``guidance.csv``.
@@ -68,7 +76,9 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, *, baseline: Mapping[str
     (:mod:`vdm.reporting.known_answer`), their significance tables vs the baseline
     (:func:`resolve_baseline`), the sampler sweep, guidance, real-data floor and optimal-denoiser
     tables (Markdown). Also ``claims.md`` / ``claims.csv`` (:func:`claims_report`) and, with
-    ``floors`` (:func:`load_denoiser_floors`), ``denoiser_floor.csv``. A grid with training
+    ``floors`` (:func:`load_denoiser_floors`), ``denoiser_floor.csv``, and with ``excess``
+    (:func:`vdm.reporting.excess_eps_table.load_excess_eps_errors`, a dataset with a known
+    density) ``excess_eps_error.csv`` and its Markdown section. A grid with training
     snapshots (``summary.csv`` rows at several ``train_step`` values,
     :func:`vdm.reporting.budgets.has_budgets`) also gets ``ranking_stability.md`` / ``.csv``
     (:func:`vdm.reporting.ranking_stability.ranking_stability_report`); every other table reads
@@ -121,14 +131,22 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, *, baseline: Mapping[str
             if not in_ds.empty:
                 md.append("### Distance to the optimal denoiser\n")
                 md.append(denoiser_floor_markdown(in_ds, OPTIMUM_NOTE, WEIGHTING_NOTE))
+        if excess is not None and not excess.empty:
+            in_ds = excess[excess["dataset"] == ds]
+            if not in_ds.empty:
+                md.append("### Excess ε-error over the exact denoiser\n")
+                md.append(excess_eps_markdown(in_ds, EXCESS_NOTE, EXCESS_WEIGHTING))
+                tex.append(excess_eps_latex(in_ds, f"tab:{_slug(ds)}-excess-eps-error"))
     sig_all = pd.concat(sig_frames, ignore_index=True) if sig_frames else pd.DataFrame()
     if not sig_all.empty:
         sig_all = sig_all[["dataset"] + [c for c in sig_all.columns if c != "dataset"]]
     names = ["summary.csv", "summary.md", "summary.tex", "significance.csv", "claims.md",
              "claims.csv"]
     floor_cells = denoiser_floor_cells(floors) if floors is not None else pd.DataFrame()
+    excess_cells = excess_eps_cells(excess) if excess is not None else pd.DataFrame()
     extra = {"sampler_sweep.csv": sweep_frames, "guidance.csv": guidance_frames,
-             "denoiser_floor.csv": [floor_cells] if not floor_cells.empty else []}
+             "denoiser_floor.csv": [floor_cells] if not floor_cells.empty else [],
+             "excess_eps_error.csv": [excess_cells] if not excess_cells.empty else []}
     names += [name for name, frames in extra.items() if frames]
     budgets = has_budgets(long)  # snapshots: the ranking at each training budget
     names += ["ranking_stability.md", "ranking_stability.csv"] if budgets else []
@@ -166,4 +184,5 @@ def aggregate_main(metrics_paths: Iterable[str | Path], out_dir: str | Path, *,
     """CLI entry (``python -m vdm aggregate``): load all ``metrics.json`` and write the tables."""
     paths = list(metrics_paths)
     return write_tables(load_metrics(paths), out_dir, baseline=baseline, floor=floor,
-                        floors=load_denoiser_floors(paths), run_name=run_name)
+                        floors=load_denoiser_floors(paths), run_name=run_name,
+                        excess=load_excess_eps_errors(paths))

@@ -20,7 +20,10 @@ rule aggregate:
                       caption="../report/claims.rst"),
         denoiser_floor=[report(f"{GRID}/tables/denoiser_floor.csv", category="Tables",
                                caption="../report/denoiser_floor_table.rst")]
-        if DENOISER_FLOOR else [],
+        if MEMORISING_FLOOR else [],
+        excess_eps_error=[report(f"{GRID}/tables/excess_eps_error.csv", category="Tables",
+                                 caption="../report/excess_eps_error_table.rst")]
+        if EXCESS_EPS else [],
         ranking_stability=[report(f"{GRID}/tables/ranking_stability.csv", category="Tables",
                                   caption="../report/ranking_stability.rst")]
         if SNAPSHOT_STEPS else [],
@@ -50,14 +53,16 @@ rule plots:
         grids=cells(f"{RUN_DIR}/samples.png"),
         guided=guided_samples(),
         floor=FID_FLOOR,
-        denoiser_floor=f"{GRID}/tables/denoiser_floor.csv" if DENOISER_FLOOR else [],
+        denoiser_floor=f"{GRID}/tables/denoiser_floor.csv" if MEMORISING_FLOOR else [],
+        excess_eps_error=f"{GRID}/tables/excess_eps_error.csv" if EXCESS_EPS else [],
     output:
         [report(f"{GRID}/plots/{name}.png", category="Plots",
                 caption=f"../report/{name}.rst") for name in PLOT_NAMES],
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
-        denoiser=lambda wildcards, input: (f"--denoiser-floor {input.denoiser_floor}"
-                                           if DENOISER_FLOOR else ""),
+        denoiser=lambda wildcards, input: (
+            f"--denoiser-floor {input.denoiser_floor}" if MEMORISING_FLOOR else
+            f"--excess-eps-error {input.excess_eps_error}" if EXCESS_EPS else ""),
     localrule: True
     conda:
         ENV
