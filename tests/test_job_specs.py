@@ -64,12 +64,14 @@ def test_split_and_fused_evaluation_share_their_settings() -> None:
     ({"methods": ["ancestral", "heun"], "steps": [8]},
      {"kinds": ["cfg", "classifier"], "weights": [0, 2, 0.5]}),
     ({"methods": ["dpmpp2m"], "steps": [10, 20]}, {"kinds": ["cfg"], "weights": [1.5, 3]}),
+    ({"methods": ["heun", "ddim"], "steps": [8], "spacings": ["karras", "time", "logsnr"]},
+     {"kinds": ["cfg", "classifier"], "weights": [0, 2]}),
 ])
 def test_sweep_names_are_the_models_evaluation_settings(sample, guidance) -> None:
     """The names the specs list are exactly vdm.model.guidance's settings after the primary."""
     config = {"sample": sample, "guidance": guidance}
     expected = evaluation_settings(sample["methods"], sample["steps"], guidance["kinds"],
-                                   guidance["weights"])
+                                   guidance["weights"], sample.get("spacings", ["time"]))
     assert sweep_setting_names(config) == tuple(s.name for s in expected[1:])
 
 
@@ -118,6 +120,9 @@ CHANGES: dict[str, tuple[str, set[str]]] = {
     "sample.batch_size": ("sample.batch_size=64", {"sample", "sweep", "evaluate"}),
     "sample.methods": ("sample.methods=[ancestral,heun]", {"sweep", "evaluate"}),
     "sample.steps": ("sample.steps=[10]", {"sample", "evaluate"}),
+    # a further spacing adds sweep settings; the primary's stays time (a first spacing other
+    # than time: IN_CONTEXT)
+    "sample.spacings": ("sample.spacings=[time,karras]", {"sweep", "evaluate"}),
     **{f"nll.{key}": (f"nll.{key}={value}", {"nll", "evaluate"}) for key, value in (
         ("split", "train"), ("num_time_samples", 8), ("batch_size", 64), ("max_examples", 50),
         ("ode.enabled", "true"))},
@@ -146,6 +151,7 @@ IN_CONTEXT = [  # changes that matter only with another setting on: (base overri
      "guidance.weights=[0,2,4]", {"sweep", "evaluate"}),
     (["conditioning.enabled=true", "guidance.kinds=[cfg]", "guidance.weights=[0,2]"],
      "guidance.kinds=[cfg,classifier]", {"sweep", "evaluate"}),
+    ([], "sample.spacings=[karras]", {"sample", "evaluate"}),
 ]
 
 

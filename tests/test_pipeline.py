@@ -114,8 +114,8 @@ def finished_axes(tmp_path_factory) -> Path:
     return work
 
 
-AXES_SETTINGS = {"ancestral-8", "ancestral-8-cfg-2", "ancestral-8-classifier-2", "heun-8",
-                 "heun-8-cfg-2", "heun-8-classifier-2"}
+AXES_SETTINGS = {f"{sampler}-8{spacing}{guidance}" for sampler in ("ancestral", "heun")
+                 for spacing in ("", "-karras") for guidance in ("", "-cfg-2", "-classifier-2")}
 
 
 @pytest.mark.slow
@@ -125,12 +125,14 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     models = summary.drop_duplicates(["parameterization", "seed"])
     assert len(models) == 4 and set(summary["parameterization"]) == {"eps", "x0"}
     assert (summary["conditioning"] == "class").all()
-    names = {f"{r.sampler}-{r.sample_steps}" + ("" if r.guidance_kind == "none" else
-                                              f"-{r.guidance_kind}-{r.guidance_weight:g}")
+    names = {f"{r.sampler}-{r.sample_steps}" + ("" if r.sample_spacing == "time" else
+                                              f"-{r.sample_spacing}")
+             + ("" if r.guidance_kind == "none" else f"-{r.guidance_kind}-{r.guidance_weight:g}")
              for r in summary.itertuples()}
     assert names == AXES_SETTINGS and len(summary) == 4 * len(AXES_SETTINGS)
     assert summary["primary"].sum() == 4
     assert set(summary.loc[summary["primary"], "sampler"]) == {"ancestral"}
+    assert set(summary.loc[summary["primary"], "sample_spacing"]) == {"time"}
     heun = summary[summary["sampler"] == "heun"]
     assert set(heun["nfe"]) == {17, 34}  # 2 N + 1, doubled by classifier-free guidance
     assert summary["class_accuracy"].between(0, 1).all() and summary["fid"].gt(0).all()
@@ -160,7 +162,8 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     flag = summary["model_range_outside_classifier"].astype(str)
     assert flag[guided].eq("False").all() and summary.loc[~guided, flag.name].isna().all()
     sweep = pd.read_csv(finished_axes / "results/test-axes/tables/sampler_sweep.csv")
-    assert set(sweep["sampler"]) == {"ancestral", "heun"} and len(sweep) == 4
+    assert set(sweep["sampler"]) == {"ancestral", "heun"} and len(sweep) == 8
+    assert set(sweep["spacing"]) == {"time", "karras"}
     guidance = pd.read_csv(finished_axes / "results/test-axes/tables/guidance.csv")
     assert set(guidance["guidance_kind"]) == {"cfg", "classifier"}
     assert set(guidance["guidance_weight"]) == {0.0, 2.0}

@@ -20,7 +20,9 @@ fused ``evaluate`` :class:`EvaluateSpec` (also the job of each training snapshot
 :class:`NllSettings`, :class:`FidSettings`), so each config key is read in one place. Training's
 spec is the run config (:func:`vdm.core.config.workflow_cell`).
 
-Every key of a spec is required in its JSON (the workflow writes them all); an unknown or
+Every key of a spec is required in its JSON (the workflow writes them all), except a key added
+later with a default that keeps older specs unchanged (``sampling.spacing``, left out while it is
+``time``: :func:`vdm.core.spec_base.setting`); an unknown or
 missing key, a wrong type, a value outside its choices or below its minimum is a one-line
 ``ValueError`` naming the dotted key. This module imports nothing beyond the standard library
 and :mod:`vdm.core` (:mod:`vdm.core.spec_base`: the typed-JSON base), so the bench (below the
@@ -41,6 +43,9 @@ DATA_ROOT_DOC = "folder holding MNIST/ or cifar-10-batches-py/ (ignored for digi
 DEVICE_DOC = "torch device: auto (CUDA when present) | cpu | cuda[:i]"
 SEED_DOC = "seed of the evaluation's noise (the workflow: the run's seed)"
 EMA_DOC = "evaluate the EMA weights (false: the raw weights)"
+#: the step spacings of ``sample.spacings`` (vdm.model.step_grids.SPACINGS; this module imports
+#: nothing from vdm.model)
+SPACINGS = ("time", "logsnr", "karras")
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,9 @@ class SamplingSettings(Spec):
     guidance_kind: str = setting("guidance of these samples", choices=("none", "cfg", "classifier"))
     guidance_weight: float = setting("guidance weight w (0 with kind none)", minimum=0)
     clip: bool = setting("clip the predicted x to [-1, 1] at every step")
+    spacing: str = setting("step spacing (vdm.model.step_grids): time = uniform in t, logsnr = "
+                           "uniform in lambda, karras = EDM's rho = 7 in sigma/alpha",
+                           choices=SPACINGS, default="time")
 
 
 @dataclass(frozen=True)
@@ -214,8 +222,9 @@ class SweepSpec(Spec):
                         "workflow: the run's seed)", minimum=0)
     device: str = setting(DEVICE_DOC)
     ema: bool = setting(EMA_DOC)
-    settings: tuple[str, ...] = setting("evaluation settings <method>-<steps>[-<guidance>-"
-                                        "<weight>], e.g. ddim-10, ancestral-25-cfg-2")
+    settings: tuple[str, ...] = setting("evaluation settings <method>-<steps>[-<spacing>]"
+                                        "[-<guidance>-<weight>], e.g. ddim-10, heun-10-karras, "
+                                        "ancestral-25-cfg-2")
     num_samples: int = setting("samples per setting", unit="images", minimum=1)
     batch_size: int = setting("samples per batch", unit="images", minimum=1)
     fid: FidSettings = setting("FID settings")
@@ -239,23 +248,32 @@ class EvaluateSpec(Spec):
 
 
 # ----- builders from the validated workflow config ------------------------------------------
+def sample_spacings(config: Mapping[str, Any]) -> list[str]:
+    """``sample.spacings`` of a config (``[time]`` when it has none, e.g. a hand-made one)."""
+    return list(config["sample"].get("spacings", ["time"]))
+
+
 def sampling_settings(config: Mapping[str, Any]) -> SamplingSettings:
-    """The primary setting: the first sampler with the first step count, no guidance."""
+    """The primary setting: the first sampler with the first step count and the first step
+    spacing, no guidance."""
     sample = config["sample"]
     return SamplingSettings(method=sample["methods"][0], steps=int(sample["steps"][0]),
                             num_samples=sample["num_samples"], batch_size=sample["batch_size"],
-                            guidance_kind="none", guidance_weight=0.0, clip=True)
+                            guidance_kind="none", guidance_weight=0.0, clip=True,
+                            spacing=sample_spacings(config)[0])
 
 
 def sweep_setting_names(config: Mapping[str, Any]) -> tuple[str, ...]:
     """Names of the further evaluation settings, in the order of
     :func:`vdm.model.guidance.evaluation_settings` without its first (primary) one: every
-    sampler x steps with no guidance and each guidance kind at each weight > 0."""
+    sampler x steps x spacing with no guidance and each guidance kind at each weight > 0 (the
+    names of :attr:`vdm.model.guidance.EvaluationSetting.name`: no spacing tag for ``time``)."""
     guidance = config["guidance"]
     tags = [""] + [f"-{kind}-{float(w):g}" for kind in guidance["kinds"]
                    for w in guidance["weights"] if w > 0]
-    names = [f"{method}-{int(steps)}{tag}" for method in config["sample"]["methods"]
-             for steps in config["sample"]["steps"] for tag in tags]
+    spacings = ["" if spacing == "time" else f"-{spacing}" for spacing in sample_spacings(config)]
+    names = [f"{method}-{int(steps)}{spacing}{tag}" for method in config["sample"]["methods"]
+             for steps in config["sample"]["steps"] for spacing in spacings for tag in tags]
     return tuple(names[1:])
 
 

@@ -2,7 +2,8 @@
 (:mod:`vdm.core.job_specs`).
 
 A :class:`Spec` subclass is a frozen dataclass whose fields are declared with :func:`setting`
-(a one-line doc, a unit, allowed choices, a minimum; no default). :meth:`Spec.from_dict` checks
+(a one-line doc, a unit, allowed choices, a minimum; no default, except for a key added to an
+existing spec: see :func:`setting`). :meth:`Spec.from_dict` checks
 every key against the declared types (``int``, ``float``, ``str``, ``bool``, ``X | None``,
 ``tuple[X, ...]`` and nested specs): an unknown or missing key, a wrong type, a value outside its
 choices or below its minimum is a one-line ``ValueError`` naming the dotted key.
@@ -25,20 +26,30 @@ S = TypeVar("S", bound="Spec")
 
 
 def setting(doc: str, *, unit: str | None = None, choices: Sequence[str] | None = None,
-            minimum: float | None = None) -> Any:
+            minimum: float | None = None, default: Any = dataclasses.MISSING) -> Any:
     """A spec field: its one-line ``doc``, ``unit`` (shown in ``--help``), allowed ``choices``
-    and inclusive ``minimum`` (both checked by :meth:`Spec.from_dict`). No default: every key of
-    a spec JSON is required."""
-    return dataclasses.field(metadata={"doc": doc, "unit": unit, "choices": choices,
-                                       "minimum": minimum})
+    and inclusive ``minimum`` (both checked by :meth:`Spec.from_dict`). Without ``default``
+    (the rule) the key is required in a spec's JSON. A ``default`` is for a key added to a spec
+    after its JSON was in use: the key may be left out (it then takes ``default``) and
+    :meth:`Spec.to_dict` leaves it out while it has that value, so the new key changes no
+    existing spec (and Snakemake reruns nothing); declare such fields last."""
+    return dataclasses.field(default=default, metadata={"doc": doc, "unit": unit,
+                                                        "choices": choices, "minimum": minimum})
+
+
+def _at_default(spec: Spec, field: dataclasses.Field) -> bool:
+    """Whether ``field`` of ``spec`` has a default (:func:`setting`) and holds it."""
+    return field.default is not dataclasses.MISSING and getattr(spec, field.name) == field.default
 
 
 class Spec:
     """Base of the frozen spec dataclasses: JSON in and out with strict keys and types."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as a JSON-able mapping (sub-specs as mappings, tuples as lists)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """The spec as a JSON-able mapping (sub-specs as mappings, tuples as lists); a key with a
+        default is left out while it holds it (:func:`setting`)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if not _at_default(self, f)}
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys): equal specs give equal strings (Snakemake params)."""
@@ -56,13 +67,14 @@ class Spec:
         if unknown:
             raise ValueError(f"unknown spec key {prefix + unknown[0]!r}; the keys of "
                              f"{prefix.rstrip('.') or cls.__name__} are {', '.join(names)}")
-        missing = [name for name in names if name not in data]
+        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        missing = [name for name in required if name not in data]
         if missing:
             raise ValueError(f"missing spec key {prefix + missing[0]!r} ({cls.__name__} needs "
-                             f"every key: {', '.join(names)})")
+                             f"every key: {', '.join(required)})")
         hints = _hints(cls)
         return cls(**{f.name: _checked(prefix + f.name, data[f.name], hints[f.name], f.metadata)
-                      for f in dataclasses.fields(cls)})
+                      for f in dataclasses.fields(cls) if f.name in data})
 
     @classmethod
     def from_json(cls: type[S], text: str, source: str = "spec") -> S:

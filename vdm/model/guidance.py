@@ -44,6 +44,7 @@ from vdm.model.likelihood import EpsFn
 from vdm.model.network import check_labels
 from vdm.model.sampler import batch_progress, network_evaluations, sample_batch
 from vdm.model.schedules import alpha_sigma, schedule_endpoints
+from vdm.model.step_grids import SPACINGS, check_spacing
 
 GUIDANCE_KINDS: tuple[str, ...] = ("none", "cfg", "classifier")
 
@@ -80,23 +81,29 @@ class Guidance:
 
 @dataclass(frozen=True)
 class EvaluationSetting:
-    """How one set of samples of a model is drawn: sampler ``method``, ``steps`` and ``guidance``.
+    """How one set of samples of a model is drawn: sampler ``method``, ``steps``, ``guidance``
+    and the step ``spacing`` (:mod:`vdm.model.step_grids`; ``time`` is the uniform time grid).
 
-    Its :attr:`name` is the folder name of its files: ``ancestral-25`` (no guidance),
-    ``ddim-10-cfg-2``, ``heun-12-classifier-0.5``; :func:`parse_setting` reads it back.
+    Its :attr:`name` is the folder name of its files, ``<method>-<steps>[-<spacing>][-<kind>-
+    <weight>]`` with the spacing left out when it is ``time``: ``ancestral-25`` (no guidance),
+    ``ddim-10-cfg-2``, ``heun-12-classifier-0.5``, ``heun-10-karras``, ``ddim-10-logsnr-cfg-2``;
+    :func:`parse_setting` reads it back.
     """
 
     method: str
     steps: int
     guidance: Guidance = Guidance()
+    spacing: str = "time"
 
     def __post_init__(self) -> None:
         network_evaluations(self.method, self.steps)  # checks the sampler and the steps
+        check_spacing(self.spacing)
 
     @property
     def name(self) -> str:
+        spacing = "" if self.spacing == "time" else f"-{self.spacing}"
         tail = "" if self.guidance.kind == "none" else f"-{self.guidance.name}"
-        return f"{self.method}-{self.steps}{tail}"
+        return f"{self.method}-{self.steps}{spacing}{tail}"
 
     @property
     def nfe(self) -> int:
@@ -104,33 +111,41 @@ class EvaluationSetting:
         return guided_nfe(self.guidance, self.method, self.steps)
 
 
+#: a spacing in a name is one of the words of SPACINGS other than ``time`` (never written) and is
+#: not followed by a weight; a guidance kind always is
 _SETTING = re.compile(r"^(?P<method>[a-z0-9]+)-(?P<steps>\d+)"
+                      rf"(?:-(?P<spacing>{'|'.join(s for s in SPACINGS if s != 'time')}))?"
                       r"(?:-(?P<kind>[a-z]+)-(?P<weight>[0-9.eE+-]+))?$")
 
 
 def parse_setting(name: str) -> EvaluationSetting:
-    """The :class:`EvaluationSetting` of a name ``<method>-<steps>[-<kind>-<weight>]``; a one-line
-    ``ValueError`` naming it otherwise."""
+    """The :class:`EvaluationSetting` of a name ``<method>-<steps>[-<spacing>][-<kind>-
+    <weight>]`` (:attr:`EvaluationSetting.name`); a one-line ``ValueError`` naming it
+    otherwise."""
     match = _SETTING.match(name)
     if match is None:
-        raise ValueError(f"evaluation setting {name!r} is not <method>-<steps>[-<guidance kind>-"
-                         "<weight>], e.g. ddim-25 or ancestral-25-cfg-2")
+        raise ValueError(f"evaluation setting {name!r} is not <method>-<steps>[-<spacing>]"
+                         "[-<guidance kind>-<weight>], e.g. ddim-25, heun-10-karras or "
+                         "ancestral-25-cfg-2")
     kind = match["kind"] or "none"
     try:
         weight = float(match["weight"]) if match["weight"] else 0.0
     except ValueError:
         raise ValueError(f"evaluation setting {name!r}: weight {match['weight']!r} is not a number"
                          ) from None
-    return EvaluationSetting(match["method"], int(match["steps"]), Guidance(kind, weight))
+    return EvaluationSetting(match["method"], int(match["steps"]), Guidance(kind, weight),
+                             match["spacing"] or "time")
 
 
 def evaluation_settings(methods: list[str], steps: list[int], kinds: list[str] = (),
-                        weights: list[float] = (0.0,)) -> list[EvaluationSetting]:
-    """Every sampler setting (``methods`` x ``steps``) with every guidance setting: no guidance
-    and each of ``kinds`` with each weight > 0 (weight 0 of any kind is the same sampler as no
-    guidance, see the module docstring). The first is the primary setting."""
+                        weights: list[float] = (0.0,), spacings: list[str] = ("time",)
+                        ) -> list[EvaluationSetting]:
+    """Every sampler setting (``methods`` x ``steps`` x ``spacings``) with every guidance
+    setting: no guidance and each of ``kinds`` with each weight > 0 (weight 0 of any kind is the
+    same sampler as no guidance, see the module docstring). The first is the primary setting."""
     guidances = [Guidance()] + [Guidance(kind, float(w)) for kind in kinds for w in weights if w > 0]
-    return [EvaluationSetting(m, k, g) for m in methods for k in steps for g in guidances]
+    return [EvaluationSetting(m, k, g, spacing) for m in methods for k in steps
+            for spacing in spacings for g in guidances]
 
 
 def check_guidance(guidance: Guidance, model: DiffusionModel,
@@ -163,8 +178,9 @@ LAMBDA_RANGE_SLACK = 1e-3
 def classifier_range_check(model: DiffusionModel, classifier: nn.Module) -> dict[str, Any]:
     """Whether the log-SNR range a model is sampled over lies inside its classifier's.
 
-    Every sampler of :mod:`vdm.model.sampler` evaluates the guided ``eps_fn`` at ``lambda(t)``
-    on a grid from ``t = 1`` to ``t = 0``, i.e. on ``[lambda(1), lambda(0)]``: the model's range,
+    Every sampler of :mod:`vdm.model.sampler` evaluates the guided ``eps_fn`` on a log-SNR grid
+    from ``lambda(1)`` to ``lambda(0)`` (every step spacing, :mod:`vdm.model.step_grids`), i.e.
+    on ``[lambda(1), lambda(0)]``: the model's range,
     from its schedule's end points (:func:`vdm.model.schedules.schedule_endpoints`; a learned
     schedule's move in training). The classifier's range is the ``[logsnr_min, logsnr_max]``
     of its ``meta`` (attached by :func:`vdm.training.noisy_classifier.load_noisy_classifier`).
@@ -296,7 +312,7 @@ def sample_guided(model: DiffusionModel, guidance: Guidance, *, num_samples: int
                   steps: int = 100, method: str = "ancestral", batch_size: int = 500,
                   seed: int = 0, device: torch.device | str = "cpu", clip: bool = True,
                   classifier: nn.Module | None = None, unconditional: bool = False,
-                  progress: ProgressCallback | None = None
+                  progress: ProgressCallback | None = None, spacing: str = "time"
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``num_samples`` guided images, uint8 ``(N, C, H, W)`` pixels, and their labels (CPU int64
     ``(N,)``, class-balanced by :func:`sample_labels`; None for unconditional sampling).
@@ -309,9 +325,11 @@ def sample_guided(model: DiffusionModel, guidance: Guidance, *, num_samples: int
     token; guidance must be ``none``). ``classifier``: the noise-conditional classifier for
     ``classifier`` guidance, on ``device``. ``progress`` (optional): told the calls of the
     guided ``eps_fn`` done of all batches' (:func:`vdm.model.sampler.batch_progress`).
+    ``spacing``: the step spacing (:mod:`vdm.model.step_grids`).
     """
     check_guidance(guidance, model, classifier)
     network_evaluations(method, steps)  # checks the sampler's name before any work
+    check_spacing(spacing)
     use_labels = not unconditional and (model.num_classes is not None or guidance.kind != "none")
     if unconditional and (guidance.kind != "none" or model.num_classes is None):
         raise ValueError("unconditional=True samples a conditional model with its null token "
@@ -332,6 +350,6 @@ def sample_guided(model: DiffusionModel, guidance: Guidance, *, num_samples: int
         eps_fn = model.eps if unconditional else guided_eps_fn(model, labels, guidance, classifier)
         eps_fn = batch_progress(eps_fn, progress, index, num_samples, batch_size, method, steps)
         batches.append(sample_batch(eps_fn, model.schedule, (n, *image_shape), num_levels, steps,
-                                    method, clip, generator, device).cpu())
+                                    method, clip, generator, device, spacing).cpu())
     images = torch.cat(batches) if batches else torch.empty(0, *image_shape, dtype=torch.uint8)
     return images, all_labels

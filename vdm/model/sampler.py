@@ -1,4 +1,10 @@
-"""Sampling on the uniform time grid ``t_i = i/N``: ancestral (DDPM), DDIM, Heun and DPM-Solver++(2M).
+"""Sampling: ancestral (DDPM), DDIM, Heun and DPM-Solver++(2M) on a log-SNR grid of ``N`` steps.
+
+The grid runs from ``lambda_min = lambda(1)`` to ``lambda_max = lambda(0)``; its *spacing*
+(:mod:`vdm.model.step_grids`, :func:`vdm.model.step_grids.log_snr_grid`) places the inner
+points: ``time`` (the default) uniform in the schedule's time, ``t_i = 1 - i/N``, ``logsnr``
+uniform in ``lambda``, ``karras`` uniform in ``(sigma/alpha)^{1/7}`` (EDM's rho = 7). The
+samplers below only see the grid.
 
 With ``x_hat = (z_t - sigma_t eps_hat) / alpha_t`` (clipped to ``[-1, 1]``) and
 ``c = 1 - SNR(t)/SNR(s) = -expm1(lambda_t - lambda_s)`` for ``s < t``:
@@ -23,11 +29,12 @@ The final ``z_0`` is denoised once more and rounded to the nearest of the data's
 images are returned as uint8 pixels ``0..255`` (``round(k * 255 / (K - 1))``).
 :func:`network_evaluations` gives the number of network evaluations (NFE) of each sampler.
 
-What ``N`` steps count: ``N`` steps on the grid ``lambda(i/N)`` from ``lambda(1) = lambda_min``
-to ``lambda(0) = lambda_max`` (not to ``sigma = 0``), then the final denoising at ``lambda_max``:
-``N + 1`` evaluations for ancestral, DDIM and DPM-Solver++(2M) (the N-step samplers of DDPM,
-DDIM and DPM-Solver++, whose last step lands on ``sigma = 0``, use ``N``) and ``2N + 1`` for Heun,
-whose last step also makes its correction (EDM's N-step Heun skips it at ``sigma = 0``: ``2N - 1``).
+What ``N`` steps count: ``N`` steps on the grid (``lambda(1 - i/N)`` with ``time`` spacing)
+from ``lambda(1) = lambda_min`` to ``lambda(0) = lambda_max`` (not to ``sigma = 0``), then the
+final denoising at ``lambda_max``: ``N + 1`` evaluations for ancestral, DDIM and
+DPM-Solver++(2M) (the N-step samplers of DDPM, DDIM and DPM-Solver++, whose last step lands on
+``sigma = 0``, use ``N``) and ``2N + 1`` for Heun, whose last step also makes its correction
+(EDM's N-step Heun skips it at ``sigma = 0``: ``2N - 1``).
 
 With ``clip`` (on in every grid; ``vdm sample --no-clip`` turns it off) every step uses the
 clipped ``x_hat`` and the ``eps_hat`` recomputed from it, so DDIM, Heun and DPM-Solver++(2M)
@@ -47,6 +54,7 @@ from vdm.core.data import levels_to_pixels, model_to_levels
 from vdm.core.progress import ProgressCallback, counting_calls
 from vdm.model.likelihood import EpsFn
 from vdm.model.schedules import alpha_sigma
+from vdm.model.step_grids import log_snr_grid
 
 SAMPLERS = ("ancestral", "ddim", "heun", "dpmpp2m")
 
@@ -78,11 +86,11 @@ def _predict_x(eps_fn: EpsFn, z: torch.Tensor, log_snr: torch.Tensor, clip: bool
 def sample_batch(eps_fn: EpsFn, schedule: nn.Module, shape: tuple[int, ...], num_levels: int,
                  steps: int = 100, method: str = "ancestral", clip: bool = True,
                  generator: torch.Generator | None = None,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """One batch of samples ``(B, C, H, W)``, uint8 pixels ``0..255``."""
+                 device: torch.device | str = "cpu", spacing: str = "time") -> torch.Tensor:
+    """One batch of samples ``(B, C, H, W)``, uint8 pixels ``0..255``, with ``steps`` steps of
+    ``method`` on the log-SNR grid of ``spacing`` (:func:`vdm.model.step_grids.log_snr_grid`)."""
     network_evaluations(method, steps)  # checks the name
-    times = torch.linspace(1.0, 0.0, steps + 1, device=device)
-    log_snrs = schedule(times).float()
+    log_snrs = log_snr_grid(schedule, steps, spacing, device)
     z = torch.randn(shape, generator=generator, device=device)
     if method == "heun":
         z = _heun(eps_fn, z, log_snrs, clip)
@@ -147,8 +155,10 @@ def _dpmpp_2m(eps_fn: EpsFn, z: torch.Tensor, log_snrs: torch.Tensor, clip: bool
 def sample(eps_fn: EpsFn, schedule: nn.Module, image_shape: tuple[int, int, int],
            num_samples: int, num_levels: int, *, steps: int = 100, method: str = "ancestral",
            batch_size: int = 500, seed: int = 0, device: torch.device | str = "cpu",
-           clip: bool = True, progress: ProgressCallback | None = None) -> torch.Tensor:
-    """``num_samples`` images ``(N, C, H, W)``, uint8 ``0..255``, reproducible from ``seed``.
+           clip: bool = True, progress: ProgressCallback | None = None,
+           spacing: str = "time") -> torch.Tensor:
+    """``num_samples`` images ``(N, C, H, W)``, uint8 ``0..255``, reproducible from ``seed``;
+    ``spacing``: the step spacing (:mod:`vdm.model.step_grids`).
 
     ``progress`` (optional, :class:`vdm.core.progress.ProgressCallback`): told the network
     evaluations done of all batches' (:func:`batch_progress`)."""
@@ -158,7 +168,7 @@ def sample(eps_fn: EpsFn, schedule: nn.Module, image_shape: tuple[int, int, int]
         n = min(batch_size, num_samples - start)
         counted = batch_progress(eps_fn, progress, index, num_samples, batch_size, method, steps)
         batches.append(sample_batch(counted, schedule, (n, *image_shape), num_levels, steps,
-                                    method, clip, generator, device).cpu())
+                                    method, clip, generator, device, spacing).cpu())
     return torch.cat(batches)
 
 

@@ -100,7 +100,8 @@ def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
     sampling = load_samples_meta(samples_path)
     result.update({"samples": str(samples_path), "reference_split": split,
                    "sampling": {key: sampling.get(key) for key in (
-                       "num_samples", "setting", "steps", "method", "nfe", "guidance_kind",
+                       "num_samples", "setting", "steps", "method", "spacing", "nfe",
+                       "guidance_kind",
                        "guidance_weight", "conditional", "seed", "ema", "wall_seconds")}
                    | {key: sampling[key] for key in CLASSIFIER_RANGE_KEYS if key in sampling},
                    "provenance": provenance(device),

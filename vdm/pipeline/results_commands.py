@@ -34,6 +34,7 @@ def collect_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 #: what describes one evaluation setting of a model in ``metrics.json``'s ``evaluations``
+#: (and ``sample_spacing``, recorded only when it is not ``time``: :func:`evaluation_record`)
 EVALUATION_KEYS = ("sampler", "sample_steps", "nfe", "guidance_kind", "guidance_weight", "primary")
 FID_KEYS = ("fid", "kid", "kid_std")
 #: FID keys present only when computed
@@ -42,7 +43,9 @@ OPTIONAL_FID_KEYS = ("fid_se", "class_accuracy", "classifier_test_accuracy")
 
 def evaluation_record(fid: dict[str, Any], source: Path, primary: bool) -> dict[str, Any]:
     """One entry of ``metrics.json``'s ``evaluations``: the sampler setting (from the samples'
-    meta copied into ``fid.json``), its FID/KID/precision/recall and the source file. Raises
+    meta copied into ``fid.json``), its FID/KID/precision/recall and the source file. The step
+    spacing is recorded as ``sample_spacing`` when it is not ``time`` (the uniform time grid;
+    so a grid without other spacings has the records, and summary columns, of before). Raises
     ``ValueError`` naming the file when a metric is not finite."""
     sampling = fid.get("sampling", {})
     record = {"sampler": sampling.get("method"), "sample_steps": sampling.get("steps"),
@@ -54,6 +57,8 @@ def evaluation_record(fid: dict[str, Any], source: Path, primary: bool) -> dict[
               **{key: fid[key] for key in OPTIONAL_FID_KEYS if fid.get(key) is not None},
               **{key: sampling[key] for key in ("model_range_outside_classifier",)
                  if key in sampling},  # classifier-guided: lambda range beyond the classifier's
+              **({"sample_spacing": sampling["spacing"]}
+                 if sampling.get("spacing") not in (None, "time") else {}),
               "num_fid_samples": fid["num_samples"], "fid_file": str(source)}
     if fid.get("per_class_fid"):
         record["per_class_fid_mean"] = float(np.mean(list(fid["per_class_fid"].values())))

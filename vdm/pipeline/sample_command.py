@@ -1,5 +1,5 @@
 """``python -m vdm sample``: draw samples of a trained model with one evaluation setting (sampler,
-steps, guidance) -> ``samples.npz`` and a grid PNG."""
+steps, step spacing, guidance) -> ``samples.npz`` and a grid PNG."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
                   batch_size: int, seed: int, ema: bool, clip: bool, out: Path,
                   grid: Path | None, started: float, noisy_classifier: Path | None = None) -> None:
     """Draw samples of a loaded model with an :class:`vdm.model.guidance.EvaluationSetting` (sampler,
-    steps, guidance); a conditional model's samples are class-balanced (image ``i`` of class
+    steps, step spacing, guidance); a conditional model's samples are class-balanced (image ``i`` of class
     ``i mod K``). Writes ``samples.npz`` (uint8 ``images``, int64 ``labels`` when there are
     classes, and a meta JSON with the setting and ``wall_seconds`` since ``started``; with
     classifier guidance also :func:`vdm.model.guidance.classifier_range_check`'s ranges, and a
@@ -76,9 +76,10 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
         num_classes=info["num_classes"] if classes else None, image_shape=tuple(info["shape"]),
         num_levels=info["num_levels"], steps=setting.steps, method=setting.method,
         batch_size=batch_size, seed=seed, device=device, clip=clip, classifier=classifier,
-        progress=Progress(f"sample {setting.name}", "evals"))
+        progress=Progress(f"sample {setting.name}", "evals"), spacing=setting.spacing)
     meta = {"model": str(model_path), "num_samples": num_samples, "setting": setting.name,
-            "steps": setting.steps, "method": setting.method, "nfe": setting.nfe,
+            "steps": setting.steps, "method": setting.method, "spacing": setting.spacing,
+            "nfe": setting.nfe,
             "guidance_kind": setting.guidance.kind, "guidance_weight": setting.guidance.weight,
             "conditional": model.num_classes is not None, "seed": seed, "ema": ema,
             "noisy_classifier": None if classifier is None else str(noisy_classifier), **ranges,
@@ -96,7 +97,8 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
 def evaluation_setting(sampling: SamplingSettings):
     """The :class:`vdm.model.guidance.EvaluationSetting` of a spec's sampling settings."""
     return EvaluationSetting(sampling.method, sampling.steps,
-                             Guidance(sampling.guidance_kind, sampling.guidance_weight))
+                             Guidance(sampling.guidance_kind, sampling.guidance_weight),
+                             sampling.spacing)
 
 
 def sample_main(args: argparse.Namespace) -> None:

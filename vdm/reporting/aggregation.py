@@ -25,6 +25,7 @@ from vdm.reporting.summary_rows import (
     guidance_kind_column,
     ordered_levels,
     primary_rows,
+    spacing_column,
 )
 
 
@@ -77,52 +78,61 @@ def fid_label(df: pd.DataFrame) -> str:
     return f"FID ({' / '.join(names) if names else 'unknown features'})"
 
 
-def sampler_settings(df: pd.DataFrame) -> list[tuple[str, int]]:
-    """Distinct unguided ``(sampler, steps)`` settings of ``df`` in order of appearance."""
+def sampler_settings(df: pd.DataFrame) -> list[tuple[str, int, str]]:
+    """Distinct unguided ``(sampler, steps, step spacing)`` settings of ``df`` in order of
+    appearance (spacing ``time`` where ``df`` has no ``sample_spacing`` column)."""
     if "sampler" not in df:
         return []
-    plain = df[guidance_kind_column(df) == "none"]
+    plain = df[guidance_kind_column(df) == "none"].assign(sample_spacing=spacing_column(df))
     plain = plain.dropna(subset=["sampler", "sample_steps"])
     return list(dict.fromkeys(zip(plain["sampler"], plain["sample_steps"].astype(int),
-                                  strict=True)))
+                                  plain["sample_spacing"], strict=True)))
 
 
 def sampler_sweep_cells(df: pd.DataFrame, metric: str = "fid", confidence: float = 0.95
                         ) -> pd.DataFrame:
-    """Per cell (objective row, schedule) and unguided sampler setting: ``nfe``, mean and t-CI
-    half-width of ``metric`` over seeds and ``n``; the primary setting is marked. Rows in cell
-    order, then sampler, then steps."""
+    """Per cell (objective row, schedule) and unguided sampler setting (sampler, step spacing,
+    steps): ``nfe``, mean and t-CI half-width of ``metric`` over seeds and ``n``; the primary
+    setting is marked. Rows in cell order, then sampler, then spacing (order of appearance),
+    then steps."""
     settings = sampler_settings(df)
     unguided = df[guidance_kind_column(df) == "none"]
+    unguided = unguided.assign(sample_spacing=spacing_column(unguided))
     rows = []
     for cell in cell_summary(unguided, metric).itertuples():
         in_cell = unguided[(unguided["objective"] == cell.objective)
                            & (unguided["schedule"] == cell.schedule)]
-        for sampler in dict.fromkeys(s for s, _ in settings):
-            for steps in sorted(k for s, k in settings if s == sampler):
-                sub = in_cell[(in_cell["sampler"] == sampler) & (in_cell["sample_steps"] == steps)]
-                if sub.empty:
-                    continue
-                mean, ci = mean_ci(metric_values(sub, metric).to_numpy(), confidence)
-                rows.append({"objective": cell.objective, "schedule": cell.schedule,
-                             "sampler": sampler, "steps": steps, "nfe": int(sub["nfe"].iloc[0]),
-                             "mean": mean, "ci": ci,
-                             "n": int(metric_values(sub, metric).notna().sum()),
-                             "primary": bool(len(primary_rows(sub)) == len(sub))})
-    return pd.DataFrame(rows, columns=["objective", "schedule", "sampler", "steps", "nfe", "mean",
-                                       "ci", "n", "primary"])
+        for sampler in dict.fromkeys(s for s, _, _ in settings):
+            for spacing in dict.fromkeys(p for s, _, p in settings if s == sampler):
+                for steps in sorted(k for s, k, p in settings if (s, p) == (sampler, spacing)):
+                    sub = in_cell[(in_cell["sampler"] == sampler)
+                                  & (in_cell["sample_steps"] == steps)
+                                  & (in_cell["sample_spacing"] == spacing)]
+                    if sub.empty:
+                        continue
+                    mean, ci = mean_ci(metric_values(sub, metric).to_numpy(), confidence)
+                    rows.append({"objective": cell.objective, "schedule": cell.schedule,
+                                 "sampler": sampler, "spacing": spacing, "steps": steps,
+                                 "nfe": int(sub["nfe"].iloc[0]), "mean": mean, "ci": ci,
+                                 "n": int(metric_values(sub, metric).notna().sum()),
+                                 "primary": bool(len(primary_rows(sub)) == len(sub))})
+    return pd.DataFrame(rows, columns=["objective", "schedule", "sampler", "spacing", "steps",
+                                       "nfe", "mean", "ci", "n", "primary"])
 
 
 def guidance_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of the primary sampler (method and steps of the primary setting) at every guidance
-    setting; guidance weight 0 (no guidance) belongs to every guidance kind's curve."""
+    """Rows of the primary sampler (method, steps and step spacing of the primary setting) at
+    every guidance setting; guidance weight 0 (no guidance) belongs to every guidance kind's
+    curve."""
     if "guidance_kind" not in df or "sampler" not in df:
         return df.iloc[0:0]
     primary = primary_rows(df).dropna(subset=["sampler"])
     if primary.empty:
         return df.iloc[0:0]
     method, steps = primary["sampler"].iloc[0], primary["sample_steps"].iloc[0]
-    return df[(df["sampler"] == method) & (df["sample_steps"] == steps)]
+    spacing = spacing_column(primary).iloc[0]
+    return df[(df["sampler"] == method) & (df["sample_steps"] == steps)
+              & (spacing_column(df) == spacing)]
 
 
 def guidance_kinds(df: pd.DataFrame) -> list[str]:

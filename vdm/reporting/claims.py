@@ -265,7 +265,7 @@ def _sign(claim: Claim, rows: pd.DataFrame) -> dict[str, Any]:
 
 
 RUN_KEY = [*CELL_AXES, "seed"]
-SETTING_KEY = ["sampler", "sample_steps"]
+SETTING_KEY = ["sampler", "sample_steps", "sample_spacing"]  # the spacing: only in some grids
 
 
 def _guidance(claim: Claim, rows: pd.DataFrame) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from vdm.reporting.summary_rows import (
     ordered_levels,
     primary_rows,
     row_axis_name,
+    spacing_column,
 )
 
 GUIDANCE_NAMES = {"cfg": "classifier-free guidance", "classifier": "classifier guidance"}
@@ -170,9 +171,11 @@ def plot_guidance_samples(df: pd.DataFrame, samples: Mapping[tuple[str, str, str
     panels = guidance_sample_panels(cells, cell)
     primary = primary_rows(df)
     method, steps = primary["sampler"].iloc[0], int(primary["sample_steps"].iloc[0])
+    spacing = spacing_column(primary).iloc[0]  # the setting name's tag: none for time
+    sampler = f"{method}-{steps}" + ("" if spacing == "time" else f"-{spacing}")
     fig, axes = new_figure(1, len(panels), size=(2.6 * len(panels) + 0.8, 3.4))
     for ax, (kind, weight, title) in zip(axes[0], panels, strict=True):
-        setting = f"{method}-{steps}" + ("" if weight == 0 else f"-{kind}-{weight:g}")
+        setting = sampler + ("" if weight == 0 else f"-{kind}-{weight:g}")
         source = samples.get((*cell, setting))
         ax.set_xticks([])
         ax.set_yticks([])

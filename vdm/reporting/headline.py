@@ -33,6 +33,7 @@ from vdm.reporting.summary_rows import (
     ordered_levels,
     primary_rows,
     row_axis_name,
+    spacing_column,
 )
 
 #: one piece of inline text: ``(style, text)``, style ``text``, ``bold`` or ``code``
@@ -236,16 +237,19 @@ def _evaluation_text(summary: pd.DataFrame) -> str:
     primary = primary_rows(summary)
     if "sampler" in primary and primary["sampler"].notna().any():
         first = primary.dropna(subset=["sampler"]).iloc[0]
+        spacing = spacing_column(primary.dropna(subset=["sampler"])).iloc[0]
         parts.append(f"{first['sampler']} sampler, {int(first['sample_steps'])} steps "
-                     f"(NFE {int(first['nfe'])})")
+                     + ("" if spacing == "time" else f"({spacing} spacing) ")
+                     + f"(NFE {int(first['nfe'])})")
         final = final_step_rows(summary)  # a snapshot's rows are earlier budgets, not settings
         others = final[(guidance_kind_column(final) == "none")
                        & ~final.index.isin(primary.index)].dropna(subset=["sampler"])
         settings = list(dict.fromkeys(zip(others["sampler"], others["sample_steps"].astype(int),
-                                          strict=True)))
+                                          spacing_column(others), strict=True)))
         if settings:
+            names = (f"{s}-{k}" + ("" if p == "time" else f"-{p}") for s, k, p in settings)
             parts.append(f"{len(settings)} further sampler settings on the same models "
-                         f"({_names(f'{s}-{k}' for s, k in settings)})")
+                         f"({_names(names)})")
         kinds = guidance_kind_column(summary)
         for kind in [k for k in ordered_levels(kinds) if k != "none"]:
             weights = sorted(summary.loc[kinds == kind, "guidance_weight"].astype(float).unique())

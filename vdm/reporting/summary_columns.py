@@ -33,9 +33,10 @@ KNOWN_DENSITY_COLUMNS = [
 EXCESS_EPS_COLUMNS = ["excess_eps_error_train", "excess_eps_error_train_se",
                       "excess_eps_error_test", "excess_eps_error_test_se"]
 KEY_COLUMNS = ["dataset", "conditioning", "parameterization", "objective", "schedule", "seed"]
-#: the evaluation setting of a row (one model has a row per setting)
-EVALUATION_COLUMNS = ["sampler", "sample_steps", "nfe", "guidance_kind", "guidance_weight",
-                      "primary"]
+#: the evaluation setting of a row (one model has a row per setting); ``sample_spacing`` (the
+#: step spacing, vdm.model.step_grids) only in grids with a spacing other than ``time``
+EVALUATION_COLUMNS = ["sampler", "sample_steps", "sample_spacing", "nfe", "guidance_kind",
+                      "guidance_weight", "primary"]
 SUMMARY_COLUMNS = KEY_COLUMNS + EVALUATION_COLUMNS + [
     "steps", "train_step", "train_seconds", "num_params", "final_loss", "logsnr_max", "logsnr_min",
     "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd", "nll_prior_bpd",
@@ -50,10 +51,10 @@ SUMMARY_COLUMNS = KEY_COLUMNS + EVALUATION_COLUMNS + [
     "git_commit", "metrics_file",
 ]
 TEXT_COLUMNS = {"dataset", "conditioning", "parameterization", "objective", "schedule", "sampler",
-                "guidance_kind", "feature_extractor", "git_commit", "metrics_file"}
+                "sample_spacing", "guidance_kind", "feature_extractor", "git_commit", "metrics_file"}
 #: columns that stay out of the table when no run has them (e.g. precision/recall not computed,
 #: ``train_step``: the training step a row's weights are from, only in grids with snapshots)
-OPTIONAL_COLUMNS = ("train_step",
+OPTIONAL_COLUMNS = ("train_step", "sample_spacing",
                     "precision", "recall", "nll_ode_bpd", "nll_ode_bpd_se", "nll_ode_num_examples",
                     "nll_elbo_bpd_on_ode_examples", "nll_ode_minus_elbo_bpd",
                     "nll_ode_minus_elbo_bpd_se", "nll_ode_vdeq_bpd", "nll_ode_vdeq_bpd_se",

@@ -23,7 +23,7 @@ from vdm.reporting.summary_columns import (
     SUMMARY_COLUMNS,
     TEXT_COLUMNS,
 )
-from vdm.reporting.summary_rows import TRAIN_STEP, ordered_levels, primary_rows
+from vdm.reporting.summary_rows import SPACING, TRAIN_STEP, ordered_levels, primary_rows
 
 
 def _standard_columns(df: pd.DataFrame) -> list[str]:
@@ -34,8 +34,9 @@ def _standard_columns(df: pd.DataFrame) -> list[str]:
 def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
     """One row per ``metrics.json`` and evaluation setting (its ``evaluations``; a record without
     them gives one primary row): the run's scalar fields, the setting's sampler, steps, NFE,
-    guidance and FID/KID/precision/recall, plus ``git_commit`` and ``metrics_file`` (the row's
-    source, whose ``config``/``provenance`` hold everything else).
+    guidance and FID/KID/precision/recall (and the step spacing ``sample_spacing`` when some
+    setting has one other than ``time``; ``time`` in the other rows), plus ``git_commit`` and
+    ``metrics_file`` (the row's source, whose ``config``/``provenance`` hold everything else).
 
     Missing standard fields (e.g. ``fid`` when FID was not computed) become NaN columns;
     optional ones (precision/recall, the ODE likelihood) are left out when no run has them.
@@ -67,6 +68,8 @@ def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
     for col in columns:
         if col == "primary":
             df[col] = df[col].fillna(True).astype(bool)
+        elif col == SPACING:  # recorded only when not time (vdm collect): the rest are time
+            df[col] = df[col].fillna("time")
         elif col not in TEXT_COLUMNS:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     return df

@@ -25,6 +25,10 @@ import pandas as pd
 TRAIN_STEP = "train_step"
 """Column of ``summary.csv``: the training step whose EMA weights a row evaluates."""
 
+SPACING = "sample_spacing"
+"""Column of ``summary.csv``: a row's step spacing (vdm.model.step_grids), only in grids with a
+spacing other than ``time``."""
+
 RUN_COLUMNS: tuple[str, ...] = ("dataset", "conditioning", "parameterization", "objective",
                                 "schedule", "seed")
 """Columns that identify one training run (the ones a frame has)."""
@@ -65,6 +69,14 @@ def guidance_kind_column(df: pd.DataFrame) -> pd.Series:
     if "guidance_kind" not in df:
         return pd.Series("none", index=df.index, dtype=object)
     return df["guidance_kind"].astype(object).fillna("none")
+
+
+def spacing_column(df: pd.DataFrame) -> pd.Series:
+    """Each row's step spacing as text: ``time`` (the uniform time grid) where the column is
+    missing (a grid with no other spacing) or empty."""
+    if SPACING not in df:
+        return pd.Series("time", index=df.index, dtype=object)
+    return df[SPACING].astype(object).fillna("time")
 
 
 def ordered_levels(values: pd.Series, order: Sequence[str] | None = None) -> list[str]:

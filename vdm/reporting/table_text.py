@@ -141,23 +141,34 @@ def significance_table_latex(df: pd.DataFrame, metric: str, label: str | None = 
                                   label or f"tab:{metric}-sig", label_cols=2)
 
 
+#: what the step spacings are (the sampler table's caption, when a grid has several)
+SPACING_SENTENCE = ("Step spacing between λ_min = λ(1) and λ_max = λ(0): time = uniform in the "
+                    "schedule's t, logsnr = uniform in λ, karras = uniform in (σ/α)^(1/7) "
+                    "(Karras et al. 2022, ρ = 7).")
+
+
 def sampler_sweep_markdown(df: pd.DataFrame, metric: str = "fid") -> str:
-    """Caption + Markdown table of :func:`sampler_sweep_cells`: one row per cell and sampler, one
-    column per step count (``mean ± CI (NFE)``)."""
+    """Caption + Markdown table of :func:`sampler_sweep_cells`: one row per cell and sampler (and
+    step spacing, in a grid with a spacing other than ``time``), one column per step count
+    (``mean ± CI (NFE)``)."""
     cells = sampler_sweep_cells(df, metric)
     decimals = metric_spec(metric).decimals
     cells = cells.assign(text=[
         f"{formatting.fmt_mean_ci(c.mean, c.ci, decimals)} ({c.nfe})" + (" ᵖ" if c.primary else "")
         for c in cells.itertuples()])
-    table = cells.pivot_table(index=["objective", "schedule", "sampler"], columns="steps",
+    spacings = (cells["spacing"] != "time").any()
+    table = cells.pivot_table(index=["objective", "schedule", "sampler",
+                                     *(["spacing"] if spacings else [])], columns="steps",
                               values="text", aggfunc="first", sort=False)
     table = table.reindex(columns=sorted(table.columns)).fillna(formatting.MISSING)
     table.columns = [f"{steps} steps" for steps in table.columns]
     table = table.reset_index().rename(columns={"objective": row_axis_name(df)})
-    caption = (f"{_metric_sentence(df, metric)} By sampler and number of steps, without "
+    caption = (f"{_metric_sentence(df, metric)} By sampler"
+               f"{', step spacing' if spacings else ''} and number of steps, without "
                f"retraining: mean ± 95% CI over seeds (Student t), network evaluations per "
                f"image (NFE) in brackets; ᵖ = the primary setting used in the other tables. "
-               f"Every setting starts from the same noise (the run's seed).")
+               f"Every setting starts from the same noise (the run's seed)."
+               + (f" {SPACING_SENTENCE}" if spacings else ""))
     return formatting.markdown_block(caption, formatting.markdown_table(table))
 
 

@@ -66,15 +66,16 @@ def spec(command):
     return lambda wildcards: job_spec(command, config, wildcards.get("seed", 0)).to_json()
 
 
-# Evaluation settings: every sampler method x steps x guidance setting; the first is the primary
-# setting (the evaluate job), the others are evaluated by one sweep job per model, without
-# retraining.
+# Evaluation settings: every sampler method x steps x step spacing x guidance setting; the first
+# is the primary setting (the evaluate job), the others are evaluated by one sweep job per model,
+# without retraining.
 SETTINGS = evaluation_settings(config["sample"]["methods"], config["sample"]["steps"],
-                               config["guidance"]["kinds"], config["guidance"]["weights"])
-PRIMARY_METHOD, PRIMARY_STEPS = SETTINGS[0].method, SETTINGS[0].steps
+                               config["guidance"]["kinds"], config["guidance"]["weights"],
+                               config["sample"]["spacings"])
+PRIMARY_SAMPLER = (SETTINGS[0].method, SETTINGS[0].steps, SETTINGS[0].spacing)
 SWEEP_SETTINGS = list(sweep_setting_names(config))  # as the evaluate and sweep specs list them
 GUIDED_SETTINGS = [s.name for s in SETTINGS if s.guidance.kind != "none" or (
-    s.method, s.steps) == (PRIMARY_METHOD, PRIMARY_STEPS)] if config["guidance"]["kinds"] else []
+    s.method, s.steps, s.spacing) == PRIMARY_SAMPLER] if config["guidance"]["kinds"] else []
 NOISY_CLASSIFIER = (f"{RESULTS}/{DATASET}/guidance/noisy-classifier-lambda{config['logsnr_min']:g}"
                     f"_{config['logsnr_max']:g}.pt")
 
@@ -174,7 +175,7 @@ TABLE_NAMES = ["summary.csv", "summary.md", "summary.tex", "significance.csv", "
 TABLE_NAMES += ["denoiser_floor.csv"] if MEMORISING_FLOOR else []
 TABLE_NAMES += ["excess_eps_error.csv"] if EXCESS_EPS else []
 TABLE_NAMES += ["sampler_sweep.csv"] if len(config["sample"]["methods"]) * len(
-    config["sample"]["steps"]) > 1 else []
+    config["sample"]["steps"]) * len(config["sample"]["spacings"]) > 1 else []
 TABLE_NAMES += ["guidance.csv"] if config["guidance"]["kinds"] else []
 TABLE_NAMES += ["ranking_stability.md", "ranking_stability.csv"] if SNAPSHOT_STEPS else []
 TABLE_NAMES += ["headline.md", "headline.rst"]  # the report's landing page
