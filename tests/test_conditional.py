@@ -138,7 +138,7 @@ def test_label_dropout_rate_and_values() -> None:
 
 # ----- guidance ---------------------------------------------------------------------------
 def test_guidance_names_weights_and_nfe() -> None:
-    assert GUIDANCE_KINDS == ("none", "cfg", "classifier")
+    assert GUIDANCE_KINDS == ("none", "cfg", "classifier", "oracle")
     assert [Guidance().name, Guidance("cfg", 2).name, Guidance("classifier", 0.5).name,
             Guidance("cfg", 0.0).name] == ["none", "cfg-2", "classifier-0.5", "cfg-0"]
     assert [evaluations_per_call(g) for g in (Guidance(), Guidance("cfg", 0), Guidance("cfg", 1),

@@ -86,3 +86,22 @@ def test_grid_name_is_default_only_for_the_embedded_default() -> None:
     assert name.startswith("grid-") and len(name) == len("grid-") + 8
     assert grid_name(dict(reversed(list(changed.items()))), default) == name  # key order
     assert grid_name({**changed, "name": "mine"}, default) == "mine"
+
+
+def test_groundtruth_conditional_config_guides_three_ways_on_the_known_density() -> None:
+    """groundtruth-conditional.yaml: conditional digits-gmm models with cfg, classifier and
+    oracle guidance at the same weights passes every cross-key check; the same grid on digits
+    (no known density) is the one-line config error naming guidance.kinds."""
+    from vdm.core.config import validate_workflow_config
+    from vdm.model.guidance import evaluation_settings
+
+    config = validate_workflow_config(merged(REPO / "config/groundtruth-conditional.yaml"))
+    assert config["name"] == "groundtruth-conditional" and config["dataset"] == "digits-gmm"
+    assert config["conditioning"]["enabled"] and config["guidance"]["kinds"] == [
+        "cfg", "classifier", "oracle"]
+    settings = evaluation_settings(config["sample"]["methods"], config["sample"]["steps"],
+                                   config["guidance"]["kinds"], config["guidance"]["weights"])
+    models = len(config["objectives"]) * len(config["schedules"]) * len(config["seeds"])
+    assert (models, len(settings)) == (3, 7)  # sized for about 5 min on 2 CPU cores (README)
+    with pytest.raises(ValueError, match=r"^invalid config key 'guidance.kinds'.*digits-gmm[^\n]*$"):
+        validate_workflow_config({**config, "dataset": "digits"})

@@ -115,7 +115,8 @@ def finished_axes(tmp_path_factory) -> Path:
 
 
 AXES_SETTINGS = {f"{sampler}-8{spacing}{guidance}" for sampler in ("ancestral", "heun")
-                 for spacing in ("", "-karras") for guidance in ("", "-cfg-2", "-classifier-2")}
+                 for spacing in ("", "-karras")
+                 for guidance in ("", "-cfg-2", "-classifier-2", "-oracle-2")}
 
 
 @pytest.mark.slow
@@ -135,6 +136,7 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     assert set(summary.loc[summary["primary"], "sample_spacing"]) == {"time"}
     heun = summary[summary["sampler"] == "heun"]
     assert set(heun["nfe"]) == {17, 34}  # 2 N + 1, doubled by classifier-free guidance
+    assert set(heun.loc[heun["guidance_kind"] == "oracle", "nfe"]) == {17}  # not a network
     assert summary["class_accuracy"].between(0, 1).all() and summary["fid"].gt(0).all()
     for column in ("nll_ode_bpd", "nll_ode_minus_elbo_bpd", "nll_ode_vdeq_bpd",
                    "nll_ode_vdeq_minus_elbo_bpd", "nll_cond_bpd", *KNOWN_DENSITY_COLUMNS):
@@ -158,19 +160,25 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     for path in [*runs, finished_axes / "results/digits-gmm/data.json"]:
         mixture = json.loads(path.read_text())["mixture"]
         assert mixture["num_components"] == 40 and len(mixture["sha256"]) == 64, path
-    guided = summary["guidance_kind"] == "classifier"  # cosine spans the classifier's range
+    # cosine spans the classifier's range; the oracle is exact at every lambda
+    guided = summary["guidance_kind"].isin(["classifier", "oracle"])
     flag = summary["model_range_outside_classifier"].astype(str)
     assert flag[guided].eq("False").all() and summary.loc[~guided, flag.name].isna().all()
     sweep = pd.read_csv(finished_axes / "results/test-axes/tables/sampler_sweep.csv")
     assert set(sweep["sampler"]) == {"ancestral", "heun"} and len(sweep) == 8
     assert set(sweep["spacing"]) == {"time", "karras"}
     guidance = pd.read_csv(finished_axes / "results/test-axes/tables/guidance.csv")
-    assert set(guidance["guidance_kind"]) == {"cfg", "classifier"}
+    assert list(dict.fromkeys(guidance["guidance_kind"])) == ["cfg", "classifier", "oracle"]
     assert set(guidance["guidance_weight"]) == {0.0, 2.0}
     markdown = (finished_axes / "results/test-axes/tables/summary.md").read_text()
     for text in ("| parameterization / objective |", "### Samplers and steps", "### Guidance",
-                 "ODE", "-log p(x | y)", "### Against the known answer", "| ODE network gap |"):
+                 "ODE", "-log p(x | y)", "### Against the known answer", "| ODE network gap |",
+                 "oracle guidance, classifier guidance with the exact p(y | z_lambda)"):
         assert text in markdown, text
+    oracle = json.loads((finished_axes / "results/digits-gmm/runs/class/eps/eps/cosine/seed0/"
+                         "sweep/heun-8-oracle-2/fid.json").read_text())["sampling"]
+    # exact at every lambda: no classifier range
+    assert oracle["classifier_lambda_range"] is None and oracle["nfe"] == 17
     assert "known-answer" in (finished_axes / "results/test-axes/tables/summary.tex").read_text()
     for name in ("fid_vs_nfe", "nll_ode_vs_elbo", "fid_vs_guidance", "accuracy_vs_guidance",
                  "precision_recall_guidance", "guidance_samples"):
@@ -248,7 +256,7 @@ def test_changing_sampler_or_guidance_settings_retrains_nothing(finished_axes: P
                        "config/test_axes.yaml", "--config",
                        "sample={'num_samples':100,'methods':['ancestral','heun','ddim'],"
                        "'steps':[8,4],'batch_size':100}",
-                       "guidance={'kinds':['cfg','classifier'],'weights':[0,1,2],"
+                       "guidance={'kinds':['cfg','classifier','oracle'],'weights':[0,1,2],"
                        "'classifier':{'steps':200}}", "-n")
     assert result.returncode == 0, result.stderr[-3000:]
     planned = {line.split()[0] for line in result.stdout.splitlines()

@@ -284,7 +284,7 @@ def check_workflow_config(config: dict[str, Any]) -> None:
                          "class to guide toward")
     if any(w > 0 for w in weights) and not kinds:
         raise ValueError(f"invalid config key 'guidance.weights': {weights} has weights > 0 but "
-                         "guidance.kinds is empty (choose cfg and/or classifier)")
+                         "guidance.kinds is empty (choose cfg, classifier and/or oracle)")
 
 
 def workflow_cell(config: dict[str, Any], objective: str, schedule: str, seed: int,

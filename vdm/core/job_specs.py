@@ -57,7 +57,8 @@ class SamplingSettings(Spec):
     num_samples: int = setting("samples drawn (class-balanced for a conditional model)",
                                unit="images", minimum=1)
     batch_size: int = setting("samples per batch", unit="images", minimum=1)
-    guidance_kind: str = setting("guidance of these samples", choices=("none", "cfg", "classifier"))
+    guidance_kind: str = setting("guidance of these samples",
+                                 choices=("none", "cfg", "classifier", "oracle"))
     guidance_weight: float = setting("guidance weight w (0 with kind none)", minimum=0)
     clip: bool = setting("clip the predicted x to [-1, 1] at every step")
     spacing: str = setting("step spacing (vdm.model.step_grids): time = uniform in t, logsnr = "

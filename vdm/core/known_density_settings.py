@@ -66,3 +66,13 @@ def check_known_density_settings(config: dict[str, Any]) -> None:
             raise ValueError(
                 f"invalid config key '{setting.key}': {value!r} needs a dataset with a known "
                 f"density ({', '.join(KNOWN_DENSITY_DATASETS)}), not {dataset!r} ({setting.what})")
+
+
+def require_known_density(dataset: str, what: str) -> None:
+    """One-line ``ValueError`` when ``dataset`` has no known density; ``what`` names the setting
+    that needs it (e.g. ``"setting ancestral-25-oracle-2: oracle guidance"``). The check on the
+    jobs' command line (``sample``, ``sweep``, ``evaluate``), where no workflow config is
+    checked."""
+    if not has_known_density(dataset):
+        raise ValueError(f"{what} needs a dataset with a known density "
+                         f"({', '.join(KNOWN_DENSITY_DATASETS)}), not {dataset!r}")

@@ -60,9 +60,10 @@ from torch import nn
 
 from vdm.core.data import ImageData
 from vdm.core.digits_gmm import GaussianMixtureData, describe, load_mixture
+from vdm.core.known_density_settings import require_known_density
 from vdm.core.progress import ProgressCallback
 from vdm.evaluation.evaluate import evaluate_nll
-from vdm.model.bayes_denoiser import BayesDenoiser
+from vdm.model.bayes_denoiser import BayesDenoiser, BayesNoisyClassifier
 from vdm.model.diffusion import DiffusionModel
 from vdm.model.ode_bound import ode_vdeq_nll
 
@@ -74,6 +75,16 @@ def known_mixture(dataset: str) -> GaussianMixtureData | None:
     """The exact distribution of ``dataset`` (None for a dataset without a known density)."""
     load = KNOWN_DENSITIES.get(dataset)
     return None if load is None else load()
+
+
+def oracle_classifier(dataset: str, device: torch.device | str = "cpu"
+                      ) -> BayesNoisyClassifier:
+    """The exact noise-conditional classifier ``p(c | z_lambda)`` of ``dataset``'s known
+    distribution, on ``device``: what ``oracle`` guidance uses
+    (:func:`vdm.model.guidance.guided_eps_fn`). One-line ``ValueError`` for a dataset without a
+    known density (:func:`vdm.core.known_density_settings.require_known_density`)."""
+    require_known_density(dataset, "oracle guidance (the exact noisy-class posterior p(c | z))")
+    return BayesNoisyClassifier(known_mixture(dataset)).to(device)
 
 
 def mixture_record(mixture: GaussianMixtureData) -> dict[str, Any]:

@@ -92,8 +92,8 @@ class BayesEpsNetwork(nn.Module):
         lam = torch.as_tensor(log_snr, dtype=torch.float64, device=z.device).expand(flat.shape[0])
         return flat, lam
 
-    def component_terms(self, z: torch.Tensor, log_snr: torch.Tensor | float
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    def component_terms(self, z: torch.Tensor, log_snr: torch.Tensor | float,
+                        groups: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log pi_k p(z | k), E[x | z, k])``: shapes ``(B, K)`` (nats, the density of
         ``z_lambda`` per component, Gaussian normalisation included) and ``(B, K, D)``.
 
@@ -105,6 +105,12 @@ class BayesEpsNetwork(nn.Module):
         is above that bound by :data:`MARGIN` nats, such components carry relative weight below
         ``e^-MARGIN`` and nothing depends on them; the other rows (z far from every component,
         at high SNR) are recomputed exactly by :meth:`exact_component_terms` (all in log space).
+
+        ``groups`` (optional, boolean ``(B or 1, G, K)``): sets of components whose own sums
+        must be right too (a class's components, for ``p(c | z)``, ``E[x | z, c]``): a row is
+        also recomputed when the largest term of one of its groups is below the bound. Without
+        it a class whose components all lost precision (at high SNR, z far from that class)
+        would get a wrong ``log p(c | z)`` and ``E[x | z, c]``, though ``E[x | z]`` is right.
         """
         flat, lam = self._prepare(z, log_snr)
         joints, means = [], []
@@ -119,6 +125,10 @@ class BayesEpsNetwork(nn.Module):
             mean = (num / den).transpose(1, 2)
             bound = shift.sum(dim=(1, 2)) + self.log_weights.max() + math.log(TINY) + MARGIN
             redo = joint.amax(dim=1) < bound
+            if groups is not None:
+                chunk = groups if groups.shape[0] == 1 else groups[rows:rows + FAST_ROWS]
+                best = joint[:, None, :].masked_fill(~chunk, -math.inf).amax(dim=2)  # (b, G)
+                redo = redo | (best < bound[:, None]).any(dim=1)
             if bool(redo.any()):
                 exact_joint, exact_mean = self.exact_component_terms(zc[redo], lc[redo])
                 joint, mean = joint.clone(), mean.clone()
@@ -148,23 +158,32 @@ class BayesEpsNetwork(nn.Module):
             joints.append(self.log_weights + log_m.sum(-1))
         return torch.cat(joints), torch.cat(means)
 
+    def _class_components(self, labels: torch.Tensor, batch: int) -> torch.Tensor:
+        """``(B, K)`` boolean: the components of each row's class (every component for the null
+        label ``C``); one-line ``ValueError`` for labels of another shape or range."""
+        labels, null = torch.as_tensor(labels).to(self.class_mask.device).long(), self.num_mixture_classes
+        if labels.shape != (batch,) or (batch and (labels.min() < 0 or labels.max() > null)):
+            low, high = (int(labels.min()), int(labels.max())) if labels.numel() else (0, 0)
+            raise ValueError(f"labels: expected ({batch},) ints in 0..{null} ({null} = no class), "
+                             f"got {tuple(labels.shape)} in [{low}, {high}]")
+        return torch.cat([self.class_mask, torch.ones_like(self.class_mask[:1])])[labels]
+
     def _restrict(self, log_joint: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """``log_joint`` with components outside each row's class set to -inf (the null label
         ``C`` and None keep every component)."""
         if labels is None:
             return log_joint
-        labels, null = labels.to(log_joint.device).long(), self.num_mixture_classes
-        if labels.shape != log_joint.shape[:1] or labels.min() < 0 or labels.max() > null:
-            raise ValueError(f"labels: expected ({log_joint.shape[0]},) ints in 0..{null} ({null} = "
-                             f"no class), got {tuple(labels.shape)} in [{int(labels.min())}, "
-                             f"{int(labels.max())}]")
-        keep = torch.cat([self.class_mask, torch.ones_like(self.class_mask[:1])])[labels]
+        keep = self._class_components(labels, log_joint.shape[0]).to(log_joint.device)
         return log_joint.masked_fill(~keep, -math.inf)
+
+    def _label_groups(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """:meth:`component_terms`'s ``groups`` for per-row ``labels``: ``(B, 1, K)``."""
+        return None if labels is None else self._class_components(labels, batch)[:, None, :]
 
     def posterior_mean(self, z: torch.Tensor, log_snr: torch.Tensor | float,
                        labels: torch.Tensor | None = None) -> torch.Tensor:
         """``E[x | z]`` (or ``E[x | z, c]`` for ``labels``), float64, shaped like ``z``."""
-        log_joint, means = self.component_terms(z, log_snr)
+        log_joint, means = self.component_terms(z, log_snr, self._label_groups(labels, len(z)))
         posterior = torch.softmax(self._restrict(log_joint, labels), dim=1)
         return (posterior[:, None, :] @ means).reshape(z.shape)
 
@@ -186,8 +205,9 @@ class BayesEpsNetwork(nn.Module):
         return torch.logsumexp(self.component_terms(z, log_snr)[0], dim=1)
 
     def class_log_posterior(self, z: torch.Tensor, log_snr: torch.Tensor | float) -> torch.Tensor:
-        """``log p(c | z_lambda)`` ``(B, C)``, float64, exact (rows log-normalised)."""
-        log_joint = self.component_terms(z, log_snr)[0]
+        """``log p(c | z_lambda)`` ``(B, C)``, float64, exact (rows log-normalised; every
+        class's terms to full precision, however small its posterior)."""
+        log_joint = self.component_terms(z, log_snr, self.class_mask[None])[0]
         per_class = torch.logsumexp(log_joint[:, None, :].masked_fill(~self.class_mask, -math.inf),
                                     dim=2)
         return per_class - torch.logsumexp(log_joint, dim=1, keepdim=True)
@@ -201,7 +221,7 @@ class BayesEpsNetwork(nn.Module):
             raise ValueError(f"labels: classes 0..{self.num_mixture_classes - 1} expected, got "
                              f"{int(labels.max())}")
         flat, lam = self._prepare(z, log_snr)
-        log_joint, means = self.component_terms(z, lam)
+        log_joint, means = self.component_terms(z, lam, self._label_groups(labels, len(z)))
         both = torch.softmax(torch.stack([log_joint, self._restrict(log_joint, labels)]), dim=2)
         mean_all, mean_class = (p[:, None, :] @ means for p in both)
         alpha, sigma = torch.sigmoid(lam).sqrt(), torch.sigmoid(-lam).sqrt()
@@ -251,8 +271,8 @@ class BayesNoisyClassifier(nn.Module):
     """``logits = log p(c | z_lambda)`` ``(B, C)``, exact: the call of
     :class:`vdm.training.noisy_classifier.NoisyClassifier`, so classifier guidance
     (:func:`vdm.model.guidance.classifier_log_prob_grad`, autograd through float64) works with
-    it unchanged; :meth:`BayesEpsNetwork.class_log_prob_grad` is the same gradient in closed
-    form."""
+    it unchanged; :meth:`log_prob_grad` is the same gradient in closed form (``oracle``
+    guidance)."""
 
     def __init__(self, source: GaussianMixtureData | BayesEpsNetwork) -> None:
         super().__init__()
@@ -261,3 +281,10 @@ class BayesNoisyClassifier(nn.Module):
 
     def forward(self, z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
         return self.denoiser.class_log_posterior(z, log_snr)
+
+    def log_prob_grad(self, z: torch.Tensor, log_snr: torch.Tensor | float,
+                      labels: torch.Tensor) -> torch.Tensor:
+        """``grad_z log p(y | z_lambda)`` for classes ``labels`` ``(B,)``, in closed form
+        (:meth:`BayesEpsNetwork.class_log_prob_grad`; float64, shaped like ``z``): what
+        ``oracle`` guidance (:func:`vdm.model.guidance.guided_eps_fn`) uses."""
+        return self.denoiser.class_log_prob_grad(z, log_snr, labels)

@@ -1,4 +1,4 @@
-"""Guided sampling: classifier-free guidance and classifier guidance, as a guided ``eps_fn``.
+"""Guided sampling: classifier-free, classifier and oracle guidance, as a guided ``eps_fn``.
 
 Every sampler of :mod:`vdm.model.sampler` only calls ``eps_fn(z, lambda) -> eps_hat``; guidance replaces
 that function, so it works unchanged in ancestral, DDIM, Heun and DPM-Solver++(2M) sampling.
@@ -17,6 +17,15 @@ that function, so it works unchanged in ancestral, DDIM, Heun and DPM-Solver++(2
   ``y`` for a conditional model (D&N's "conditional + guidance", so that ``w = 0`` is the same
   conditional sampler as ``cfg`` at ``w = 0``) and nothing for an unconditional model. The
   classifier runs one forward and one backward pass per call; ``w = 0`` skips it.
+* ``oracle``, classifier guidance with the *exact* noisy-class posterior of a dataset whose
+  distribution is known (``digits-gmm``): the same formula, ``eps~ = eps_hat(z, c) - w sigma
+  grad_z log p(y | z_lambda)``, with ``p(y | z_lambda) = sum_{k in y} pi_k p(z | k) / sum_k pi_k
+  p(z | k)`` of the mixture, its gradient in closed form, ``alpha (E[x | z, y] - E[x | z]) /
+  sigma^2`` (:meth:`vdm.model.bayes_denoiser.BayesEpsNetwork.class_log_prob_grad`, float64).
+  ``classifier-w`` against ``oracle-w`` at the same ``w`` separates the trained classifier's
+  error from what classifier guidance itself does. The oracle is not a network (it adds no
+  NFE) and is exact at every ``lambda``, so it needs no range check
+  (:func:`oracle_range_check` records that).
 
 Samples are drawn class-balanced (:func:`sample_labels`): image ``i`` gets class ``i mod K``.
 
@@ -39,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vdm.core.progress import ProgressCallback
+from vdm.model.bayes_denoiser import BayesNoisyClassifier
 from vdm.model.diffusion import DiffusionModel
 from vdm.model.likelihood import EpsFn
 from vdm.model.network import check_labels
@@ -46,7 +56,7 @@ from vdm.model.sampler import batch_progress, network_evaluations, sample_batch
 from vdm.model.schedules import alpha_sigma, schedule_endpoints
 from vdm.model.step_grids import SPACINGS, check_spacing
 
-GUIDANCE_KINDS: tuple[str, ...] = ("none", "cfg", "classifier")
+GUIDANCE_KINDS: tuple[str, ...] = ("none", "cfg", "classifier", "oracle")
 
 
 @dataclass(frozen=True)
@@ -71,11 +81,12 @@ class Guidance:
                              f"{self.weight!r}")
         if self.kind == "none" and self.weight != 0:
             raise ValueError(f"guidance kind 'none' takes no weight, got {self.weight!r}; use "
-                             "'cfg' or 'classifier'")
+                             "'cfg', 'classifier' or 'oracle'")
 
     @property
     def name(self) -> str:
-        """File-name tag: ``none``, ``cfg-2``, ``classifier-0.5`` (weight in ``%g`` format)."""
+        """File-name tag: ``none``, ``cfg-2``, ``classifier-0.5``, ``oracle-2`` (weight in ``%g``
+        format)."""
         return "none" if self.kind == "none" else f"{self.kind}-{self.weight:g}"
 
 
@@ -86,7 +97,8 @@ class EvaluationSetting:
 
     Its :attr:`name` is the folder name of its files, ``<method>-<steps>[-<spacing>][-<kind>-
     <weight>]`` with the spacing left out when it is ``time``: ``ancestral-25`` (no guidance),
-    ``ddim-10-cfg-2``, ``heun-12-classifier-0.5``, ``heun-10-karras``, ``ddim-10-logsnr-cfg-2``;
+    ``ddim-10-cfg-2``, ``heun-12-classifier-0.5``, ``ancestral-25-oracle-2``, ``heun-10-karras``,
+    ``ddim-10-logsnr-cfg-2``;
     :func:`parse_setting` reads it back.
     """
 
@@ -151,16 +163,22 @@ def evaluation_settings(methods: list[str], steps: list[int], kinds: list[str] =
 def check_guidance(guidance: Guidance, model: DiffusionModel,
                    classifier: nn.Module | None = None) -> None:
     """One-line ``ValueError`` when ``guidance`` cannot be applied to ``model``: ``cfg`` on an
-    unconditional model, ``classifier`` guidance without a classifier or with a classifier of
-    another number of classes than a conditional model."""
+    unconditional model, ``classifier`` guidance without a classifier, ``oracle`` guidance
+    without the exact :class:`~vdm.model.bayes_denoiser.BayesNoisyClassifier` (made by
+    :func:`vdm.evaluation.known_density.oracle_classifier` for a dataset with a known density),
+    or either with a classifier of another number of classes than a conditional model."""
     if guidance.kind == "cfg" and model.num_classes is None:
         raise ValueError(f"guidance {guidance.name!r}: classifier-free guidance needs a "
                          "class-conditional model (conditioning.enabled: true); this one is "
                          "unconditional")
-    if guidance.kind == "classifier":
-        if classifier is None:
-            raise ValueError(f"guidance {guidance.name!r}: classifier guidance needs a "
-                             "noise-conditional classifier (vdm noisy-classifier)")
+    if guidance.kind == "classifier" and classifier is None:
+        raise ValueError(f"guidance {guidance.name!r}: classifier guidance needs a "
+                         "noise-conditional classifier (vdm noisy-classifier)")
+    if guidance.kind == "oracle" and not isinstance(classifier, BayesNoisyClassifier):
+        raise ValueError(f"guidance {guidance.name!r}: oracle guidance needs the exact noisy-class "
+                         "posterior of the dataset's known distribution (BayesNoisyClassifier, "
+                         f"from known_density.oracle_classifier), got {type(classifier).__name__}")
+    if guidance.kind in ("classifier", "oracle"):
         classes = getattr(classifier, "num_classes", None)
         if model.num_classes is not None and classes is not None and classes != model.num_classes:
             raise ValueError(f"guidance {guidance.name!r}: the classifier has {classes} classes, "
@@ -202,6 +220,17 @@ def classifier_range_check(model: DiffusionModel, classifier: nn.Module) -> dict
             "model_range_outside_classifier": bool(outside)}
 
 
+def oracle_range_check(model: DiffusionModel) -> dict[str, Any]:
+    """:func:`classifier_range_check`'s record for ``oracle`` guidance: the exact posterior
+    ``p(c | z_lambda)`` is right at every ``lambda``, so no model range lies outside it.
+    ``classifier_lambda_range`` None (no training range: every ``lambda``),
+    ``model_lambda_range`` the model's ``[lambda(1), lambda(0)]`` (nats of log-SNR) and
+    ``model_range_outside_classifier`` False."""
+    model_high, model_low = (float(v.detach()) for v in schedule_endpoints(model.schedule))
+    return {"classifier_lambda_range": None, "model_lambda_range": [model_low, model_high],
+            "model_range_outside_classifier": False}
+
+
 def classifier_range_warning(check: dict[str, Any]) -> str | None:
     """One line for the job log when a :func:`classifier_range_check` found the model's range
     outside the classifier's; None otherwise (also for an empty ``check``: no classifier)."""
@@ -220,13 +249,14 @@ def evaluations_per_call(guidance: Guidance) -> int:
     The NFE of a guided sampler is ``network_evaluations(method, steps) *
     evaluations_per_call(guidance)``; it counts diffusion-network evaluations only. Classifier
     guidance adds one classifier forward and backward pass per call (a much smaller network;
-    :func:`classifier_evaluations_per_call`)."""
+    :func:`classifier_evaluations_per_call`); ``oracle`` guidance adds none: its closed-form
+    ``grad_z log p(y | z)`` is not a network (a sum over the mixture's components and levels)."""
     return 2 if guidance.kind == "cfg" and guidance.weight > 0 else 1
 
 
 def classifier_evaluations_per_call(guidance: Guidance) -> int:
-    """Classifier forward+backward passes per ``eps_fn`` call: 1 for ``classifier`` with
-    ``w > 0``, else 0."""
+    """Trained-classifier forward+backward passes per ``eps_fn`` call: 1 for ``classifier`` with
+    ``w > 0``, else 0 (also for ``oracle``: the exact posterior is computed, not a network)."""
     return 1 if guidance.kind == "classifier" and guidance.weight > 0 else 0
 
 
@@ -260,7 +290,10 @@ def guided_eps_fn(model: DiffusionModel, labels: torch.Tensor | None, guidance: 
     ``0..K-1`` on the model's device; None only for an unconditional model without guidance).
 
     See the module docstring for the formulas. ``none``: ``eps_hat(z, y)`` (``eps_hat(z)`` for an
-    unconditional model); ``cfg``/``classifier`` with ``w = 0`` are that same function.
+    unconditional model); ``cfg``/``classifier``/``oracle`` with ``w = 0`` are that same
+    function (bit for bit). ``classifier``: the noisy classifier (``classifier`` guidance) or the
+    exact :class:`~vdm.model.bayes_denoiser.BayesNoisyClassifier` (``oracle`` guidance, whose
+    gradient is taken in closed form, float64, cast to ``eps``'s dtype after scaling).
     """
     check_guidance(guidance, model, classifier)
     if labels is None:
@@ -288,6 +321,15 @@ def guided_eps_fn(model: DiffusionModel, labels: torch.Tensor | None, guidance: 
             return (1 + w) * eps_c - w * eps_u
 
         return cfg
+
+    if guidance.kind == "oracle":
+        def oracle_guided(z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
+            eps = conditional(z, log_snr)
+            grad = classifier.log_prob_grad(z, log_snr, labels)  # float64, shaped like z
+            sigma = torch.sigmoid(-log_snr.to(torch.float64)).sqrt().view(-1, *[1] * (z.dim() - 1))
+            return eps - (w * sigma * grad).to(eps.dtype)
+
+        return oracle_guided
 
     def classifier_guided(z: torch.Tensor, log_snr: torch.Tensor) -> torch.Tensor:
         eps = conditional(z, log_snr)
@@ -323,7 +365,8 @@ def sample_guided(model: DiffusionModel, guidance: Guidance, *, num_samples: int
     (must equal the model's for a conditional model; may be None for an unconditional model
     without guidance). ``unconditional``: sample a conditional model's unconditional mode (null
     token; guidance must be ``none``). ``classifier``: the noise-conditional classifier for
-    ``classifier`` guidance, on ``device``. ``progress`` (optional): told the calls of the
+    ``classifier`` guidance, or the exact :class:`~vdm.model.bayes_denoiser.BayesNoisyClassifier`
+    for ``oracle`` guidance, on ``device``. ``progress`` (optional): told the calls of the
     guided ``eps_fn`` done of all batches' (:func:`vdm.model.sampler.batch_progress`).
     ``spacing``: the step spacing (:mod:`vdm.model.step_grids`).
     """

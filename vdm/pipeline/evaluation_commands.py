@@ -14,6 +14,7 @@ import torch
 from vdm.core.checkpoint import load_checkpoint
 from vdm.core.data import load_dataset
 from vdm.core.job_specs import FidSettings
+from vdm.core.known_density_settings import require_known_density
 from vdm.core.progress import Progress
 from vdm.core.provenance import (
     provenance,
@@ -297,16 +298,21 @@ def load_checked_model(args: argparse.Namespace, spec, settings) -> tuple[Any, A
     model, config = load_trained_model(args.model, device, use_ema=spec.ema)
     check_extractor_weights(features.feature_extractor, weights, config.dataset)
     _check_dataset_classifier(model, args.dataset_classifier, config.dataset)
-    check_sweep_settings(settings, model, args.noisy_classifier)
+    check_sweep_settings(settings, model, args.noisy_classifier, config.dataset)
     return model, config, device
 
 
-def check_sweep_settings(settings, model, noisy_classifier: Path | None) -> None:
-    """Before any sampling: every guided setting can be applied to ``model``."""
+def check_sweep_settings(settings, model, noisy_classifier: Path | None,
+                         dataset: str | None = None) -> None:
+    """Before any sampling: every guided setting can be applied to ``model`` (``oracle``
+    guidance: ``dataset``, the model's, has a known density)."""
     for setting in settings:
         if setting.guidance.kind == "classifier" and noisy_classifier is None:
             raise ValueError(f"setting {setting.name}: classifier guidance needs "
                              "--noisy-classifier")
+        if setting.guidance.kind == "oracle" and dataset is not None:
+            require_known_density(dataset, f"setting {setting.name}: oracle guidance (the exact "
+                                           "noisy-class posterior p(c | z))")
         if setting.guidance.kind == "cfg":
             check_guidance(setting.guidance, model)
 

@@ -24,6 +24,7 @@ from vdm.model.guidance import (
     Guidance,
     classifier_range_check,
     classifier_range_warning,
+    oracle_range_check,
     sample_guided,
 )
 from vdm.pipeline.options import (
@@ -43,7 +44,7 @@ def sample_arguments(parser: argparse.ArgumentParser) -> None:
     files.add_argument("--model", required=True, type=Path, metavar="FILE", help="trained model.pt")
     files.add_argument("--noisy-classifier", type=Path, metavar="FILE",
                        help="noise-conditional classifier (vdm noisy-classifier), for "
-                            "sampling.guidance_kind classifier")
+                            "sampling.guidance_kind classifier (oracle guidance needs none)")
     files.add_argument("--out", required=True, type=Path, metavar="FILE", help="samples.npz (uint8 images)")
     files.add_argument("--grid", type=Path, metavar="FILE", help="sample grid PNG")
 
@@ -56,8 +57,11 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
     ``i mod K``). Writes ``samples.npz`` (uint8 ``images``, int64 ``labels`` when there are
     classes, and a meta JSON with the setting and ``wall_seconds`` since ``started``; with
     classifier guidance also :func:`vdm.model.guidance.classifier_range_check`'s ranges, and a
-    warning line on stderr when the model's leaves the classifier's) and optionally the grid
-    PNG, atomically."""
+    warning line on stderr when the model's leaves the classifier's; with ``oracle`` guidance,
+    the exact noisy-class posterior of the dataset's known distribution, no file, and
+    :func:`vdm.model.guidance.oracle_range_check`'s record: exact at every lambda) and
+    optionally the grid PNG, atomically. One-line ``ValueError`` before any sampling for
+    ``oracle`` guidance on a dataset without a known density."""
     from vdm.core.images import save_grid  # lazy: torchvision + PIL (optional; 1.3 s)
 
     info = dataset_info(config.dataset)
@@ -66,7 +70,13 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
         if noisy_classifier is None:
             raise ValueError("classifier guidance needs --noisy-classifier (vdm noisy-classifier)")
         classifier = load_noisy_classifier(noisy_classifier, config.dataset, device)
+    if setting.guidance.kind == "oracle":
+        # lazy: the known-density module pulls in the NLL and ODE-bound evaluation
+        from vdm.evaluation.known_density import oracle_classifier
+
+        classifier = oracle_classifier(config.dataset, device)
     ranges = ({} if classifier is None or setting.guidance.weight == 0
+              else oracle_range_check(model) if setting.guidance.kind == "oracle"
               else classifier_range_check(model, classifier))
     if warning := classifier_range_warning(ranges):  # learned end points may have moved
         print(f"vdm sample: warning: {setting.name}: {warning}", file=sys.stderr)
@@ -82,7 +92,10 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
             "nfe": setting.nfe,
             "guidance_kind": setting.guidance.kind, "guidance_weight": setting.guidance.weight,
             "conditional": model.num_classes is not None, "seed": seed, "ema": ema,
-            "noisy_classifier": None if classifier is None else str(noisy_classifier), **ranges,
+            "noisy_classifier": (None if classifier is None or setting.guidance.kind == "oracle"
+                                 else str(noisy_classifier)),
+            **({"oracle": f"exact p(c | z_lambda) of {config.dataset}"}
+               if setting.guidance.kind == "oracle" else {}), **ranges,
             "run_config": config.to_dict(), "provenance": provenance(device),
             "wall_seconds": round(time.perf_counter() - started, 3)}
     arrays = {"images": images.numpy()} | ({} if labels is None else {"labels": labels.numpy()})

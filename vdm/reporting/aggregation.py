@@ -135,10 +135,17 @@ def guidance_rows(df: pd.DataFrame) -> pd.DataFrame:
               & (spacing_column(df) == spacing)]
 
 
+#: order of the guidance kinds in tables and figures (others follow in order of appearance):
+#: the oracle (exact p(c | z)) right after the trained classifier it is compared with
+GUIDANCE_KIND_ORDER: tuple[str, ...] = ("cfg", "classifier", "oracle")
+
+
 def guidance_kinds(df: pd.DataFrame) -> list[str]:
-    """The guidance kinds evaluated in ``df`` (besides ``none``)."""
+    """The guidance kinds evaluated in ``df`` (besides ``none``), in :data:`GUIDANCE_KIND_ORDER`."""
     rows = guidance_rows(df)
-    return [k for k in ordered_levels(rows["guidance_kind"]) if k != "none"] if len(rows) else []
+    if not len(rows):
+        return []
+    return [k for k in ordered_levels(rows["guidance_kind"], GUIDANCE_KIND_ORDER) if k != "none"]
 
 
 def guidance_cells(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:

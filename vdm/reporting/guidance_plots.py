@@ -2,6 +2,12 @@
 precision–recall trade-off that w traces, and one cell's guided samples (w = 0, each kind's
 best-FID weight and its largest).
 
+One panel per guidance kind, in :data:`~vdm.reporting.aggregation.GUIDANCE_KIND_ORDER`
+(``cfg``, ``classifier``, ``oracle``), one colour per cell. ``oracle`` (classifier guidance
+with the exact ``p(c | z_lambda)`` of a known distribution) is drawn dashed, and where the grid
+has both, also over the ``classifier`` panel (dashed, no band), so that at equal w the distance
+between the two is the trained classifier's error and not the guidance method.
+
 Bands are 95% Student-t confidence intervals of the cell mean over seeds (one seed: the run's
 sampling interval where it has one, :func:`vdm.reporting.plot_style.one_seed_errors`); w = 0 is
 the plain conditional sampler.
@@ -14,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 
 from vdm.reporting.aggregation import guidance_cells, guidance_rows
 from vdm.reporting.plot_base import (
@@ -35,8 +42,24 @@ from vdm.reporting.summary_rows import (
     spacing_column,
 )
 
-GUIDANCE_NAMES = {"cfg": "classifier-free guidance", "classifier": "classifier guidance"}
+GUIDANCE_NAMES = {"cfg": "classifier-free guidance", "classifier": "classifier guidance",
+                  "oracle": "oracle guidance (exact p(c | z))"}
 """Panel titles of the guidance kinds (``guidance_kind`` of ``summary.csv``)."""
+GUIDANCE_LINESTYLES = {"cfg": "-", "classifier": "-", "oracle": "--"}
+"""Line style of each guidance kind's curves (``-`` for a kind not listed)."""
+ORACLE_OVERLAY_LABEL = "oracle, exact p(c | z) (dashed)"
+"""Legend entry of the oracle curves drawn over the classifier-guidance panel."""
+
+
+def _oracle_overlay(ax: Axes, cells: pd.DataFrame, x: str, y: str, colours: Mapping[str, str]) -> None:
+    """The ``oracle`` curves of ``cells`` (with a ``cell`` column) on ``ax``, dashed in each
+    cell's colour, one legend entry for all (:data:`ORACLE_OVERLAY_LABEL`)."""
+    label = ORACLE_OVERLAY_LABEL
+    for cell, line in cells[cells["guidance_kind"] == "oracle"].groupby("cell", sort=False):
+        line = line.sort_values("guidance_weight")
+        ax.plot(line[x], line[y], ls="--", lw=1.0, marker="x", ms=3, color=colours[cell],
+                alpha=0.8, label=label)
+        label = "_nolegend_"
 
 
 def _guidance_curves(df: pd.DataFrame, metric: str, ylabel: str, path: Path,
@@ -69,11 +92,14 @@ def _guidance_curves(df: pd.DataFrame, metric: str, ylabel: str, path: Path,
             line = line.sort_values("guidance_weight")
             mean, ci = line[f"{metric}_mean"], line[f"{metric}_ci"].fillna(0.0)
             ax.plot(line["guidance_weight"], mean, marker="o", ms=4, color=colours[cell],
-                    label=cell)
+                    ls=GUIDANCE_LINESTYLES.get(kind, "-"), label=cell)
             ax.fill_between(line["guidance_weight"], mean - ci, mean + ci, color=colours[cell],
                             alpha=0.15, lw=0)
         if reference is not None:
-            ax.axhline(reference, color="grey", ls="--", lw=1, label=reference_label)
+            ax.axhline(reference, color="grey", ls=":", lw=1, label=reference_label)
+        if kind == "classifier" and "oracle" in kinds:
+            _oracle_overlay(ax, cells, "guidance_weight", f"{metric}_mean", colours)
+            ax.legend(fontsize=7)
         ax.set_title(GUIDANCE_NAMES.get(kind, kind), fontsize=10)
         ax.set_xlabel("guidance weight w")
     axes[0, 0].set_ylabel(ylabel)
@@ -84,7 +110,7 @@ def _guidance_curves(df: pd.DataFrame, metric: str, ylabel: str, path: Path,
 
 def plot_guidance(df: pd.DataFrame, out_dir: PathLike) -> list[Path]:
     """``fid_vs_guidance.png``, ``accuracy_vs_guidance.png`` (with the dataset classifier's own
-    test accuracy as a dashed line) and ``precision_recall_guidance.png`` (the precision-recall
+    test accuracy as a dotted line) and ``precision_recall_guidance.png`` (the precision-recall
     trade-off traced by w: one line per cell, weights annotated). ``df``: all rows (display
     frame)."""
     out = Path(out_dir)
@@ -109,10 +135,13 @@ def plot_guidance(df: pd.DataFrame, out_dir: PathLike) -> list[Path]:
             for cell, line in cells[cells["guidance_kind"] == kind].groupby("cell", sort=False):
                 line = line.sort_values("guidance_weight")
                 ax.plot(line["recall_mean"], line["precision_mean"], marker="o", ms=4,
-                        color=colours[cell], label=cell)
+                        color=colours[cell], ls=GUIDANCE_LINESTYLES.get(kind, "-"), label=cell)
                 for row in line.itertuples():
                     ax.annotate(f"{row.guidance_weight:g}", (row.recall_mean, row.precision_mean),
                                 fontsize=6, xytext=(2, 2), textcoords="offset points")
+            if kind == "classifier" and "oracle" in kinds:
+                _oracle_overlay(ax, cells, "recall_mean", "precision_mean", colours)
+                ax.legend(fontsize=7)
             ax.set_title(GUIDANCE_NAMES.get(kind, kind), fontsize=10)
             ax.set_xlabel("recall (diversity), higher is better")
         axes[0, 0].set_ylabel("precision (fidelity), higher is better")

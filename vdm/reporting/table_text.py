@@ -183,7 +183,10 @@ def guidance_markdown(df: pd.DataFrame) -> str:
         "cfg": "classifier-free guidance, eps~ = (1 + w) eps(z, c) - w eps(z, null) "
                "(Ho & Salimans 2022)",
         "classifier": "classifier guidance, eps~ = eps(z, c) - w sigma grad_z log p(y | z) "
-                      "with a noise-conditional classifier (Dhariwal & Nichol 2021)"}
+                      "with a noise-conditional classifier (Dhariwal & Nichol 2021)",
+        "oracle": "oracle guidance, classifier guidance with the exact p(y | z_lambda) of the "
+                  "known distribution (no classifier error: compare with classifier guidance "
+                  "at equal w)"}
     for kind in ordered_levels(cells["guidance_kind"]):
         of_kind = cells[cells["guidance_kind"] == kind]
         for metric in GUIDANCE_METRICS:
@@ -196,7 +199,8 @@ def guidance_markdown(df: pd.DataFrame) -> str:
                                      values="text", aggfunc="first", sort=False)
             table.columns = [f"w = {w:g}" for w in table.columns]
             table = table.reset_index().rename(columns={"objective": row_axis_name(df)})
-            caption = (f"{_metric_sentence(df, metric)} By guidance weight w, {conventions[kind]}; "
+            convention = conventions.get(kind, f"{kind} guidance")
+            caption = (f"{_metric_sentence(df, metric)} By guidance weight w, {convention}; "
                        "w = 0 is the plain conditional sampler; mean ± 95% CI over seeds "
                        "(Student t); every weight starts from the same noise (paired).")
             blocks.append(formatting.markdown_block(caption, formatting.markdown_table(table)))

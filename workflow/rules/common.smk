@@ -109,6 +109,8 @@ def classifier_weights():
 
 
 def noisy_classifier_input():
+    """The trained noisy classifier, for `classifier` guidance only: `oracle` guidance uses the
+    exact p(c | z) of the dataset's known distribution and needs no file (and no job)."""
     return NOISY_CLASSIFIER if "classifier" in config["guidance"]["kinds"] else []
 
 
