@@ -2,10 +2,12 @@
 (:mod:`vdm.core.job_specs`).
 
 A :class:`Spec` subclass is a frozen dataclass whose fields are declared with :func:`setting`
-(a one-line doc, a unit, allowed choices, a minimum; no default). :meth:`Spec.from_dict` checks
+(a one-line doc, a unit, allowed choices, a minimum; no default, except an optional key that
+is left out of the JSON while null). :meth:`Spec.from_dict` checks
 every key against the declared types (``int``, ``float``, ``str``, ``bool``, ``X | None``,
 ``tuple[X, ...]`` and nested specs): an unknown or missing key, a wrong type, a value outside its
-choices or below its minimum is a one-line ``ValueError`` naming the dotted key.
+choices or below its minimum, or a broken rule across keys (:meth:`Spec.problem`) is a one-line
+``ValueError`` naming the dotted key.
 """
 
 from __future__ import annotations
@@ -25,20 +27,34 @@ S = TypeVar("S", bound="Spec")
 
 
 def setting(doc: str, *, unit: str | None = None, choices: Sequence[str] | None = None,
-            minimum: float | None = None) -> Any:
+            minimum: float | None = None, optional_key: bool = False) -> Any:
     """A spec field: its one-line ``doc``, ``unit`` (shown in ``--help``), allowed ``choices``
     and inclusive ``minimum`` (both checked by :meth:`Spec.from_dict`). No default: every key of
-    a spec JSON is required."""
-    return dataclasses.field(metadata={"doc": doc, "unit": unit, "choices": choices,
-                                       "minimum": minimum})
+    a spec JSON is required, except an ``optional_key`` (type ``X | None``, default null,
+    declared after the required fields): it is left out of the JSON while null and may be
+    missing from it, for a setting that exists only with another one, so that the specs of
+    configs without it stay byte for byte what they were before it existed."""
+    metadata = {"doc": doc, "unit": unit, "choices": choices, "minimum": minimum,
+                "optional_key": optional_key}
+    if optional_key:
+        return dataclasses.field(default=None, metadata=metadata)
+    return dataclasses.field(metadata=metadata)
 
 
 class Spec:
     """Base of the frozen spec dataclasses: JSON in and out with strict keys and types."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as a JSON-able mapping (sub-specs as mappings, tuples as lists)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """The spec as a JSON-able mapping (sub-specs as mappings, tuples as lists; a null
+        ``optional_key`` left out)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if not (f.metadata["optional_key"] and getattr(self, f.name) is None)}
+
+    def problem(self) -> tuple[str, str] | None:
+        """A rule across this spec's keys that its values break, as ``(key, what is wrong)``
+        (None: none); :meth:`from_dict` turns it into a one-line error naming the dotted key.
+        Subclasses override it."""
+        return None
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys): equal specs give equal strings (Snakemake params)."""
@@ -56,13 +72,18 @@ class Spec:
         if unknown:
             raise ValueError(f"unknown spec key {prefix + unknown[0]!r}; the keys of "
                              f"{prefix.rstrip('.') or cls.__name__} are {', '.join(names)}")
-        missing = [name for name in names if name not in data]
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.name not in data and not f.metadata["optional_key"]]
         if missing:
             raise ValueError(f"missing spec key {prefix + missing[0]!r} ({cls.__name__} needs "
                              f"every key: {', '.join(names)})")
         hints = _hints(cls)
-        return cls(**{f.name: _checked(prefix + f.name, data[f.name], hints[f.name], f.metadata)
-                      for f in dataclasses.fields(cls)})
+        spec = cls(**{f.name: _checked(prefix + f.name, data.get(f.name), hints[f.name],
+                                       f.metadata) for f in dataclasses.fields(cls)})
+        problem = spec.problem()
+        if problem is not None:
+            raise ValueError(f"spec key {prefix + problem[0]!r}: {problem[1]}")
+        return spec
 
     @classmethod
     def from_json(cls: type[S], text: str, source: str = "spec") -> S:
