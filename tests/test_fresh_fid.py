@@ -84,7 +84,7 @@ def test_fresh_reference_on_digits_is_a_one_line_config_error() -> None:
         validate_workflow_config({"fid": {"reference_split": "fresh"}})
     message = str(error.value)
     assert "'fid.reference_split'" in message and "digits-gmm" in message and "\n" not in message
-    assert FRESH["fid"]["fresh_reference_size"] == 20_000  # the schema's default
+    assert FRESH["fid"]["fresh_reference_size"] == 10_000  # the schema's default
     with pytest.raises(ValueError, match="fresh_reference_size"):
         validate_workflow_config({"dataset": "digits-gmm", "fid": {
             "reference_split": "fresh", "fresh_reference_size": 3}})

@@ -23,10 +23,12 @@ spec is the run config (:func:`vdm.core.config.workflow_cell`).
 Every key of a spec is required in its JSON (the workflow writes them all), but for the few
 that exist only with another setting (``fid.features.fresh_reference_size`` and the fid-floor's
 ``num_floor_images``, with a fresh FID reference: left out otherwise, so the specs of grids
-without one are what they were before the keys existed); an unknown or missing key, a wrong type, a value outside its choices or below its minimum is a one-line
-``ValueError`` naming the dotted key. This module imports nothing beyond the standard library
-and :mod:`vdm.core` (:mod:`vdm.core.spec_base`: the typed-JSON base), so the bench (below the
-pipeline) builds the same specs.
+without one are what they were before the keys existed); an unknown or missing key, a wrong
+type, a value outside its choices or below its minimum, or keys that do not go together
+(:meth:`~vdm.core.spec_base.Spec.problem`) is a one-line ``ValueError`` naming the dotted key.
+This module imports nothing beyond the standard library and :mod:`vdm.core`
+(:mod:`vdm.core.spec_base`: the typed-JSON base), so the bench (below the pipeline) builds the
+same specs.
 """
 
 from __future__ import annotations
