@@ -134,6 +134,8 @@ CHANGES: dict[str, tuple[str, set[str]]] = {
     # unused by the classifier extractor (Inception's weights: below)
     "fid.feature_extractor_weights_path": ("fid.feature_extractor_weights_path=w.pth", NONE),
     "fid.reference_split": ("fid.reference_split=test", FID_JOBS),
+    # the fresh reference's size changes nothing without a fresh reference (with one: below)
+    "fid.fresh_reference_size": ("fid.fresh_reference_size=500", NONE),
     "fid.batch_size": ("fid.batch_size=64", FID_JOBS),
     "fid.kid_subset_size": ("fid.kid_subset_size=50", FID_JOBS - {"fid-reference"}),
     "fid.prc": ("fid.prc=false", FID_JOBS - {"fid-reference"}),
@@ -147,6 +149,11 @@ IN_CONTEXT = [  # changes that matter only with another setting on: (base overri
     (["nll.ode.enabled=true"], "nll.ode.max_examples=10", {"nll", "evaluate"}),
     (["fid.feature_extractor=inception-v3-compat"], "fid.feature_extractor_weights_path=w.pth",
      FID_JOBS),
+    (["dataset=digits-gmm", "fid.reference_split=fresh"], "fid.fresh_reference_size=500",
+     FID_JOBS),
+    # with a fresh reference the floor scores as many fresh true samples as the runs' samples
+    (["dataset=digits-gmm", "fid.reference_split=fresh"], "sample.num_samples=64",
+     {"sample", "sweep", "evaluate", "fid-floor"}),
     (["conditioning.enabled=true", "guidance.kinds=[cfg]", "guidance.weights=[0,2]"],
      "guidance.weights=[0,2,4]", {"sweep", "evaluate"}),
     (["conditioning.enabled=true", "guidance.kinds=[cfg]", "guidance.weights=[0,2]"],
@@ -267,7 +274,8 @@ def test_describe_lists_every_key_with_its_default() -> None:
     assert list(rows) == ["seed", "device", "ema", "settings", "num_samples", "batch_size", "fid",
                           "fid.features", "fid.features.feature_extractor",
                           "fid.features.weights_path", "fid.features.reference_split",
-                          "fid.features.batch_size", "fid.kid_subset_size", "fid.prc"]
+                          "fid.features.batch_size", "fid.features.fresh_reference_size",
+                          "fid.kid_subset_size", "fid.prc"]
     assert rows["num_samples"].endswith(f"[images] (default: {AXES['sample']['num_samples']})")
     assert rows["settings"].endswith(f"(default: {json.dumps(list(spec.settings))})")
     assert all(doc for doc in rows.values())

@@ -173,12 +173,18 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     markdown = (finished_axes / "results/test-axes/tables/summary.md").read_text()
     for text in ("| parameterization / objective |", "### Samplers and steps", "### Guidance",
                  "ODE", "-log p(x | y)", "### Against the known answer", "| ODE network gap |",
-                 "oracle guidance, classifier guidance with the exact p(y | z_lambda)"):
+                 "oracle guidance, classifier guidance with the exact p(y | z_lambda)",
+                 "True-sample floor", "fresh true samples, N = 100"):
         assert text in markdown, text
     oracle = json.loads((finished_axes / "results/digits-gmm/runs/class/eps/eps/cosine/seed0/"
                          "sweep/heun-8-oracle-2/fid.json").read_text())["sampling"]
     # exact at every lambda: no classifier range
     assert oracle["classifier_lambda_range"] is None and oracle["nfe"] == 17
+    # FID against fresh true samples (test_axes.yaml): the floor is 100 more, as many as the runs'
+    floor = json.loads((finished_axes / "results/digits-gmm/fid/classifier/floor.json").read_text())
+    assert floor["floor_split"] == floor["reference_split"] == "fresh"
+    assert (floor["num_floor_images"], floor["num_reference"]) == (100, 2000) and floor["fid"] > 0
+    assert (summary["num_fid_samples"] == 100).all()
     assert "known-answer" in (finished_axes / "results/test-axes/tables/summary.tex").read_text()
     for name in ("fid_vs_nfe", "nll_ode_vs_elbo", "fid_vs_guidance", "accuracy_vs_guidance",
                  "precision_recall_guidance", "guidance_samples"):
@@ -278,8 +284,9 @@ def test_adding_a_snapshot_step_retrains_and_a_sample_count_does_not(finished_ax
     samples = snakemake(finished_axes, "-n", "--cores", "2", *config,
                         "sample={'num_samples':50,'methods':['ancestral','heun'],'steps':[8],"
                         "'batch_size':100}")
-    assert _job_counts(samples.stdout) == {
+    assert _job_counts(samples.stdout) == {  # test_axes.yaml's fresh FID reference: its floor
         "evaluate": AXES_MODELS, "evaluate_snapshot": len(SNAPSHOT_STEPS) * AXES_MODELS,
+        "fid_floor": 1,  # scores as many fresh true samples as the runs' samples
         "aggregate": 1, "plots": 1, "timing": 1, "all": 1}, samples.stdout[-3000:]
 
 

@@ -48,7 +48,13 @@ from typing import Any
 import torch
 
 from vdm.bench.clock import sync
-from vdm.core.data import ImageData, dataset_info, load_dataset
+from vdm.core.data import (
+    FRESH_REFERENCE,
+    ImageData,
+    dataset_info,
+    load_dataset,
+    load_fid_reference,
+)
 from vdm.core.job_specs import classifier_spec, fid_settings, nll_settings, sampling_settings
 from vdm.core.provenance import resolve_device, strict_fp32
 from vdm.evaluation.evaluate import evaluate_nll
@@ -213,8 +219,12 @@ def measure_fid(samples: dict[str, torch.Tensor], config: dict[str, Any], work_d
                                   {"dataset": dataset, "test_accuracy": accuracy, "steps": steps})
     elif options.features.weights_path:
         weights = Path(options.features.weights_path)
-    reference = (train if split == "train" else test or load_dataset(
-        dataset, "test", config["data_root"], config["download"])).pixels_uint8()
+    if split == FRESH_REFERENCE:  # fresh true samples (digits-gmm), as the workflow's jobs
+        reference = load_fid_reference(dataset, split, fresh_size=options.features
+                                       .fresh_reference_size).pixels_uint8()
+    else:
+        reference = (train if split == "train" else test or load_dataset(
+            dataset, "test", config["data_root"], config["download"])).pixels_uint8()
     cache = work_dir / "fid_cache"
     cache.mkdir(parents=True, exist_ok=False)
 

@@ -252,13 +252,20 @@ def grid_name(config: dict[str, Any], default: dict[str, Any]) -> str:
     """The name under which a grid's tables, plots and report are written (``results/<name>/``):
     ``config['name']`` when set; ``default`` when the validated ``config`` equals the validated
     embedded ``default`` config; otherwise ``grid-<first 8 hex of sha256>`` of the config's
-    canonical JSON (resources excluded: they do not change results). Stable across runs."""
+    canonical JSON (resources excluded: they do not change results; keys that only exist with
+    another setting, ``train.snapshots`` when empty and ``fid.fresh_reference_size`` without a
+    fresh reference, excluded while unused, so names stay what they were before the keys
+    existed). Stable across runs."""
     if config.get("name"):
         return str(config["name"])
     def relevant(c: dict[str, Any]) -> dict[str, Any]:
         kept = {k: v for k, v in c.items() if k not in ("name", "resources")}
         if isinstance(kept.get("train"), dict):  # no snapshots: the name it had before the key
             kept["train"] = _cell_train(kept["train"])
+        fid = kept.get("fid")
+        if isinstance(fid, dict) and fid.get("reference_split") != "fresh":
+            # unused without a fresh reference: the name it had before the key
+            kept["fid"] = {k: v for k, v in fid.items() if k != "fresh_reference_size"}
         return kept
     if relevant(config) == relevant(default):
         return "default"

@@ -29,8 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from vdm.core.known_density_settings import KNOWN_DENSITY_DATASETS, has_known_density
+
 DATASETS: tuple[str, ...] = ("digits", "mnist", "cifar10", "digits-gmm")
 SPLITS: tuple[str, ...] = ("train", "test")
+#: ``fid.reference_split`` value whose reference is fresh true samples (:func:`load_fid_reference`)
+FRESH_REFERENCE = "fresh"
+#: The sets of fresh true samples of a dataset with a known distribution (not splits: no model
+#: trains or is evaluated on them; each from its own fixed random stream,
+#: :data:`vdm.core.digits_gmm.FRESH_SETS`): the FID reference and the FID floor's samples.
+FRESH_SETS: tuple[str, ...] = ("fresh-reference", "fresh-floor")
 
 _INFO: dict[str, dict[str, Any]] = {
     "digits": {"shape": (1, 8, 8), "num_levels": 17, "num_classes": 10},
@@ -187,6 +195,56 @@ def load_dataset(
         labels=torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)),
         num_levels=_INFO[name]["num_levels"],
     )
+
+
+def load_fresh_samples(name: str, which: str, num_images: int) -> ImageData:
+    """``num_images`` fresh true samples of dataset ``name`` (one with a known distribution,
+    :mod:`vdm.core.known_density_settings`: ``digits-gmm``) from the fixed random stream of the
+    set ``which`` (:data:`FRESH_SETS`; disjoint from the splits' streams): the same images on
+    every call, labelled with their component's class; ``split`` is ``which``.
+    One-line ``ValueError`` for an unknown set or a dataset without a known distribution."""
+    _check_name(name)
+    if which not in FRESH_SETS:
+        raise ValueError(f"unknown set of fresh samples {which!r}; expected one of {FRESH_SETS}")
+    if not has_known_density(name):
+        raise ValueError(f"dataset {name!r} has no known distribution to draw fresh true samples "
+                         f"from (fid.reference_split: {FRESH_REFERENCE} needs one: "
+                         f"{', '.join(KNOWN_DENSITY_DATASETS)})")
+    from vdm.core.digits_gmm import load_mixture  # lazy: scipy (optional: not on GPU machines)
+
+    images, labels = load_mixture().fresh_set(which, num_images)
+    return ImageData(name=name, split=which,
+                     images=torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
+                     labels=torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)),
+                     num_levels=_INFO[name]["num_levels"])
+
+
+def load_fid_reference(name: str, split: str, root: str | os.PathLike = "data",
+                       download: bool = False, *, fresh_size: int | None = None) -> ImageData:
+    """The FID reference images of ``fid.reference_split``: ``train`` / ``test`` of ``name``
+    (:func:`load_dataset`), or for ``fresh`` (:data:`FRESH_REFERENCE`) ``fresh_size`` fresh
+    true samples, the ``fresh-reference`` set (:func:`load_fresh_samples`). One-line
+    ``ValueError`` when ``fresh_size`` is missing with ``fresh`` or given with a split.
+
+    The fresh reference's size (``fid.fresh_reference_size``, default 10 000): FID's upward bias
+    from finite sets goes like ``1/N_samples + 1/N_reference`` (for Gaussian features the mean
+    term is exactly ``tr(Σ) (1/N_s + 1/N_r)``, the covariance term of the same order), so at 10×
+    the default 1000 samples the reference adds about 1/10 of the samples' part: on digits-gmm
+    with the classifier features about 0.02 (the floor of 1000 true samples is 0.21 against
+    2000, 0.12 against 10 000, 0.11 against 20 000, each ± 0.07-0.10), a third of one run's
+    ``fid_se``. What is left of it, and the reference's own sampling noise, is one fixed offset
+    shared by every run and by the floor (one fixed set), so it cancels to first order in
+    ``fid - floor``. More is not free: precision/recall's k-NN radii over the reference cost
+    ``O(N_r^2)`` in every FID job (on 1 thread about 5 s at 10 000, 25 s at 20 000)."""
+    if split != FRESH_REFERENCE:
+        if fresh_size is not None:
+            raise ValueError(f"fresh_size ({fresh_size}) is only for reference split "
+                             f"{FRESH_REFERENCE!r}, not {split!r}")
+        return load_dataset(name, split, root=root, download=download)
+    if fresh_size is None:
+        raise ValueError(f"reference split {FRESH_REFERENCE!r} needs its size "
+                         "(fid.fresh_reference_size)")
+    return load_fresh_samples(name, "fresh-reference", fresh_size)
 
 
 def synthetic_dataset(name: str, split: str, num_examples: int | None = None,

@@ -32,9 +32,10 @@ components, ``H = 2.1654 +- 0.0006`` bits/dim and Bayes accuracy 0.999996 (100k 
 Sampling is exact and uses only uniform draws (``Generator.random``; no ziggurat normals, so a
 split depends on the bit generator and ``ndtri`` alone): a component by inversion of the
 cumulative weights, then ``y_d = mu_kd + s_kd Phi^-1(u_d)`` (a Gaussian by inversion) quantised
-to its bin. The fixed splits (:func:`load_split`) and fresh samples
+to its bin. The fixed splits (:func:`load_split`), the fixed sets of fresh true samples the FID
+uses (:meth:`GaussianMixtureData.fresh_set`: its reference and its floor) and fresh samples
 (``seed``) come from disjoint random streams (``SeedSequence`` spawn keys), so no seed of a
-fresh sample reproduces a split.
+fresh sample reproduces a split or a set.
 """
 
 from __future__ import annotations
@@ -64,10 +65,16 @@ PARAMETERS_FILE = Path(__file__).with_name("digits_gmm.npz")
 #: Monte-Carlo error; and 200 images per class for class-conditional metrics. The NLL's cost
 #: grows linearly with it, so it is not larger.
 SPLIT_SIZES: dict[str, int] = {"train": 1497, "test": 2000}
-#: Random streams (``SeedSequence`` spawn keys): fresh samples, then one per split.
+#: Random streams (``SeedSequence`` spawn keys): fresh samples, then one per split, then the
+#: two sets of fresh true samples the FID uses with ``fid.reference_split: fresh``
+#: (:data:`FRESH_SETS`; sized by the caller, not by :data:`SPLIT_SIZES`).
 FRESH_STREAM = 0
-SPLIT_STREAMS: dict[str, int] = {"train": 1, "test": 2}
+SPLIT_STREAMS: dict[str, int] = {"train": 1, "test": 2, "fresh-reference": 3, "fresh-floor": 4}
 SPLIT_SEED = 0
+#: Sets of fresh true samples, each from its own fixed stream (no model trains or is evaluated on
+#: them): ``fresh-reference``, the FID reference; ``fresh-floor``, the true samples scored like a
+#: run's samples against it (the FID floor of a perfect model).
+FRESH_SETS: tuple[str, ...] = ("fresh-reference", "fresh-floor")
 #: Images per chunk when evaluating probabilities (memory ``K x chunk x D`` doubles).
 CHUNK = 2048
 
@@ -266,6 +273,17 @@ class GaussianMixtureData:
         if split not in SPLIT_STREAMS or split not in sizes:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(sizes)}")
         return self.sample(sizes[split], _rng(SPLIT_SEED, SPLIT_STREAMS[split]))
+
+    def fresh_set(self, name: str, num_images: int) -> tuple[np.ndarray, np.ndarray]:
+        """``num_images`` fresh true samples of the set ``name`` (:data:`FRESH_SETS`), ``(levels,
+        labels)`` as :meth:`sample`, from the set's own fixed stream (independent of the splits'
+        and of every ``seed`` of :meth:`sample`): the same images on every call. A set of another
+        size is another draw (not a prefix of it)."""
+        if name not in FRESH_SETS:
+            raise ValueError(f"unknown set of fresh samples {name!r}; expected one of {FRESH_SETS}")
+        if int(num_images) < 1:
+            raise ValueError(f"{name}: num_images must be >= 1, got {num_images}")
+        return self.split(name, {name: int(num_images)})
 
     # ---- exact limits (Monte Carlo over exact samples) -------------------------------------
     def entropy_bits_per_dim(self, num_samples: int = 100_000, seed: int = 0) -> tuple[float, float]:

@@ -20,13 +20,16 @@ fused ``evaluate`` :class:`EvaluateSpec` (also the job of each training snapshot
 :class:`NllSettings`, :class:`FidSettings`), so each config key is read in one place. Training's
 spec is the run config (:func:`vdm.core.config.workflow_cell`).
 
-Every key of a spec is required in its JSON (the workflow writes them all), except a key added
-later with a default that keeps older specs unchanged (``sampling.spacing``, left out while it is
-``time``: :func:`vdm.core.spec_base.setting`); an unknown or
-missing key, a wrong type, a value outside its choices or below its minimum is a one-line
-``ValueError`` naming the dotted key. This module imports nothing beyond the standard library
-and :mod:`vdm.core` (:mod:`vdm.core.spec_base`: the typed-JSON base), so the bench (below the
-pipeline) builds the same specs.
+Every key of a spec is required in its JSON (the workflow writes them all), except a key with a
+default (:func:`vdm.core.spec_base.setting`), left out while it holds it, so that the specs of
+grids without the setting are byte for byte what they were before the key existed:
+``sampling.spacing`` (left out while ``time``), ``fid.features.fresh_reference_size`` and the
+fid-floor's ``num_floor_images`` (left out while null: they exist only with a fresh FID
+reference). An unknown or missing key, a wrong type, a value outside its choices or below its
+minimum, or keys that do not go together (:meth:`~vdm.core.spec_base.Spec.problem`) is a
+one-line ``ValueError`` naming the dotted key. This module imports nothing beyond the standard
+library and :mod:`vdm.core` (:mod:`vdm.core.spec_base`: the typed-JSON base), so the bench
+(below the pipeline) builds the same specs.
 """
 
 from __future__ import annotations
@@ -105,9 +108,20 @@ class FeatureSettings(Spec):
                                      choices=("classifier", "inception-v3-compat"))
     weights_path: str | None = setting("Inception weights .pth (null: torch-fidelity's "
                                        "download; always null for the classifier extractor)")
-    reference_split: str = setting("real split the samples are compared with",
-                                   choices=("train", "test"))
+    reference_split: str = setting("split the samples are compared with (fresh: fresh true "
+                                   "samples of a dataset with a known distribution)",
+                                   choices=("train", "test", "fresh"))
     batch_size: int = setting("images per feature-extraction batch", unit="images", minimum=1)
+    fresh_reference_size: int | None = setting(
+        "fresh true samples in the reference (only with reference_split fresh)", unit="images",
+        minimum=4, default=None)
+
+    def problem(self) -> tuple[str, str] | None:
+        fresh = self.reference_split == "fresh"
+        if fresh != (self.fresh_reference_size is not None):
+            return ("fresh_reference_size", "required with reference_split 'fresh' and only "
+                    f"then (reference_split is {self.reference_split!r})")
+        return None
 
 
 @dataclass(frozen=True)
@@ -178,9 +192,27 @@ class FidFloorSpec(Spec):
     dataset: str = setting(DATASET_DOC)
     data_root: str = setting(DATA_ROOT_DOC)
     device: str = setting(DEVICE_DOC)
-    floor_split: str = setting("held-out split scored as if it were samples",
-                               choices=("train", "test"))
+    floor_split: str = setting("held-out split scored as if it were samples (fresh: fresh true "
+                               "samples, with the fresh reference)",
+                               choices=("train", "test", "fresh"))
     fid: FidSettings = setting("FID settings, as the models' samples get")
+    num_floor_images: int | None = setting(
+        "fresh true samples scored (only with floor_split fresh; the workflow: the runs' "
+        "sample.num_samples, so the floor has their FID bias)", unit="images", minimum=4,
+        default=None)
+
+    def problem(self) -> tuple[str, str] | None:
+        reference = self.fid.features.reference_split
+        if (self.floor_split == "fresh") != (reference == "fresh"):
+            return ("floor_split", f"{self.floor_split!r} with fid.features.reference_split "
+                    f"{reference!r}: fresh true samples are scored against fresh ones only, "
+                    "and a split against the other split")
+        if self.floor_split != "fresh" and self.floor_split == reference:
+            return ("floor_split", f"{self.floor_split!r} is the reference split too: the FID "
+                    "of a set against itself is 0")
+        if (self.floor_split == "fresh") != (self.num_floor_images is not None):
+            return ("num_floor_images", "required with floor_split 'fresh' and only then")
+        return None
 
 
 @dataclass(frozen=True)
@@ -297,11 +329,15 @@ def nll_settings(config: Mapping[str, Any]) -> NllSettings:
 
 
 def feature_settings(config: Mapping[str, Any]) -> FeatureSettings:
+    """``fid`` of the config; ``fresh_reference_size`` only with ``reference_split: fresh``
+    (otherwise it is no setting of any job: their specs stay as they were without the key)."""
     fid = config["fid"]
     inception = fid["feature_extractor"] == "inception-v3-compat"
+    fresh = fid["reference_split"] == "fresh"
     return FeatureSettings(feature_extractor=fid["feature_extractor"],
                            weights_path=fid["feature_extractor_weights_path"] if inception else None,
-                           reference_split=fid["reference_split"], batch_size=fid["batch_size"])
+                           reference_split=fid["reference_split"], batch_size=fid["batch_size"],
+                           fresh_reference_size=fid["fresh_reference_size"] if fresh else None)
 
 
 def fid_settings(config: Mapping[str, Any]) -> FidSettings:
@@ -340,8 +376,17 @@ def fid_reference_spec(config: Mapping[str, Any]) -> FidReferenceSpec:
 
 
 def fid_floor_spec(config: Mapping[str, Any]) -> FidFloorSpec:
-    return FidFloorSpec(**_data(config), device=config["device"], floor_split="test",
-                        fid=fid_settings(config))
+    """The floor of the config's reference: the other split of the dataset (``test`` against
+    ``train``, ``train`` against ``test``), or with a fresh reference ``sample.num_samples``
+    fresh true samples (``floor_split`` ``fresh``): the same N as the runs' samples, so the
+    floor carries the same finite-N bias of FID as they do."""
+    fid = fid_settings(config)
+    reference = fid.features.reference_split
+    if reference == "fresh":
+        return FidFloorSpec(**_data(config), device=config["device"], floor_split="fresh",
+                            fid=fid, num_floor_images=int(config["sample"]["num_samples"]))
+    return FidFloorSpec(**_data(config), device=config["device"],
+                        floor_split="train" if reference == "test" else "test", fid=fid)
 
 
 def fid_spec(config: Mapping[str, Any]) -> FidSpec:

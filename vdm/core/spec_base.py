@@ -6,7 +6,8 @@ A :class:`Spec` subclass is a frozen dataclass whose fields are declared with :f
 existing spec: see :func:`setting`). :meth:`Spec.from_dict` checks
 every key against the declared types (``int``, ``float``, ``str``, ``bool``, ``X | None``,
 ``tuple[X, ...]`` and nested specs): an unknown or missing key, a wrong type, a value outside its
-choices or below its minimum is a one-line ``ValueError`` naming the dotted key.
+choices or below its minimum, or a broken rule across keys (:meth:`Spec.problem`) is a one-line
+``ValueError`` naming the dotted key.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ class Spec:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
                 if not _at_default(self, f)}
 
+    def problem(self) -> tuple[str, str] | None:
+        """A rule across this spec's keys that its values break, as ``(key, what is wrong)``
+        (None: none); :meth:`from_dict` turns it into a one-line error naming the dotted key.
+        Subclasses override it."""
+        return None
+
     def to_json(self) -> str:
         """Canonical JSON (sorted keys): equal specs give equal strings (Snakemake params)."""
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -73,8 +80,12 @@ class Spec:
             raise ValueError(f"missing spec key {prefix + missing[0]!r} ({cls.__name__} needs "
                              f"every key: {', '.join(required)})")
         hints = _hints(cls)
-        return cls(**{f.name: _checked(prefix + f.name, data[f.name], hints[f.name], f.metadata)
+        spec = cls(**{f.name: _checked(prefix + f.name, data[f.name], hints[f.name], f.metadata)
                       for f in dataclasses.fields(cls) if f.name in data})
+        problem = spec.problem()
+        if problem is not None:
+            raise ValueError(f"spec key {prefix + problem[0]!r}: {problem[1]}")
+        return spec
 
     @classmethod
     def from_json(cls: type[S], text: str, source: str = "spec") -> S:

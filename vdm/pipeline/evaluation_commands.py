@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from vdm.core.checkpoint import load_checkpoint
-from vdm.core.data import load_dataset
+from vdm.core.data import load_fid_reference
 from vdm.core.job_specs import FidSettings
 from vdm.core.known_density_settings import require_known_density
 from vdm.core.progress import Progress
@@ -64,17 +64,19 @@ def fid_arguments(parser: argparse.ArgumentParser) -> None:
 def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
               extractor: str, weights: Path | None, cache_root: Path, device,
               kid_subset_size: int, prc: bool, batch_size: int, out: Path,
-              started: float, dataset_classifier: Path | None = None) -> None:
-    """FID/KID/precision-recall of ``samples.npz`` against ``split`` of ``dataset`` -> fid.json
-    (with the sampling settings and wall time copied from the samples' meta). Samples with
-    class labels (conditional models) also get their ``class_accuracy`` under the
+              started: float, dataset_classifier: Path | None = None,
+              fresh_reference_size: int | None = None) -> None:
+    """FID/KID/precision-recall of ``samples.npz`` against ``split`` of ``dataset`` (``fresh``:
+    ``fresh_reference_size`` fresh true samples, :func:`vdm.core.data.load_fid_reference`)
+    -> fid.json (with the sampling settings and wall time copied from the samples' meta).
+    Samples with class labels (conditional models) also get their ``class_accuracy`` under the
     ``dataset_classifier`` (with that classifier's own ``classifier_test_accuracy``) and the
     per-class FID (``per_class_fid``, or ``per_class_fid_skipped`` with the reason)."""
     # lazy: torch-fidelity (optional; 1.3 s)
     from vdm.evaluation.fid import compute_metrics, load_sample_labels, load_samples, load_samples_meta
 
     samples = load_samples(samples_path)
-    reference_data = load_dataset(dataset, split, root)
+    reference_data = load_fid_reference(dataset, split, root, fresh_size=fresh_reference_size)
     reference = reference_data.pixels_uint8()
     result = compute_metrics(
         samples, reference, dataset=dataset, split=split, extractor=extractor,
@@ -121,7 +123,8 @@ def score_samples(samples: Path, fid: FidSettings, *, dataset: str, root: str | 
               weights=extractor_weights(features, args.dataset_classifier),
               cache_root=args.cache_root, device=device, kid_subset_size=fid.kid_subset_size,
               prc=fid.prc, batch_size=features.batch_size, out=out, started=started,
-              dataset_classifier=args.dataset_classifier)
+              dataset_classifier=args.dataset_classifier,
+              fresh_reference_size=features.fresh_reference_size)
 
 
 def fid_main(args: argparse.Namespace) -> None:
@@ -139,8 +142,9 @@ def fid_floor_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def fid_floor_main(args: argparse.Namespace) -> None:
-    """The real-data floor (:func:`vdm.evaluation.data_floor.real_data_floor`): FID/KID/precision/recall of
-    the held-out split against the reference split, with the runs' extractor and cache."""
+    """The FID floor (:func:`vdm.evaluation.data_floor.real_data_floor`): FID/KID/precision/recall
+    of the held-out split against the reference split, or of fresh true samples against the fresh
+    reference, with the runs' extractor and cache."""
     from vdm.evaluation.data_floor import real_data_floor  # lazy: torch-fidelity (optional; 1.3 s)
 
     started = time.perf_counter()
@@ -156,11 +160,13 @@ def fid_floor_main(args: argparse.Namespace) -> None:
                              cache_root=args.cache_root, device=str(device),
                              kid_subset_size=spec.fid.kid_subset_size, prc=spec.fid.prc,
                              batch_size=features.batch_size,
+                             fresh_reference_size=features.fresh_reference_size,
+                             num_floor_images=spec.num_floor_images,
                              progress=Progress("fid-floor features", "batches"))
     result.update({"provenance": provenance(device),
                    "wall_seconds": round(time.perf_counter() - started, 3)})
     write_json_atomic(args.out, result)
-    print(f"real-data floor ({result['feature_extractor']}): FID {result['fid']:.3f} of the "
+    print(f"FID floor ({result['feature_extractor']}): FID {result['fid']:.3f} of the "
           f"{result['num_floor_images']} {spec.floor_split} images -> {args.out}")
 
 

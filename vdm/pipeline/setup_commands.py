@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vdm.bench import gpu_check
-from vdm.core.data import load_dataset
+from vdm.core.data import load_dataset, load_fid_reference
 from vdm.core.progress import Progress
 from vdm.core.provenance import (
     provenance,
@@ -104,7 +104,8 @@ def fid_reference_main(args: argparse.Namespace) -> None:
     features = spec.features
     weights = extractor_weights(features, args.dataset_classifier)
     set_threads(args.threads)
-    reference = load_dataset(spec.dataset, features.reference_split, spec.data_root).pixels_uint8()
+    reference = load_fid_reference(spec.dataset, features.reference_split, spec.data_root,
+                                   fresh_size=features.fresh_reference_size).pixels_uint8()
     info = compute_reference_statistics(
         reference, dataset=spec.dataset, split=features.reference_split,
         extractor=features.feature_extractor, weights_path=weights, cache_root=args.cache_root,

@@ -27,6 +27,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from vdm.reporting.aggregation import cell_summary
+from vdm.reporting.formatting import floor_name
 from vdm.reporting.plot_base import (
     CI_TEXT,
     METRIC_FILES,
@@ -98,9 +99,10 @@ def bars_figure(df: pd.DataFrame, metric: str, floor: Mapping[str, Any] | None =
                 uniform_bpd: float | None = None, entropy_bpd: float | None = None) -> Figure:
     """One panel per objective row, each with its own y axis (so one bad row, e.g. x0 with a
     FID of 40, does not flatten the differences among the others): a bar per schedule with the
-    95% t-CI (one seed: the run's sampling interval) and the seeds as dots; the real-data
-    floor (FID) or the uniform bound (NLL) as a reference line, and for the NLL the true
-    entropy ``H`` (``entropy_bpd``, bits/dim) where the dataset has one."""
+    95% t-CI (one seed: the run's sampling interval) and the seeds as dots; the FID floor
+    (held-out real images, or fresh true samples) or the uniform bound (NLL) as a reference
+    line, and for the NLL the true entropy ``H`` (``entropy_bpd``, bits/dim) where the dataset
+    has one."""
     cells, sampling = one_seed_errors(cell_summary(df, metric), df, metric)
     objs, scheds = cell_levels(df)
     ncols = min(max(len(objs), 1), 4)
@@ -166,7 +168,7 @@ def plot_bars(df: pd.DataFrame, out_dir: PathLike, floor: Mapping[str, Any] | No
 def tradeoff_figure(df: pd.DataFrame, floor: Mapping[str, Any] | None = None,
                     uniform_bpd: float | None = None, entropy_bpd: float | None = None) -> Figure:
     """Cell means of FID against NLL with 95% t-CI error bars on both axes (one seed: the
-    run's sampling intervals); colour = objective, marker = schedule; the real-data FID floor,
+    run's sampling intervals); colour = objective, marker = schedule; the FID floor,
     the uniform NLL bound and the true entropy ``H`` (where given) as reference lines."""
     objs, scheds = cell_levels(df)
     cells = paired_cells(df, {"nll": "nll_bpd", "fid": "fid"})
@@ -180,7 +182,7 @@ def tradeoff_figure(df: pd.DataFrame, floor: Mapping[str, Any] | None = None,
     handles = cell_errorbars(ax, cells, "nll", "fid", objs, scheds)
     if floor is not None:
         floor_line(ax, floor)
-        handles.append(Line2D([], [], color="crimson", ls="--", label="real-data FID floor"))
+        handles.append(Line2D([], [], color="crimson", ls="--", label=floor_name(floor)))
     if entropy_bpd is not None:
         entropy_line(ax, entropy_bpd, axis="x")
     if uniform_bpd is not None:

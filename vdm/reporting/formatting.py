@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -130,6 +132,24 @@ def latex_table(df: pd.DataFrame, caption: str, label: str, label_cols: int = 1,
     if midrule_before is not None:
         tex = tex.replace(f"\n{midrule_before} &", f"\n\\midrule\n{midrule_before} &", 1)
     return tex
+
+
+def floor_images(floor: Mapping[str, Any]) -> str:
+    """What the FID floor (``floor.json``, :func:`vdm.evaluation.data_floor.real_data_floor`)
+    scored, for legends and tables: ``"fresh true samples, N = 1000"`` (a fresh reference's
+    floor: as many true samples as the runs' samples) or ``"300 test images"`` (a real split)."""
+    n = int(floor["num_floor_images"])
+    if floor.get("floor_split") == "fresh":
+        return f"fresh true samples, N = {n}"
+    return f"{n} {floor['floor_split']} images"
+
+
+def floor_name(floor: Mapping[str, Any]) -> str:
+    """The floor in a legend: ``"FID floor: fresh true samples, N = 1000"`` or
+    ``"real-data FID floor"`` (a held-out real split)."""
+    if floor.get("floor_split") == "fresh":
+        return f"FID floor: {floor_images(floor)}"
+    return "real-data FID floor"
 
 
 def lambda_label(latex: bool) -> str:

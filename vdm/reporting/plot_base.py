@@ -29,6 +29,7 @@ from matplotlib.lines import Line2D
 from vdm.core.data import dataset_info
 from vdm.core.provenance import atomic_output
 from vdm.reporting.aggregation import cell_summary, fid_label
+from vdm.reporting.formatting import floor_images
 from vdm.reporting.plot_style import fit_titles
 from vdm.reporting.summary_rows import ordered_levels
 
@@ -118,11 +119,13 @@ def cell_errorbars(ax: Axes, cells: pd.DataFrame, x: str, y: str, objs: Sequence
 
 # --------------------------------------------------------------------------- reference lines
 def floor_line(ax: Axes, floor: Mapping[str, Any] | None, label: bool = True) -> None:
-    """A dashed horizontal line at the real-data FID floor."""
+    """A dashed horizontal line at the FID floor: held-out real images ("real data (300 test
+    images)") or fresh true samples ("fresh true samples, N = 1000")."""
     if floor is None:
         return
+    text = floor_images(floor)
     ax.axhline(float(floor["fid"]), color="crimson", ls="--", lw=1,
-               label=f"real data ({floor['num_floor_images']} {floor['floor_split']} images)"
+               label=(text if floor.get("floor_split") == "fresh" else f"real data ({text})")
                if label else None)
 
 

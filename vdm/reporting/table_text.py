@@ -208,10 +208,11 @@ def guidance_markdown(df: pd.DataFrame) -> str:
 
 
 def floor_markdown(floor: Mapping[str, Any]) -> str:
-    """The real-data floor (:func:`vdm.evaluation.data_floor.real_data_floor`) as a one-row table with its
-    meaning: the FID, KID and precision/recall that held-out *real* images get."""
+    """The FID floor (:func:`vdm.evaluation.data_floor.real_data_floor`) as a one-row table with
+    its meaning: the FID, KID and precision/recall that held-out *real* images get, or, with a
+    fresh reference, fresh *true samples* as many as the runs' samples."""
     table = pd.DataFrame([{
-        "images": f"{floor['num_floor_images']} {floor['floor_split']} images",
+        "images": formatting.floor_images(floor),
         "FID": formatting.fmt_num(floor["fid"], 2)
         + (f" (± {floor['fid_se']:.2f})" if floor.get("fid_se") is not None else ""),
         "KID": formatting.fmt_num(floor["kid"], 4),
