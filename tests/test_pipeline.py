@@ -143,6 +143,14 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     assert (summary["nll_bpd"] - summary["true_nll_bpd"] - summary["nll_minus_entropy_bpd"]
             ).abs().max() < 1e-6
     assert summary["true_entropy_bpd"].nunique() == 1
+    # every sample set against the truth; the exact denoiser per unguided setting (snapshots too)
+    for column in ("sample_nll_bpd", "sample_nll_minus_entropy_bpd", "sample_bayes_confidence",
+                   "bayes_class_accuracy", "bayes_accuracy"):
+        assert every_step[column].notna().all(), column
+    unguided = every_step["guidance_kind"] == "none"
+    assert every_step.loc[unguided, "bayes_fid"].notna().all()
+    assert every_step.loc[~unguided, "bayes_fid"].isna().all()
+    assert every_step.loc[unguided, "bayes_sample_nll_bpd"].notna().all()
     runs = sorted(finished_axes.glob("results/digits-gmm/runs/class/*/eps/cosine/seed0/"
                                      "metrics.json"))
     assert len(runs) == 2  # eps and x0 parameterizations
@@ -159,7 +167,8 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     assert set(guidance["guidance_weight"]) == {0.0, 2.0}
     markdown = (finished_axes / "results/test-axes/tables/summary.md").read_text()
     for text in ("| parameterization / objective |", "### Samplers and steps", "### Guidance",
-                 "ODE", "-log p(x | y)", "### Against the known answer", "| ODE network gap |"):
+                 "ODE", "-log p(x | y)", "### Against the known answer", "| ODE network gap |",
+                 "FID of exact ε*", "Bayes class accuracy"):
         assert text in markdown, text
     assert "known-answer" in (finished_axes / "results/test-axes/tables/summary.tex").read_text()
     for name in ("fid_vs_nfe", "nll_ode_vs_elbo", "fid_vs_guidance", "accuracy_vs_guidance",

@@ -259,6 +259,10 @@ def grid_name(config: dict[str, Any], default: dict[str, Any]) -> str:
         kept = {k: v for k, v in c.items() if k not in ("name", "resources")}
         if isinstance(kept.get("train"), dict):  # no snapshots: the name it had before the key
             kept["train"] = _cell_train(kept["train"])
+        if isinstance(kept.get("evaluation"), dict) and kept["evaluation"].get(
+                "bayes_samplers", False) is None:  # the default: the name it had before the key
+            kept["evaluation"] = {k: v for k, v in kept["evaluation"].items()
+                                  if k != "bayes_samplers"}
         return kept
     if relevant(config) == relevant(default):
         return "default"

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from vdm.core.known_density_settings import has_known_density
 from vdm.core.spec_base import Spec, setting
 
 # ----- settings shared by several jobs ------------------------------------------------------
@@ -41,6 +42,8 @@ DATA_ROOT_DOC = "folder holding MNIST/ or cifar-10-batches-py/ (ignored for digi
 DEVICE_DOC = "torch device: auto (CUDA when present) | cpu | cuda[:i]"
 SEED_DOC = "seed of the evaluation's noise (the workflow: the run's seed)"
 EMA_DOC = "evaluate the EMA weights (false: the raw weights)"
+BAYES_SAMPLERS_DOC = ("also sample every unguided setting with the exact denoiser eps* of the "
+                      "known density, same seed (absent: false; evaluation.bayes_samplers)")
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,8 @@ class FidSpec(Spec):
     data_root: str = setting(DATA_ROOT_DOC)
     device: str = setting(DEVICE_DOC)
     fid: FidSettings = setting("FID settings")
+    bayes_samplers: bool = setting(BAYES_SAMPLERS_DOC + "; also scores --bayes-samples",
+                                   absent=False)
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,7 @@ class SampleSpec(Spec):
     device: str = setting(DEVICE_DOC)
     ema: bool = setting(EMA_DOC)
     sampling: SamplingSettings = setting("how the samples are drawn")
+    bayes_samplers: bool = setting(BAYES_SAMPLERS_DOC, absent=False)
 
 
 @dataclass(frozen=True)
@@ -219,6 +225,7 @@ class SweepSpec(Spec):
     num_samples: int = setting("samples per setting", unit="images", minimum=1)
     batch_size: int = setting("samples per batch", unit="images", minimum=1)
     fid: FidSettings = setting("FID settings")
+    bayes_samplers: bool = setting(BAYES_SAMPLERS_DOC, absent=False)
 
 
 @dataclass(frozen=True)
@@ -236,6 +243,7 @@ class EvaluateSpec(Spec):
                                    "(needs --denoiser-floor-out)")
     sweep: tuple[str, ...] = setting("further evaluation settings (as `sweep`, with the primary "
                                      "samples' num_samples and batch_size)")
+    bayes_samplers: bool = setting(BAYES_SAMPLERS_DOC, absent=False)
 
 
 # ----- builders from the validated workflow config ------------------------------------------
@@ -257,6 +265,14 @@ def sweep_setting_names(config: Mapping[str, Any]) -> tuple[str, ...]:
     names = [f"{method}-{int(steps)}{tag}" for method in config["sample"]["methods"]
              for steps in config["sample"]["steps"] for tag in tags]
     return tuple(names[1:])
+
+
+def bayes_samplers(config: Mapping[str, Any]) -> bool:
+    """``evaluation.bayes_samplers`` resolved: null (the default) means on exactly when the
+    dataset has a known density (:func:`vdm.core.known_density_settings.has_known_density`);
+    ``true`` on another dataset is rejected when the config is validated."""
+    value = config["evaluation"].get("bayes_samplers")
+    return has_known_density(config["dataset"]) if value is None else bool(value)
 
 
 def ode_settings(config: Mapping[str, Any], *, enabled_only: bool = True) -> OdeSettings | None:
@@ -326,12 +342,13 @@ def fid_floor_spec(config: Mapping[str, Any]) -> FidFloorSpec:
 
 
 def fid_spec(config: Mapping[str, Any]) -> FidSpec:
-    return FidSpec(**_data(config), device=config["device"], fid=fid_settings(config))
+    return FidSpec(**_data(config), device=config["device"], fid=fid_settings(config),
+                   bayes_samplers=bayes_samplers(config))
 
 
 def sample_spec(config: Mapping[str, Any], seed: int | str) -> SampleSpec:
     return SampleSpec(seed=int(seed), device=config["device"], ema=True,
-                      sampling=sampling_settings(config))
+                      sampling=sampling_settings(config), bayes_samplers=bayes_samplers(config))
 
 
 def nll_spec(config: Mapping[str, Any], seed: int | str) -> NllSpec:
@@ -343,7 +360,8 @@ def sweep_spec(config: Mapping[str, Any], seed: int | str) -> SweepSpec:
     primary = sampling_settings(config)
     return SweepSpec(seed=int(seed), device=config["device"], ema=True,
                      settings=sweep_setting_names(config), num_samples=primary.num_samples,
-                     batch_size=primary.batch_size, fid=fid_settings(config))
+                     batch_size=primary.batch_size, fid=fid_settings(config),
+                     bayes_samplers=bayes_samplers(config))
 
 
 def evaluate_spec(config: Mapping[str, Any], seed: int | str) -> EvaluateSpec:
@@ -353,7 +371,8 @@ def evaluate_spec(config: Mapping[str, Any], seed: int | str) -> EvaluateSpec:
                         sampling=sampling_settings(config), nll=nll_settings(config),
                         fid=fid_settings(config),
                         denoiser_floor=config["evaluation"]["denoiser_floor"],
-                        sweep=sweep_setting_names(config))
+                        sweep=sweep_setting_names(config),
+                        bayes_samplers=bayes_samplers(config))
 
 
 def snapshot_evaluate_spec(config: Mapping[str, Any], seed: int | str) -> EvaluateSpec:
@@ -363,11 +382,13 @@ def snapshot_evaluate_spec(config: Mapping[str, Any], seed: int | str) -> Evalua
     bound (``nll.ode`` null) and no optimal-denoiser gap. Samples, NLL draws and FID settings
     are the final evaluation's, so a learning curve compares like with like (FID is biased at
     small sample counts: every budget gets the same ``num_samples``); a changed sweep, guidance,
-    ODE or denoiser-floor setting therefore leaves the snapshot jobs' specs unchanged."""
+    ODE or denoiser-floor setting therefore leaves the snapshot jobs' specs unchanged.
+    ``bayes_samplers`` is the final evaluation's: a snapshot's primary samples also get the
+    exact denoiser's of the same setting and seed (the snapshot's own schedule)."""
     final = evaluate_spec(config, seed)
     return EvaluateSpec(seed=final.seed, device=final.device, ema=final.ema,
                         sampling=final.sampling, nll=replace(final.nll, ode=None), fid=final.fid,
-                        denoiser_floor=False, sweep=())
+                        denoiser_floor=False, sweep=(), bayes_samplers=final.bayes_samplers)
 
 
 #: the spec type and builder of each command (per-model builders take the seed)

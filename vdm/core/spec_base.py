@@ -24,13 +24,23 @@ from vdm.core.config import parse_override_value
 S = TypeVar("S", bound="Spec")
 
 
+#: marks a :func:`setting` without an ``absent`` value (its key is required)
+_REQUIRED = object()
+
+
 def setting(doc: str, *, unit: str | None = None, choices: Sequence[str] | None = None,
-            minimum: float | None = None) -> Any:
+            minimum: float | None = None, absent: Any = _REQUIRED) -> Any:
     """A spec field: its one-line ``doc``, ``unit`` (shown in ``--help``), allowed ``choices``
     and inclusive ``minimum`` (both checked by :meth:`Spec.from_dict`). No default: every key of
-    a spec JSON is required."""
-    return dataclasses.field(metadata={"doc": doc, "unit": unit, "choices": choices,
-                                       "minimum": minimum})
+    a spec JSON is required, except a field given an ``absent`` value (an immutable scalar):
+    the value a missing key means, and :meth:`Spec.to_dict` leaves the key out at that value,
+    so a new optional setting keeps the JSON of every spec that does not use it byte for byte
+    (declare such fields last)."""
+    metadata = {"doc": doc, "unit": unit, "choices": choices, "minimum": minimum,
+                "optional_key": absent is not _REQUIRED}
+    if absent is _REQUIRED:
+        return dataclasses.field(metadata=metadata)
+    return dataclasses.field(default=absent, metadata=metadata)
 
 
 class Spec:
@@ -38,7 +48,8 @@ class Spec:
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as a JSON-able mapping (sub-specs as mappings, tuples as lists)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if not (f.metadata.get("optional_key") and getattr(self, f.name) == f.default)}
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys): equal specs give equal strings (Snakemake params)."""
@@ -56,13 +67,14 @@ class Spec:
         if unknown:
             raise ValueError(f"unknown spec key {prefix + unknown[0]!r}; the keys of "
                              f"{prefix.rstrip('.') or cls.__name__} are {', '.join(names)}")
-        missing = [name for name in names if name not in data]
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.name not in data and not f.metadata.get("optional_key")]
         if missing:
             raise ValueError(f"missing spec key {prefix + missing[0]!r} ({cls.__name__} needs "
                              f"every key: {', '.join(names)})")
         hints = _hints(cls)
         return cls(**{f.name: _checked(prefix + f.name, data[f.name], hints[f.name], f.metadata)
-                      for f in dataclasses.fields(cls)})
+                      for f in dataclasses.fields(cls) if f.name in data})
 
     @classmethod
     def from_json(cls: type[S], text: str, source: str = "spec") -> S:
