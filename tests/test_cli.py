@@ -182,7 +182,7 @@ def test_job_help_describes_its_spec(capsys) -> None:
     options = set(re.findall(r"(--[a-z-]+)", text.split("spec (EvaluateSpec)")[0]))
     assert options == {"--help", "--spec", "--set", "--threads", "--model", "--train-json",
                        "--dataset-classifier", "--noisy-classifier", "--cache-root",
-                       "--samples-out", "--grid", "--nll-out", "--fid-out",
+                       "--samples-out", "--bayes-samples-out", "--grid", "--nll-out", "--fid-out",
                        "--denoiser-floor-out", "--sweep-out-dir", "--metrics-out",
                        "--train-step"}
     spec_part = " ".join(text.split("spec (EvaluateSpec)")[1].split())

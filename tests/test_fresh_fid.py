@@ -215,7 +215,7 @@ def test_fid_reference_floor_and_fid_commands_on_a_fresh_reference(gmm_classifie
 
     config = validate_workflow_config(apply_overrides(FRESH, [
         "fid.fresh_reference_size=500", "sample.num_samples=200", "fid.kid_subset_size=50",
-        "device=cpu"]))
+        "device=cpu", "evaluation.bayes_samplers=false"]))  # no exact-denoiser samples here
     files = ["--dataset-classifier", str(gmm_classifier), "--cache-root", str(tmp_path / "cache")]
 
     def run(command: str, *args: str) -> dict[str, Any]:

@@ -116,6 +116,8 @@ CHANGES: dict[str, tuple[str, set[str]]] = {
         ("compile", "true"), ("threads", 2), ("snapshots", "[100]"))},
     "evaluation.denoiser_floor": ("evaluation.denoiser_floor=false", {"nll", "evaluate"}),
     "evaluation.fused": ("evaluation.fused=false", NONE),
+    # off on digits either way (null: on exactly with a known density; on digits-gmm: IN_CONTEXT)
+    "evaluation.bayes_samplers": ("evaluation.bayes_samplers=false", NONE),
     "sample.num_samples": ("sample.num_samples=64", {"sample", "sweep", "evaluate"}),
     "sample.batch_size": ("sample.batch_size=64", {"sample", "sweep", "evaluate"}),
     "sample.methods": ("sample.methods=[ancestral,heun]", {"sweep", "evaluate"}),
@@ -159,6 +161,8 @@ IN_CONTEXT = [  # changes that matter only with another setting on: (base overri
     (["conditioning.enabled=true", "guidance.kinds=[cfg]", "guidance.weights=[0,2]"],
      "guidance.kinds=[cfg,classifier]", {"sweep", "evaluate"}),
     ([], "sample.spacings=[karras]", {"sample", "evaluate"}),
+    (["dataset=digits-gmm"], "evaluation.bayes_samplers=false",
+     {"sample", "fid", "sweep", "evaluate"}),
 ]
 
 
@@ -210,7 +214,8 @@ BAD = [  # (mutation of a valid EvaluateSpec mapping, the one-line error)
     (lambda d: d.pop("seed"), "missing spec key 'seed'"),
     (lambda d: d["nll"].pop("split"), "missing spec key 'nll.split'"),
     (lambda d: d.update(seeds=1), "unknown spec key 'seeds'; the keys of EvaluateSpec are seed, "
-                                  "device, ema, sampling, nll, fid, denoiser_floor, sweep"),
+                                  "device, ema, sampling, nll, fid, denoiser_floor, sweep, "
+                                  "bayes_samplers"),
     (lambda d: d["fid"]["features"].update(extractor="x"),
      "unknown spec key 'fid.features.extractor'"),
     (lambda d: d.update(seed="3"), "spec key 'seed': expected int, got '3'"),
@@ -275,7 +280,8 @@ def test_describe_lists_every_key_with_its_default() -> None:
                           "fid.features", "fid.features.feature_extractor",
                           "fid.features.weights_path", "fid.features.reference_split",
                           "fid.features.batch_size", "fid.features.fresh_reference_size",
-                          "fid.kid_subset_size", "fid.prc"]
+                          "fid.kid_subset_size", "fid.prc", "bayes_samplers"]
+    assert rows["bayes_samplers"].endswith("(default: true)")  # digits-gmm: on
     assert rows["num_samples"].endswith(f"[images] (default: {AXES['sample']['num_samples']})")
     assert rows["settings"].endswith(f"(default: {json.dumps(list(spec.settings))})")
     assert all(doc for doc in rows.values())

@@ -154,6 +154,14 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     assert (finished_axes / "results/test-axes/plots/excess_eps_error.png").is_file()
     assert "### Excess ε-error over the exact denoiser" in (
         finished_axes / "results/test-axes/tables/summary.md").read_text()
+    # every sample set against the truth; the exact denoiser per unguided setting (snapshots too)
+    for column in ("sample_nll_bpd", "sample_nll_minus_entropy_bpd", "sample_bayes_confidence",
+                   "bayes_class_accuracy", "bayes_accuracy"):
+        assert every_step[column].notna().all(), column
+    unguided = every_step["guidance_kind"] == "none"
+    assert every_step.loc[unguided, "bayes_fid"].notna().all()
+    assert every_step.loc[~unguided, "bayes_fid"].isna().all()
+    assert every_step.loc[unguided, "bayes_sample_nll_bpd"].notna().all()
     runs = sorted(finished_axes.glob("results/digits-gmm/runs/class/*/eps/cosine/seed0/"
                                      "metrics.json"))
     assert len(runs) == 2  # eps and x0 parameterizations
@@ -174,7 +182,8 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     for text in ("| parameterization / objective |", "### Samplers and steps", "### Guidance",
                  "ODE", "-log p(x | y)", "### Against the known answer", "| ODE network gap |",
                  "oracle guidance, classifier guidance with the exact p(y | z_lambda)",
-                 "True-sample floor", "fresh true samples, N = 100"):
+                 "True-sample floor", "fresh true samples, N = 100", "FID of exact ε*",
+                 "Bayes class accuracy"):
         assert text in markdown, text
     oracle = json.loads((finished_axes / "results/digits-gmm/runs/class/eps/eps/cosine/seed0/"
                          "sweep/heun-8-oracle-2/fid.json").read_text())["sampling"]

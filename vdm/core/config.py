@@ -253,19 +253,26 @@ def grid_name(config: dict[str, Any], default: dict[str, Any]) -> str:
     ``config['name']`` when set; ``default`` when the validated ``config`` equals the validated
     embedded ``default`` config; otherwise ``grid-<first 8 hex of sha256>`` of the config's
     canonical JSON (resources excluded: they do not change results; keys that only exist with
-    another setting, ``train.snapshots`` when empty and ``fid.fresh_reference_size`` without a
-    fresh reference, excluded while unused, so names stay what they were before the keys
-    existed). Stable across runs."""
+    another setting or were added with a default, ``train.snapshots`` when empty,
+    ``fid.fresh_reference_size`` without a fresh reference, ``evaluation.bayes_samplers`` when
+    null and ``sample.spacings`` when ``[time]``, excluded at those values, so names stay what
+    they were before the keys existed). Stable across runs."""
     if config.get("name"):
         return str(config["name"])
     def relevant(c: dict[str, Any]) -> dict[str, Any]:
         kept = {k: v for k, v in c.items() if k not in ("name", "resources")}
         if isinstance(kept.get("train"), dict):  # no snapshots: the name it had before the key
             kept["train"] = _cell_train(kept["train"])
+        # keys added later, at the value they mean when absent: the name the grid had before them
         fid = kept.get("fid")
         if isinstance(fid, dict) and fid.get("reference_split") != "fresh":
-            # unused without a fresh reference: the name it had before the key
             kept["fid"] = {k: v for k, v in fid.items() if k != "fresh_reference_size"}
+        evaluation = kept.get("evaluation")
+        if isinstance(evaluation, dict) and evaluation.get("bayes_samplers", False) is None:
+            kept["evaluation"] = {k: v for k, v in evaluation.items() if k != "bayes_samplers"}
+        sample = kept.get("sample")
+        if isinstance(sample, dict) and sample.get("spacings") == ["time"]:
+            kept["sample"] = {k: v for k, v in sample.items() if k != "spacings"}
         return kept
     if relevant(config) == relevant(default):
         return "default"

@@ -105,6 +105,23 @@ def levels_to_pixels(levels: torch.Tensor, num_levels: int) -> torch.Tensor:
     return ((2 * 255 * k + d) // (2 * d)).clamp(0, 255).to(torch.uint8)
 
 
+def pixels_to_levels(pixels: torch.Tensor, num_levels: int) -> torch.Tensor:
+    """Inverse of :func:`levels_to_pixels`: 8-bit pixels ``round(k * 255 / (K-1))`` back to the
+    level indices ``k = round(p (K-1) / 255)`` (uint8, int64 if ``K > 256``). One-line
+    ``ValueError`` when a pixel is not exactly the image of a level (not samples of a
+    ``K``-level dataset)."""
+    p = torch.as_tensor(pixels)
+    if p.dtype != torch.uint8:
+        raise ValueError(f"pixels: expected uint8 0..255, got {p.dtype}")
+    d = num_levels - 1
+    k = (2 * d * p.to(torch.int64) + 255) // 510  # round(p d / 255), ties up
+    if not torch.equal(levels_to_pixels(k, num_levels), p):
+        bad = p[levels_to_pixels(k, num_levels) != p].unique()[:5].tolist()
+        raise ValueError(f"pixels: values {bad} are not among the {num_levels} levels' pixels "
+                         f"round(k * 255 / {d})")
+    return k.to(torch.uint8 if num_levels <= 256 else torch.int64)
+
+
 @dataclass(frozen=True, eq=False)
 class ImageData:
     """One split of one dataset, held in memory as level indices.

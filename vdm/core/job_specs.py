@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from vdm.core.known_density_settings import has_known_density
 from vdm.core.spec_base import Spec, setting
 
 # ----- settings shared by several jobs ------------------------------------------------------
@@ -49,6 +50,8 @@ EMA_DOC = "evaluate the EMA weights (false: the raw weights)"
 #: the step spacings of ``sample.spacings`` (vdm.model.step_grids.SPACINGS; this module imports
 #: nothing from vdm.model)
 SPACINGS = ("time", "logsnr", "karras")
+BAYES_SAMPLERS_DOC = ("also sample every unguided setting with the exact denoiser eps* of the "
+                      "known density, same seed (left out: false; evaluation.bayes_samplers)")
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,8 @@ class FidSpec(Spec):
     data_root: str = setting(DATA_ROOT_DOC)
     device: str = setting(DEVICE_DOC)
     fid: FidSettings = setting("FID settings")
+    bayes_samplers: bool = setting(BAYES_SAMPLERS_DOC + "; also scores --bayes-samples",
+                                   default=False)
 
 
 @dataclass(frozen=True)
@@ -233,6 +238,7 @@ class SampleSpec(Spec):
     device: str = setting(DEVICE_DOC)
     ema: bool = setting(EMA_DOC)
     sampling: SamplingSettings = setting("how the samples are drawn")
+    bayes_samplers: bool = setting(BAYES_SAMPLERS_DOC, default=False)
 
 
 @dataclass(frozen=True)
@@ -261,6 +267,7 @@ class SweepSpec(Spec):
     num_samples: int = setting("samples per setting", unit="images", minimum=1)
     batch_size: int = setting("samples per batch", unit="images", minimum=1)
     fid: FidSettings = setting("FID settings")
+    bayes_samplers: bool = setting(BAYES_SAMPLERS_DOC, default=False)
 
 
 @dataclass(frozen=True)
@@ -278,6 +285,7 @@ class EvaluateSpec(Spec):
                                    "(needs --denoiser-floor-out)")
     sweep: tuple[str, ...] = setting("further evaluation settings (as `sweep`, with the primary "
                                      "samples' num_samples and batch_size)")
+    bayes_samplers: bool = setting(BAYES_SAMPLERS_DOC, default=False)
 
 
 # ----- builders from the validated workflow config ------------------------------------------
@@ -308,6 +316,14 @@ def sweep_setting_names(config: Mapping[str, Any]) -> tuple[str, ...]:
     names = [f"{method}-{int(steps)}{spacing}{tag}" for method in config["sample"]["methods"]
              for steps in config["sample"]["steps"] for spacing in spacings for tag in tags]
     return tuple(names[1:])
+
+
+def bayes_samplers(config: Mapping[str, Any]) -> bool:
+    """``evaluation.bayes_samplers`` resolved: null (the default) means on exactly when the
+    dataset has a known density (:func:`vdm.core.known_density_settings.has_known_density`);
+    ``true`` on another dataset is rejected when the config is validated."""
+    value = config["evaluation"].get("bayes_samplers")
+    return has_known_density(config["dataset"]) if value is None else bool(value)
 
 
 def ode_settings(config: Mapping[str, Any], *, enabled_only: bool = True) -> OdeSettings | None:
@@ -390,12 +406,13 @@ def fid_floor_spec(config: Mapping[str, Any]) -> FidFloorSpec:
 
 
 def fid_spec(config: Mapping[str, Any]) -> FidSpec:
-    return FidSpec(**_data(config), device=config["device"], fid=fid_settings(config))
+    return FidSpec(**_data(config), device=config["device"], fid=fid_settings(config),
+                   bayes_samplers=bayes_samplers(config))
 
 
 def sample_spec(config: Mapping[str, Any], seed: int | str) -> SampleSpec:
     return SampleSpec(seed=int(seed), device=config["device"], ema=True,
-                      sampling=sampling_settings(config))
+                      sampling=sampling_settings(config), bayes_samplers=bayes_samplers(config))
 
 
 def nll_spec(config: Mapping[str, Any], seed: int | str) -> NllSpec:
@@ -407,7 +424,8 @@ def sweep_spec(config: Mapping[str, Any], seed: int | str) -> SweepSpec:
     primary = sampling_settings(config)
     return SweepSpec(seed=int(seed), device=config["device"], ema=True,
                      settings=sweep_setting_names(config), num_samples=primary.num_samples,
-                     batch_size=primary.batch_size, fid=fid_settings(config))
+                     batch_size=primary.batch_size, fid=fid_settings(config),
+                     bayes_samplers=bayes_samplers(config))
 
 
 def evaluate_spec(config: Mapping[str, Any], seed: int | str) -> EvaluateSpec:
@@ -417,7 +435,8 @@ def evaluate_spec(config: Mapping[str, Any], seed: int | str) -> EvaluateSpec:
                         sampling=sampling_settings(config), nll=nll_settings(config),
                         fid=fid_settings(config),
                         denoiser_floor=config["evaluation"]["denoiser_floor"],
-                        sweep=sweep_setting_names(config))
+                        sweep=sweep_setting_names(config),
+                        bayes_samplers=bayes_samplers(config))
 
 
 def snapshot_evaluate_spec(config: Mapping[str, Any], seed: int | str) -> EvaluateSpec:
@@ -427,11 +446,13 @@ def snapshot_evaluate_spec(config: Mapping[str, Any], seed: int | str) -> Evalua
     bound (``nll.ode`` null) and no optimal-denoiser gap. Samples, NLL draws and FID settings
     are the final evaluation's, so a learning curve compares like with like (FID is biased at
     small sample counts: every budget gets the same ``num_samples``); a changed sweep, guidance,
-    ODE or denoiser-floor setting therefore leaves the snapshot jobs' specs unchanged."""
+    ODE or denoiser-floor setting therefore leaves the snapshot jobs' specs unchanged.
+    ``bayes_samplers`` is the final evaluation's: a snapshot's primary samples also get the
+    exact denoiser's of the same setting and seed (the snapshot's own schedule)."""
     final = evaluate_spec(config, seed)
     return EvaluateSpec(seed=final.seed, device=final.device, ema=final.ema,
                         sampling=final.sampling, nll=replace(final.nll, ode=None), fid=final.fid,
-                        denoiser_floor=False, sweep=())
+                        denoiser_floor=False, sweep=(), bayes_samplers=final.bayes_samplers)
 
 
 #: the spec type and builder of each command (per-model builders take the seed)

@@ -47,8 +47,9 @@ from vdm.model.objectives import get_objective
 
 #: Elements of the ``(rows, K, D, L)`` float64 work tensor per chunk of the exact path (64 MiB).
 WORK_ELEMENTS = 2**23
-#: Rows per chunk of the fast path (its work tensors are ``(rows, D, L)`` and ``(rows, D, 2K)``).
-FAST_ROWS = 1024
+#: Rows per chunk of the fast path (its work tensors are ``(rows, D, L)`` and ``(rows, D, 2K)``;
+#: 128 keeps them in cache: 1.5x faster per row than 1024 on digits-gmm, one CPU thread).
+FAST_ROWS = 128
 #: Smallest per-dimension sum the fast path trusts (well above float64's smallest normal number).
 TINY = 1e-280
 #: Nats by which a row's best component must clear the bound of an untrusted one (e^-50 < 2e-22).

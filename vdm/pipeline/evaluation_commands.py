@@ -13,6 +13,7 @@ import torch
 
 from vdm.core.checkpoint import load_checkpoint
 from vdm.core.data import load_fid_reference
+from vdm.core.digits_gmm import GaussianMixtureData
 from vdm.core.job_specs import FidSettings
 from vdm.core.known_density_settings import require_known_density
 from vdm.core.progress import Progress
@@ -21,6 +22,8 @@ from vdm.core.provenance import (
     resolve_device,
     write_json_atomic,
 )
+from vdm.evaluation.known_density import known_mixture
+from vdm.evaluation.sample_truth import prefixed, sample_truth
 from vdm.model.guidance import (
     CLASSIFIER_RANGE_KEYS,
     check_guidance,
@@ -37,7 +40,13 @@ from vdm.pipeline.options import (
     spec_arguments,
 )
 from vdm.pipeline.results_commands import collect_metrics
-from vdm.pipeline.sample_command import evaluation_setting, write_samples
+from vdm.pipeline.sample_command import (
+    check_bayes_output,
+    evaluation_setting,
+    exact_sampling_mixture,
+    write_bayes_samples,
+    write_samples,
+)
 from vdm.training.snapshots import snapshot_metrics
 from vdm.training.trainer import load_trained_model
 
@@ -58,6 +67,10 @@ def fid_arguments(parser: argparse.ArgumentParser) -> None:
     spec_arguments(parser, "fid")
     files = fid_file_arguments(parser)
     files.add_argument("--samples", required=True, type=Path, metavar="FILE", help="samples.npz")
+    files.add_argument("--bayes-samples", type=Path, metavar="FILE",
+                       help="the exact denoiser's samples of the same setting and seed "
+                            "(bayes_samples.npz of vdm sample --bayes-out; spec key "
+                            "bayes_samplers): also scored, as bayes_fid, bayes_sample_nll_bpd, ...")
     files.add_argument("--out", required=True, type=Path, metavar="FILE", help="fid.json")
 
 
@@ -65,13 +78,18 @@ def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
               extractor: str, weights: Path | None, cache_root: Path, device,
               kid_subset_size: int, prc: bool, batch_size: int, out: Path,
               started: float, dataset_classifier: Path | None = None,
-              fresh_reference_size: int | None = None) -> None:
+              fresh_reference_size: int | None = None, bayes_samples: Path | None = None) -> None:
     """FID/KID/precision-recall of ``samples.npz`` against ``split`` of ``dataset`` (``fresh``:
     ``fresh_reference_size`` fresh true samples, :func:`vdm.core.data.load_fid_reference`)
     -> fid.json (with the sampling settings and wall time copied from the samples' meta).
     Samples with class labels (conditional models) also get their ``class_accuracy`` under the
     ``dataset_classifier`` (with that classifier's own ``classifier_test_accuracy``) and the
-    per-class FID (``per_class_fid``, or ``per_class_fid_skipped`` with the reason)."""
+    per-class FID (``per_class_fid``, or ``per_class_fid_skipped`` with the reason). On a dataset
+    with a known density the samples are also scored against the truth
+    (:func:`vdm.evaluation.sample_truth.sample_truth`: ``sample_nll_bpd``, ... with the requested
+    labels' ``bayes_class_accuracy``), and ``bayes_samples`` (the exact denoiser's samples of
+    the same setting and seed) get FID with its SE against the same reference and the same
+    truth columns, prefixed ``bayes_`` (:func:`vdm.evaluation.sample_truth.prefixed`)."""
     # lazy: torch-fidelity (optional; 1.3 s)
     from vdm.evaluation.fid import compute_metrics, load_sample_labels, load_samples, load_samples_meta
 
@@ -100,6 +118,21 @@ def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
             batch_size=batch_size)
         result.update({"per_class_fid": {str(k): v for k, v in per_class.items()}}
                       if per_class else {"per_class_fid_skipped": reason})
+    mixture = known_mixture(dataset)
+    if mixture is not None:
+        result.update(sample_truth(mixture, samples, labels))
+    if bayes_samples is not None:
+        if mixture is None:
+            raise ValueError(f"{bayes_samples}: exact-denoiser samples need a dataset with a "
+                             f"known density, not {dataset!r}")
+        exact = load_samples(bayes_samples)
+        scores = compute_metrics(
+            exact, reference, dataset=dataset, split=split, extractor=extractor,
+            weights_path=weights, cache_root=cache_root, device=str(device),
+            kid_subset_size=kid_subset_size, prc=False, batch_size=batch_size,
+            progress=Progress("fid features (exact denoiser)", "batches"))
+        scores.update(sample_truth(mixture, exact, load_sample_labels(bayes_samples)))
+        result.update({**prefixed(scores), "bayes_samples": str(bayes_samples)})
     sampling = load_samples_meta(samples_path)
     result.update({"samples": str(samples_path), "reference_split": split,
                    "sampling": {key: sampling.get(key) for key in (
@@ -114,9 +147,11 @@ def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
 
 
 def score_samples(samples: Path, fid: FidSettings, *, dataset: str, root: str | Path, device,
-                  args: argparse.Namespace, out: Path, started: float) -> None:
+                  args: argparse.Namespace, out: Path, started: float,
+                  bayes_samples: Path | None = None) -> None:
     """:func:`write_fid` with a spec's FID settings and the command's files
-    (``--dataset-classifier``, ``--cache-root``)."""
+    (``--dataset-classifier``, ``--cache-root``); ``bayes_samples``: the exact denoiser's samples
+    of the same setting, scored too."""
     features = fid.features
     write_fid(samples, dataset=dataset, root=root, split=features.reference_split,
               extractor=features.feature_extractor,
@@ -124,15 +159,17 @@ def score_samples(samples: Path, fid: FidSettings, *, dataset: str, root: str | 
               cache_root=args.cache_root, device=device, kid_subset_size=fid.kid_subset_size,
               prc=fid.prc, batch_size=features.batch_size, out=out, started=started,
               dataset_classifier=args.dataset_classifier,
-              fresh_reference_size=features.fresh_reference_size)
+              fresh_reference_size=features.fresh_reference_size, bayes_samples=bayes_samples)
 
 
 def fid_main(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     spec = read_spec(args)
+    check_bayes_output(spec.bayes_samplers, args.bayes_samples, "--bayes-samples")
     set_threads(args.threads)
     score_samples(args.samples, spec.fid, dataset=spec.dataset, root=spec.data_root,
-                  device=resolve_device(spec.device), args=args, out=args.out, started=started)
+                  device=resolve_device(spec.device), args=args, out=args.out, started=started,
+                  bayes_samples=args.bayes_samples)
 
 
 def fid_floor_arguments(parser: argparse.ArgumentParser) -> None:
@@ -180,6 +217,10 @@ def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     files.add_argument("--noisy-classifier", type=Path, metavar="FILE",
                        help="noise-conditional classifier for classifier-guided settings")
     files.add_argument("--samples-out", required=True, type=Path, metavar="FILE", help="samples.npz")
+    files.add_argument("--bayes-samples-out", type=Path, metavar="FILE",
+                       help="the exact denoiser's samples of the primary setting (spec key "
+                            "bayes_samplers; the sweep's go to <sweep-out-dir>/<setting>/"
+                            "bayes_samples.npz)")
     files.add_argument("--grid", type=Path, metavar="FILE", help="sample grid PNG")
     files.add_argument("--nll-out", required=True, type=Path, metavar="FILE", help="nll.json")
     files.add_argument("--fid-out", required=True, type=Path, metavar="FILE", help="fid.json")
@@ -210,27 +251,35 @@ def evaluate_main(args: argparse.Namespace) -> None:
         raise ValueError("--metrics-out needs --train-json")
     if args.train_step is not None and args.metrics_out is None:
         raise ValueError("--train-step is recorded in metrics.json: give --metrics-out")
+    check_bayes_output(spec.bayes_samplers, args.bayes_samples_out, "--bayes-samples-out", primary)
     check_output(spec.denoiser_floor, args.denoiser_floor_out, "denoiser_floor",
                  "--denoiser-floor-out")
     model, config, device = load_checked_model(args, spec, [primary, *settings])
+    mixture = exact_sampling_mixture(config, spec.bayes_samplers)
     snapshot = (None if args.train_step is None else
                 snapshot_state(args.model, model, args.train_step))  # before any sampling
     write_samples(model, config, device, model_path=args.model, setting=primary,
                   num_samples=spec.sampling.num_samples, batch_size=spec.sampling.batch_size,
                   seed=spec.seed, ema=spec.ema, clip=spec.sampling.clip, out=args.samples_out,
                   grid=args.grid, started=started, noisy_classifier=args.noisy_classifier)
+    if mixture is not None:
+        write_bayes_samples(model, mixture, config, device, model_path=args.model,
+                            setting=primary, num_samples=spec.sampling.num_samples,
+                            batch_size=spec.sampling.batch_size, seed=spec.seed, ema=spec.ema,
+                            clip=spec.sampling.clip, out=args.bayes_samples_out)
     started = time.perf_counter()
     write_nll(model, config, device, spec.nll, model_path=args.model, seed=spec.seed,
               ema=spec.ema, out=args.nll_out, started=started)
     score_samples(args.samples_out, spec.fid, dataset=config.dataset, root=config.data_root,
-                  device=device, args=args, out=args.fid_out, started=time.perf_counter())
+                  device=device, args=args, out=args.fid_out, started=time.perf_counter(),
+                  bayes_samples=args.bayes_samples_out)
     if spec.denoiser_floor:
         write_denoiser_floor(model, config, seed=spec.seed, device=device,
                              out=args.denoiser_floor_out)
     sweep = run_sweep(model, config, device, args, settings, seed=spec.seed, ema=spec.ema,
                       num_samples=spec.sampling.num_samples,
                       batch_size=spec.sampling.batch_size, fid=spec.fid,
-                      out_dir=args.sweep_out_dir) if settings else []
+                      out_dir=args.sweep_out_dir, mixture=mixture) if settings else []
     if args.metrics_out:
         collect_metrics(args.train_json, args.nll_out, args.fid_out, args.metrics_out, sweep,
                         args.denoiser_floor_out, snapshot)
@@ -285,9 +334,10 @@ def sweep_main(args: argparse.Namespace) -> None:
     if not settings:
         raise ValueError("spec key 'settings' is empty: nothing to sweep")
     model, config, device = load_checked_model(args, spec, settings)
+    mixture = exact_sampling_mixture(config, spec.bayes_samplers)
     run_sweep(model, config, device, args, settings, seed=spec.seed, ema=spec.ema,
               num_samples=spec.num_samples, batch_size=spec.batch_size, fid=spec.fid,
-              out_dir=args.out_dir)
+              out_dir=args.out_dir, mixture=mixture)
 
 
 def load_checked_model(args: argparse.Namespace, spec, settings) -> tuple[Any, Any, Any]:
@@ -324,12 +374,15 @@ def check_sweep_settings(settings, model, noisy_classifier: Path | None,
 
 
 def run_sweep(model, config, device, args: argparse.Namespace, settings, *, seed: int,
-              ema: bool, num_samples: int, batch_size: int, fid: FidSettings, out_dir: Path
-              ) -> list[Path]:
+              ema: bool, num_samples: int, batch_size: int, fid: FidSettings, out_dir: Path,
+              mixture: GaussianMixtureData | None = None) -> list[Path]:
     """Samples and FID of a loaded model for each evaluation setting -> ``out_dir/<setting>/``
     (``samples.npz``, ``fid.json``); the same seed for every setting (paired). Returns the
     ``fid.json`` paths. ``args`` holds the files of ``sweep``/``evaluate`` (model, noisy and
-    dataset classifier, FID cache)."""
+    dataset classifier, FID cache). With ``mixture`` (spec key ``bayes_samplers``) every unguided
+    setting is also sampled with the exact denoiser from the same seed
+    (``out_dir/<setting>/bayes_samples.npz``, :func:`write_bayes_samples`) and scored in the same
+    ``fid.json``."""
     written = []
     for setting in settings:
         started = time.perf_counter()
@@ -338,7 +391,13 @@ def run_sweep(model, config, device, args: argparse.Namespace, settings, *, seed
                       num_samples=num_samples, batch_size=batch_size, seed=seed, ema=ema,
                       clip=True, out=samples, grid=None, started=started,
                       noisy_classifier=args.noisy_classifier)
+        exact = None
+        if mixture is not None and setting.guidance.kind == "none":
+            exact = out_dir / setting.name / "bayes_samples.npz"
+            write_bayes_samples(model, mixture, config, device, model_path=args.model,
+                                setting=setting, num_samples=num_samples, batch_size=batch_size,
+                                seed=seed, ema=ema, clip=True, out=exact)
         written.append(out_dir / setting.name / "fid.json")
         score_samples(samples, fid, dataset=config.dataset, root=config.data_root, device=device,
-                      args=args, out=written[-1], started=time.perf_counter())
+                      args=args, out=written[-1], started=time.perf_counter(), bayes_samples=exact)
     return written

@@ -18,7 +18,12 @@ from vdm.core.provenance import (
     read_json,
     write_json_atomic,
 )
-from vdm.reporting.summary_columns import FINITE_METRICS, KNOWN_DENSITY_COLUMNS
+from vdm.reporting.summary_columns import (
+    BAYES_SAMPLER_COLUMNS,
+    FINITE_METRICS,
+    KNOWN_DENSITY_COLUMNS,
+    SAMPLE_TRUTH_COLUMNS,
+)
 
 
 # ----- results ----------------------------------------------------------------------------
@@ -38,14 +43,17 @@ def collect_arguments(parser: argparse.ArgumentParser) -> None:
 EVALUATION_KEYS = ("sampler", "sample_steps", "nfe", "guidance_kind", "guidance_weight", "primary")
 FID_KEYS = ("fid", "kid", "kid_std")
 #: FID keys present only when computed
-OPTIONAL_FID_KEYS = ("fid_se", "class_accuracy", "classifier_test_accuracy")
+OPTIONAL_FID_KEYS = ("fid_se", "class_accuracy", "classifier_test_accuracy",
+                     *SAMPLE_TRUTH_COLUMNS, *BAYES_SAMPLER_COLUMNS)
 
 
 def evaluation_record(fid: dict[str, Any], source: Path, primary: bool) -> dict[str, Any]:
     """One entry of ``metrics.json``'s ``evaluations``: the sampler setting (from the samples'
     meta copied into ``fid.json``), its FID/KID/precision/recall and the source file. The step
     spacing is recorded as ``sample_spacing`` when it is not ``time`` (the uniform time grid;
-    so a grid without other spacings has the records, and summary columns, of before). Raises
+    so a grid without other spacings has the records, and summary columns, of before). On a
+    dataset with a known density also its samples against the truth and, with
+    ``evaluation.bayes_samplers``, the exact denoiser's scores (:data:`OPTIONAL_FID_KEYS`). Raises
     ``ValueError`` naming the file when a metric is not finite."""
     sampling = fid.get("sampling", {})
     record = {"sampler": sampling.get("method"), "sample_steps": sampling.get("steps"),

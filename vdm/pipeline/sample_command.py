@@ -47,11 +47,15 @@ def sample_arguments(parser: argparse.ArgumentParser) -> None:
                             "sampling.guidance_kind classifier (oracle guidance needs none)")
     files.add_argument("--out", required=True, type=Path, metavar="FILE", help="samples.npz (uint8 images)")
     files.add_argument("--grid", type=Path, metavar="FILE", help="sample grid PNG")
+    files.add_argument("--bayes-out", type=Path, metavar="FILE",
+                       help="the exact denoiser's samples of the same setting and seed "
+                            "(bayes_samples.npz; spec key bayes_samplers)")
 
 
 def write_samples(model, config, device, *, model_path: Path, setting, num_samples: int,
                   batch_size: int, seed: int, ema: bool, clip: bool, out: Path,
-                  grid: Path | None, started: float, noisy_classifier: Path | None = None) -> None:
+                  grid: Path | None, started: float, noisy_classifier: Path | None = None,
+                  exact: bool = False) -> None:
     """Draw samples of a loaded model with an :class:`vdm.model.guidance.EvaluationSetting` (sampler,
     steps, step spacing, guidance); a conditional model's samples are class-balanced (image ``i`` of class
     ``i mod K``). Writes ``samples.npz`` (uint8 ``images``, int64 ``labels`` when there are
@@ -61,7 +65,9 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
     the exact noisy-class posterior of the dataset's known distribution, no file, and
     :func:`vdm.model.guidance.oracle_range_check`'s record: exact at every lambda) and
     optionally the grid PNG, atomically. One-line ``ValueError`` before any sampling for
-    ``oracle`` guidance on a dataset without a known density."""
+    ``oracle`` guidance on a dataset without a known density. ``exact``: ``model`` is the exact
+    denoiser of a known density (:func:`vdm.evaluation.sample_truth.exact_denoiser`; the meta
+    records ``denoiser: exact`` and the mixture's hash)."""
     from vdm.core.images import save_grid  # lazy: torchvision + PIL (optional; 1.3 s)
 
     info = dataset_info(config.dataset)
@@ -86,7 +92,8 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
         num_classes=info["num_classes"] if classes else None, image_shape=tuple(info["shape"]),
         num_levels=info["num_levels"], steps=setting.steps, method=setting.method,
         batch_size=batch_size, seed=seed, device=device, clip=clip, classifier=classifier,
-        progress=Progress(f"sample {setting.name}", "evals"), spacing=setting.spacing)
+        progress=Progress(f"sample {'exact denoiser ' if exact else ''}{setting.name}", "evals"),
+        spacing=setting.spacing)
     meta = {"model": str(model_path), "num_samples": num_samples, "setting": setting.name,
             "steps": setting.steps, "method": setting.method, "spacing": setting.spacing,
             "nfe": setting.nfe,
@@ -96,6 +103,7 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
                                  else str(noisy_classifier)),
             **({"oracle": f"exact p(c | z_lambda) of {config.dataset}"}
                if setting.guidance.kind == "oracle" else {}), **ranges,
+            **({"denoiser": "exact", "mixture_sha256": model.mixture.sha256} if exact else {}),
             "run_config": config.to_dict(), "provenance": provenance(device),
             "wall_seconds": round(time.perf_counter() - started, 3)}
     arrays = {"images": images.numpy()} | ({} if labels is None else {"labels": labels.numpy()})
@@ -105,6 +113,40 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
         save_grid(images, grid, title=f"{config.parameterization}/{config.objective}/"
                                       f"{config.schedule} seed {config.seed}, {setting.name}")
     print(f"{len(images)} samples ({setting.name}) -> {out}")
+
+
+def exact_sampling_mixture(config, enabled: bool):
+    """The known distribution the exact-denoiser samples need (spec key ``bayes_samplers``),
+    None when the key is off; a one-line ``ValueError`` naming the key when it is on for a
+    dataset without a known density (before any sampling)."""
+    if not enabled:
+        return None
+    from vdm.evaluation.known_density import known_mixture  # lazy: scipy via digits_gmm
+
+    mixture = known_mixture(config.dataset)
+    if mixture is None:
+        raise ValueError(f"spec key 'bayes_samplers': true needs a dataset with a known density "
+                         f"(digits-gmm), the model's is {config.dataset!r}")
+    return mixture
+
+
+def write_bayes_samples(model, mixture, config, device, *, model_path: Path, setting,
+                        num_samples: int, batch_size: int, seed: int, ema: bool, clip: bool,
+                        out: Path) -> None:
+    """:func:`write_samples` of the exact denoiser ``eps*`` of ``mixture`` on ``model``'s schedule
+    (:func:`vdm.evaluation.sample_truth.exact_denoiser`; class-conditional with the same
+    class-balanced labels for a conditional model) with the same unguided ``setting``, number,
+    batches and ``seed`` as the model's samples: the same initial noise and, for ancestral
+    sampling, the same noise draws, so the two sets differ by the network error alone. No grid
+    PNG. ``ValueError`` for a guided setting (the exact denoiser samples unguided settings)."""
+    from vdm.evaluation.sample_truth import exact_denoiser  # lazy: scipy via digits_gmm
+
+    if setting.guidance.kind != "none":
+        raise ValueError(f"setting {setting.name}: the exact denoiser samples unguided settings "
+                         "only")
+    write_samples(exact_denoiser(model, mixture, device), config, device, model_path=model_path,
+                  setting=setting, num_samples=num_samples, batch_size=batch_size, seed=seed,
+                  ema=ema, clip=clip, out=out, grid=None, started=time.perf_counter(), exact=True)
 
 
 def evaluation_setting(sampling: SamplingSettings):
@@ -118,12 +160,30 @@ def sample_main(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     spec = read_spec(args)
     setting = evaluation_setting(spec.sampling)
+    check_bayes_output(spec.bayes_samplers, args.bayes_out, "--bayes-out", setting)
     set_threads(args.threads)
     device = resolve_device(spec.device)
     model, config = load_trained_model(args.model, device, use_ema=spec.ema)
+    mixture = exact_sampling_mixture(config, spec.bayes_samplers)
     write_samples(model, config, device, model_path=args.model, setting=setting,
                   num_samples=spec.sampling.num_samples, batch_size=spec.sampling.batch_size,
                   seed=spec.seed, ema=spec.ema, clip=spec.sampling.clip, out=args.out,
                   grid=args.grid, started=started, noisy_classifier=args.noisy_classifier)
+    if mixture is not None:
+        write_bayes_samples(model, mixture, config, device, model_path=args.model,
+                            setting=setting, num_samples=spec.sampling.num_samples,
+                            batch_size=spec.sampling.batch_size, seed=spec.seed, ema=spec.ema,
+                            clip=spec.sampling.clip, out=args.bayes_out)
 
 
+def check_bayes_output(enabled: bool, path: Path | None, option: str, setting=None) -> None:
+    """Before any work: the exact denoiser's samples (spec key ``bayes_samplers``) need their
+    file ``option`` and an unguided ``setting``, and the file is given only when the key is on
+    (one-line ``ValueError`` naming the key or option)."""
+    if enabled and path is None:
+        raise ValueError(f"spec key 'bayes_samplers' is true: give {option}")
+    if not enabled and path is not None:
+        raise ValueError(f"{option} is given but spec key 'bayes_samplers' is false")
+    if enabled and setting is not None and setting.guidance.kind != "none":
+        raise ValueError(f"spec key 'bayes_samplers': the exact denoiser samples unguided "
+                         f"settings only, the primary setting is {setting.name}")

@@ -9,6 +9,12 @@ in every run (and in the cell means). ``H`` is the distribution's entropy estima
 fresh exact samples, the same in every row; the exact mean ``-log2 P(x) / D`` of the test images
 the differences are paired with (``true_nll_bpd``) is in the caption, so ``NLL − H`` can differ
 from the NLL column minus the H column by the test images' own spread around ``H``.
+
+A second table (when the runs' samples were scored against the truth,
+:mod:`vdm.evaluation.sample_truth`) puts each cell's primary samples next to the truth: their
+mean exact ``-log2 P(x) / D`` against ``H``, FID against the FID of the exact denoiser's samples
+(same sampler, steps and noise: no network error), and the Bayes classifier's accuracy on the
+requested labels and mean confidence against the Bayes accuracy.
 """
 
 from __future__ import annotations
@@ -104,13 +110,99 @@ def known_answer_caption(df: pd.DataFrame, confidence: float = 0.95) -> str:
 
 
 def known_answer_markdown(df: pd.DataFrame, **order: Sequence[str]) -> str:
-    """Caption + Markdown table of :func:`known_answer_cells`."""
-    return formatting.markdown_block(known_answer_caption(df),
+    """Caption + Markdown table of :func:`known_answer_cells`, and of
+    :func:`known_answer_sample_cells` when the runs' samples were scored against the truth."""
+    text = formatting.markdown_block(known_answer_caption(df),
                                      formatting.markdown_table(known_answer_cells(df, **order)))
+    if sample_columns(df):
+        text += "\n" + formatting.markdown_block(
+            known_answer_sample_caption(df),
+            formatting.markdown_table(known_answer_sample_cells(df, **order)))
+    return text
 
 
 def known_answer_latex(df: pd.DataFrame, label: str = "tab:known-answer",
                        **order: Sequence[str]) -> str:
-    """LaTeX (booktabs) table of :func:`known_answer_cells` with caption and label."""
-    return formatting.latex_table(known_answer_cells(df, True, **order),
+    """LaTeX (booktabs) table of :func:`known_answer_cells` with caption and label (and the
+    samples' table, :func:`known_answer_sample_cells`, labelled ``<label>-samples``)."""
+    text = formatting.latex_table(known_answer_cells(df, True, **order),
                                   known_answer_caption(df), label, label_cols=2)
+    if sample_columns(df):
+        text += "\n" + formatting.latex_table(known_answer_sample_cells(df, True, **order),
+                                              known_answer_sample_caption(df),
+                                              f"{label}-samples", label_cols=2)
+    return text
+
+
+# ----- the samples against the truth (vdm.evaluation.sample_truth) ---------------------------
+#: (column, heading, decimals) of the samples' table; columns no run has are left out
+SAMPLE_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("sample_nll_bpd", "samples −log2 P/D", 3), ("true_entropy_bpd", "H", 3),
+    ("sample_nll_minus_entropy_bpd", "samples − H", 3),
+    ("bayes_sample_nll_bpd", "exact ε*: −log2 P/D", 3), ("fid", "FID", 2),
+    ("bayes_fid", "FID of exact ε*", 2), ("bayes_class_accuracy", "Bayes class accuracy", 4),
+    ("sample_bayes_confidence", "Bayes confidence", 4),
+    ("bayes_sample_bayes_confidence", "exact ε*: Bayes confidence", 4),
+    ("bayes_accuracy", "Bayes accuracy", 4))
+#: same in every run (a property of the distribution): shown without a CI
+CONSTANT_COLUMNS = ("true_entropy_bpd", "bayes_accuracy")
+
+
+def sample_columns(df: pd.DataFrame) -> tuple[tuple[str, str, int], ...]:
+    """The samples' table columns some run has; empty when no run's samples were scored
+    against the truth."""
+    if not metric_values(df, "sample_nll_bpd").notna().any():
+        return ()
+    return tuple(c for c in SAMPLE_COLUMNS if metric_values(df, c[0]).notna().any())
+
+
+def known_answer_sample_cells(df: pd.DataFrame, latex: bool = False,
+                              objective_order: Sequence[str] | None = None,
+                              schedule_order: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per cell: each column of :func:`sample_columns` as ``mean ± CI`` over seeds
+    (``H`` and the Bayes accuracy without a CI)."""
+    columns = sample_columns(df)
+    frames = [cell_summary(df, metric, objective_order, schedule_order)
+              .set_index(["objective", "schedule"]) for metric, _, _ in columns]
+    table = pd.DataFrame(index=frames[0].index)
+    for (metric, heading, decimals), cells in zip(columns, frames, strict=True):
+        cis = (cells["ci"] if metric not in CONSTANT_COLUMNS
+               else pd.Series(np.nan, index=cells.index))
+        table[heading] = [formatting.fmt_mean_ci(m, c, decimals, latex=latex)
+                          for m, c in zip(cells["mean"], cis, strict=True)]
+    table = table.reset_index().rename(columns={"objective": row_axis_name(df)})
+    if latex:
+        for column in table.columns[:2]:
+            table[column] = table[column].map(formatting.latex_escape)
+    return table
+
+
+def known_answer_sample_caption(df: pd.DataFrame, confidence: float = 0.95) -> str:
+    """What the samples' table shows."""
+    settings = primary_setting_text(df)
+    exact = (" 'exact ε*' columns: the same sampler, steps and seed (the same initial noise and "
+             "noise draws) with the exact Bayes denoiser ε* on the run's own schedule instead of "
+             "the network: what the run would score without network error (the gap to the "
+             "run's own FID is what the network's error costs)."
+             if metric_values(df, "bayes_fid").notna().any() else "")
+    return (f"The primary samples{settings} against the known answer: samples −log2 P/D = the "
+            "mean exact −log2 P(x)/D of the samples in bits/dim, next to the true entropy H "
+            "(perfect samples score H; samples off the data's support or at low-density points "
+            "score higher, but mode-collapsed samples on high-density points can score below "
+            "H, so read it with FID). Bayes class accuracy (class-conditional samples) = the "
+            "fraction whose Bayes-classifier label argmax_c p(c | x) is the requested class; "
+            "Bayes confidence = the mean max_c p(c | x); both equal the Bayes accuracy "
+            f"E_P[max_c p(c | x)] for perfect samples.{exact} Cells: mean ± "
+            f"{100 * confidence:g}% CI half-width over seeds (Student t, n − 1 dof).")
+
+
+def primary_setting_text(df: pd.DataFrame) -> str:
+    """`` (ancestral, 25 steps)`` of the rows' sampler setting, empty when unknown or mixed."""
+    if "sampler" not in df or "sample_steps" not in df:
+        return ""
+    settings = {(s, k) for s, k in zip(df["sampler"], df["sample_steps"], strict=True)
+                if isinstance(s, str)}
+    if len(settings) != 1:
+        return ""
+    sampler, steps = settings.pop()
+    return f" ({sampler}, {int(steps)} steps)"

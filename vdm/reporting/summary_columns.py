@@ -32,6 +32,24 @@ KNOWN_DENSITY_COLUMNS = [
 #: with its SE over images (nats/dim for `elbo`); the per-λ values are in excess_eps_error.csv
 EXCESS_EPS_COLUMNS = ["excess_eps_error_train", "excess_eps_error_train_se",
                       "excess_eps_error_test", "excess_eps_error_test_se"]
+#: per evaluation setting (row) on such a dataset, its samples against the truth
+#: (:mod:`vdm.evaluation.sample_truth`): mean -log2 P(sample)/D (bits/dim) and minus H, the Bayes
+#: classifier's mean confidence max_c p(c|x) and, for class-conditional samples, its accuracy on
+#: the requested labels (fractions), next to the mixture's Bayes accuracy
+SAMPLE_TRUTH_COLUMNS = [
+    "sample_nll_bpd", "sample_nll_bpd_se", "sample_nll_minus_entropy_bpd",
+    "sample_nll_minus_entropy_bpd_se", "sample_bayes_confidence", "sample_bayes_confidence_se",
+    "bayes_class_accuracy", "bayes_class_accuracy_se", "bayes_accuracy", "bayes_accuracy_se",
+]
+#: per unguided setting (evaluation.bayes_samplers): the same seed's samples of the exact denoiser
+#: eps* scored as the model's (FID with its SE, the truth columns): what the model would score
+#: without network error
+BAYES_SAMPLER_COLUMNS = [
+    "bayes_fid", "bayes_fid_se", "bayes_sample_nll_bpd", "bayes_sample_nll_bpd_se",
+    "bayes_sample_nll_minus_entropy_bpd", "bayes_sample_nll_minus_entropy_bpd_se",
+    "bayes_sample_bayes_confidence", "bayes_sample_bayes_confidence_se",
+    "bayes_bayes_class_accuracy", "bayes_bayes_class_accuracy_se",
+]
 KEY_COLUMNS = ["dataset", "conditioning", "parameterization", "objective", "schedule", "seed"]
 #: the evaluation setting of a row (one model has a row per setting); ``sample_spacing`` (the
 #: step spacing, vdm.model.step_grids) only in grids with a spacing other than ``time``
@@ -47,7 +65,8 @@ SUMMARY_COLUMNS = KEY_COLUMNS + EVALUATION_COLUMNS + [
     *KNOWN_DENSITY_COLUMNS,
     "fid", "fid_se", "kid", "kid_std", "precision", "recall", "class_accuracy",
     "classifier_test_accuracy", "denoiser_gap_train", "denoiser_gap_test", *EXCESS_EPS_COLUMNS,
-    "per_class_fid_mean", "feature_extractor", "num_fid_samples",
+    "per_class_fid_mean", *SAMPLE_TRUTH_COLUMNS, *BAYES_SAMPLER_COLUMNS,
+    "feature_extractor", "num_fid_samples",
     "git_commit", "metrics_file",
 ]
 TEXT_COLUMNS = {"dataset", "conditioning", "parameterization", "objective", "schedule", "sampler",
@@ -62,7 +81,7 @@ OPTIONAL_COLUMNS = ("train_step", "sample_spacing",
                     "nll_cond_bpd", "nll_cond_bpd_se",
                     "class_accuracy", "classifier_test_accuracy", "per_class_fid_mean", "fid_se",
                     "denoiser_gap_train", "denoiser_gap_test", *KNOWN_DENSITY_COLUMNS,
-                    *EXCESS_EPS_COLUMNS)
+                    *EXCESS_EPS_COLUMNS, *SAMPLE_TRUTH_COLUMNS, *BAYES_SAMPLER_COLUMNS)
 #: metrics that must be finite numbers whenever present (checked by ``collect`` and again when
 #: tabulating): NaN never reaches a table or plot
 FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_reconstruction_bpd",
@@ -72,7 +91,8 @@ FINITE_METRICS = ("final_loss", "nll_bpd", "nll_bpd_se", "nll_bpd_mc_se", "nll_r
                   "nll_ode_vdeq_minus_elbo_bpd", "nll_ode_vdeq_minus_elbo_bpd_se", "nll_cond_bpd",
                   "nll_cond_bpd_se", "fid", "fid_se",
                   "kid", "kid_std", "class_accuracy", "per_class_fid_mean", "denoiser_gap_train",
-                  "denoiser_gap_test", *KNOWN_DENSITY_COLUMNS, *EXCESS_EPS_COLUMNS)
+                  "denoiser_gap_test", *KNOWN_DENSITY_COLUMNS, *EXCESS_EPS_COLUMNS,
+                  *SAMPLE_TRUTH_COLUMNS, *BAYES_SAMPLER_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -99,6 +119,13 @@ METRICS = {"fid": MetricSpec("FID", "", 2), "nll_bpd": MetricSpec("NLL", "bits/d
            "bayes_ode_vdeq_minus_entropy_bpd": MetricSpec("ODE schedule + decoder gap",
                                                           "bits/dim", 3),
            "class_accuracy": MetricSpec("class accuracy", "", 3),
+           "sample_nll_bpd": MetricSpec("samples' −log2 P / D", "bits/dim", 3),
+           "sample_nll_minus_entropy_bpd": MetricSpec("samples' −log2 P / D − H", "bits/dim", 3),
+           "sample_bayes_confidence": MetricSpec("Bayes confidence of samples", "", 4),
+           "bayes_class_accuracy": MetricSpec("Bayes class accuracy", "", 4),
+           "bayes_accuracy": MetricSpec("Bayes accuracy", "", 4),
+           "bayes_fid": MetricSpec("FID of exact ε*", "", 2),
+           "bayes_sample_nll_bpd": MetricSpec("exact ε*: −log2 P / D", "bits/dim", 3),
            "precision": MetricSpec("precision", "", 3), "recall": MetricSpec("recall", "", 3)}
 PIVOT_METRICS = ("fid", "nll_bpd")
 #: pivots written only when some run has the metric

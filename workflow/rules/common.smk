@@ -5,7 +5,7 @@ import shlex
 
 from vdm.core.config import grid_name, load_config_file, run_config_from_dict, workflow_cell
 from vdm.core.data import dataset_info
-from vdm.core.job_specs import job_spec, snapshot_evaluate_spec, sweep_setting_names
+from vdm.core.job_specs import bayes_samplers, job_spec, snapshot_evaluate_spec, sweep_setting_names
 from vdm.core.known_density_settings import has_known_density
 from vdm.model.guidance import evaluation_settings
 from vdm.training.snapshots import grid_snapshot_steps, snapshot_file
@@ -93,6 +93,25 @@ def baseline_arg():
 
 def denoiser_floor_output():
     return {"denoiser_floor": f"{RUN_DIR}/denoiser_floor.json"} if DENOISER_FLOOR else {}
+
+
+# The exact denoiser's samples of every unguided setting (evaluation.bayes_samplers; null: on
+# exactly for a dataset with a known density), next to the model's samples of the same setting.
+BAYES_SAMPLERS = bayes_samplers(config)
+BAYES_SWEEP_SETTINGS = [s.name for s in SETTINGS[1:] if s.guidance.kind == "none"]
+
+
+def bayes_samples_output(directory):
+    """{bayes_samples: <directory>/bayes_samples.npz} when the exact denoiser samples, else {}."""
+    return {"bayes_samples": f"{directory}/bayes_samples.npz"} if BAYES_SAMPLERS else {}
+
+
+def bayes_sweep_output():
+    """The exact denoiser's samples of the unguided sweep settings (none when off)."""
+    if not (BAYES_SAMPLERS and BAYES_SWEEP_SETTINGS):
+        return {}
+    return {"bayes_sweep_samples": expand(f"{RUN_DIR}/sweep/{{setting}}/bayes_samples.npz",
+                                          setting=BAYES_SWEEP_SETTINGS, allow_missing=True)}
 
 
 def rule_resources(name, runtime, mem_mb, **defaults):

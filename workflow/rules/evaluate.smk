@@ -28,12 +28,15 @@ if config["evaluation"]["fused"]:
                               allow_missing=True),
             metrics=f"{RUN_DIR}/metrics.json",
             **denoiser_floor_output(),
+            **bayes_samples_output(RUN_DIR),
+            **bayes_sweep_output(),
         params:
             spec=spec("evaluate"),
             cache=f"{FID_DIR}/{EXTRACTOR}/cache",
             files=lambda wildcards, input, output: path_options(
                 dataset_classifier=input.weights, noisy_classifier=input.noisy_classifier,
                 denoiser_floor_out=output.get("denoiser_floor"),
+                bayes_samples_out=output.get("bayes_samples"),
                 sweep_out_dir=(f"{os.path.dirname(output.metrics)}/sweep" if SWEEP_SETTINGS
                                else None)),
         threads: 1
@@ -65,8 +68,10 @@ else:
                                 "objective": "{objective}", "schedule": "{schedule}",
                                 "seed": "{seed}"},
                         caption="../report/samples.rst"),
+            **bayes_samples_output(RUN_DIR),
         params:
             spec=spec("sample"),
+            files=lambda wildcards, output: path_options(bayes_out=output.get("bayes_samples")),
         threads: 1
         conda:
             ENV
@@ -78,7 +83,8 @@ else:
             benchmark_file("sample")
         shell:
             "python -m vdm sample --spec {params.spec:q} --threads {threads} "
-            "--model {input.model} --out {output.samples} --grid {output.grid} > {log} 2>&1"
+            "--model {input.model} --out {output.samples} --grid {output.grid} {params.files} "
+            "> {log} 2>&1"
 
 
     rule nll:
@@ -110,12 +116,14 @@ else:
             samples=f"{RUN_DIR}/samples.npz",
             reference=f"{FID_DIR}/{EXTRACTOR}/reference.json",
             weights=classifier_weights(),
+            **bayes_samples_output(RUN_DIR),
         output:
             f"{RUN_DIR}/fid.json",
         params:
             spec=spec("fid"),
             cache=f"{FID_DIR}/{EXTRACTOR}/cache",
-            files=lambda wildcards, input: path_options(dataset_classifier=input.weights),
+            files=lambda wildcards, input: path_options(dataset_classifier=input.weights,
+                                                        bayes_samples=input.get("bayes_samples")),
         threads: 1
         conda:
             ENV
@@ -144,6 +152,7 @@ if not config["evaluation"]["fused"] and SWEEP_SETTINGS:
                            allow_missing=True),
             fids=expand(f"{RUN_DIR}/sweep/{{setting}}/fid.json", setting=SWEEP_SETTINGS,
                         allow_missing=True),
+            **bayes_sweep_output(),
         params:
             spec=spec("sweep"),
             cache=f"{FID_DIR}/{EXTRACTOR}/cache",

@@ -18,13 +18,15 @@ if SNAPSHOT_STEPS:
             nll=f"{SNAPSHOT_DIR}/nll.json",
             fid=f"{SNAPSHOT_DIR}/fid.json",
             metrics=f"{SNAPSHOT_DIR}/metrics.json",
+            **bayes_samples_output(SNAPSHOT_DIR),
         wildcard_constraints:
             step="|".join(str(step) for step in SNAPSHOT_STEPS),
         params:
             spec=snapshot_spec,
             model=snapshot_model,
             cache=f"{FID_DIR}/{EXTRACTOR}/cache",
-            files=lambda wildcards, input: path_options(dataset_classifier=input.weights),
+            files=lambda wildcards, input, output: path_options(
+                dataset_classifier=input.weights, bayes_samples_out=output.get("bayes_samples")),
         threads: 1
         conda:
             ENV
