@@ -88,6 +88,26 @@ def test_grid_name_is_default_only_for_the_embedded_default() -> None:
     assert grid_name({**changed, "name": "mine"}, default) == "mine"
 
 
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["objectives=[eps,v]", "seeds=[0]"], "grid-f54dc1bf"),
+    (["sample.methods=[ancestral,heun]"], "grid-5c550ce0"),
+    (["dataset=digits-gmm"], "grid-9b2e1280"),
+])
+def test_keys_added_with_a_default_keep_the_names_unnamed_grids_had(
+        overrides: list[str], expected: str) -> None:
+    """Names computed at commit d1efbf6, before sample.spacings, evaluation.bayes_samplers and
+    fid.fresh_reference_size existed: a grid that leaves them at their defaults keeps its
+    results/grid-<hash>/ folder (its tables are not recomputed under a new name)."""
+    from vdm.core.config import apply_overrides, grid_name, load_config_file, validate_workflow_config
+
+    default = validate_workflow_config(load_config_file("config/config.yaml"))
+    config = validate_workflow_config(apply_overrides(load_config_file("config/config.yaml"),
+                                                      overrides))
+    assert grid_name(config, default) == expected
+    assert grid_name({**config, "sample": {**config["sample"], "spacings": ["time", "karras"]}},
+                     default) != expected
+
+
 def test_groundtruth_conditional_config_guides_three_ways_on_the_known_density() -> None:
     """groundtruth-conditional.yaml: conditional digits-gmm models with cfg, classifier and
     oracle guidance at the same weights passes every cross-key check; the same grid on digits
