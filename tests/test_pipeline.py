@@ -422,6 +422,8 @@ SPEC_CHANGES = {  # --config item -> the jobs planned (4 cells), fused / split e
     "fid={'batch_size':128}": ({"fid_reference": 1, "fid_floor": 1, "evaluate": 4},
                                {"fid_reference": 1, "fid_floor": 1, "fid": 4, "collect": 4}),
     "evaluation={'denoiser_floor':False}": ({"evaluate": 4}, {"nll": 4, "collect": 4}),
+    # a setting the grid gains: new outputs without recorded params, requested by aggregate
+    "sample={'methods':['ancestral','ddim']}": ({"evaluate": 4}, {"sweep": 4, "collect": 4}),
 }
 
 

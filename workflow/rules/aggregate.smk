@@ -2,6 +2,7 @@ rule aggregate:
     input:
         metrics=METRICS + SNAPSHOT_METRICS,  # train.snapshots: every budget's rows (none without)
         floor=FID_FLOOR,
+        products=evaluation_products(),  # so that a setting the grid gains reruns its jobs
     output:
         csv=report(f"{GRID}/tables/summary.csv", category="Tables",
                    caption="../report/summary.rst"),

@@ -191,6 +191,22 @@ DENOISER_FLOOR = config["evaluation"]["denoiser_floor"]
 EXCESS_EPS = DENOISER_FLOOR and has_known_density(DATASET)
 MEMORISING_FLOOR = DENOISER_FLOOR and not EXCESS_EPS
 FID_FLOOR = f"{FID_DIR}/{EXTRACTOR}/floor.json"
+
+
+def evaluation_products():
+    """Every per-run file the evaluation jobs write besides metrics.json (the aggregate rule
+    requests them): Snakemake reruns a finished job for a changed spec only while every output
+    has its recorded params, and an output the grid gains (a sweep setting, the denoiser floor,
+    the exact denoiser's samples) has none, so that job reruns because a requested file is
+    missing, not because its params changed."""
+    files = [f for name in SWEEP_SETTINGS for f in cells(f"{RUN_DIR}/sweep/{name}/fid.json")]
+    files += cells(f"{RUN_DIR}/denoiser_floor.json") if DENOISER_FLOOR else []
+    if BAYES_SAMPLERS:
+        files += cells(f"{RUN_DIR}/bayes_samples.npz")
+        files += [f for name in BAYES_SWEEP_SETTINGS
+                  for f in cells(f"{RUN_DIR}/sweep/{name}/bayes_samples.npz")]
+        files += snapshot_cells(f"{SNAPSHOT_DIR}/bayes_samples.npz")
+    return files
 TABLE_NAMES = ["summary.csv", "summary.md", "summary.tex", "significance.csv", "claims.md",
                "claims.csv"]
 TABLE_NAMES += ["denoiser_floor.csv"] if MEMORISING_FLOOR else []
