@@ -267,3 +267,20 @@ def test_known_answer_gets_the_samples_table() -> None:
     assert "tab:known-answer-samples" in tex and tex.isascii()
     assert "The primary samples" not in known_answer_markdown(
         primary.drop(columns=["sample_nll_bpd"]))
+
+
+def test_the_sampler_tables_give_the_exact_denoisers_fid_beside_the_networks(tmp_path) -> None:
+    """summary.md: a second sampler table of the exact denoiser's FID per setting (the model's
+    minus 1 in the synthetic summary); sampler_sweep.csv: its mean, CI and n per row."""
+    from vdm.reporting.table_files import write_tables
+
+    df = _summary()
+    paths = write_tables(df, tmp_path)
+    markdown = paths["summary.md"].read_text()
+    assert "### Samplers and steps" in markdown and "exact Bayes denoiser ε*" in markdown
+    sweep = pd.read_csv(paths["sampler_sweep.csv"])
+    np.testing.assert_allclose(sweep["bayes_fid_mean"], sweep["mean"] - 1.0)
+    assert (sweep["bayes_fid_n"] == 3).all() and sweep["bayes_fid_ci"].gt(0).all()
+    plain = write_tables(df.drop(columns=["bayes_fid", "bayes_fid_se"]), tmp_path / "plain")
+    assert "exact Bayes denoiser" not in plain["summary.md"].read_text()
+    assert "bayes_fid_mean" not in pd.read_csv(plain["sampler_sweep.csv"])

@@ -112,7 +112,14 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, *, baseline: Mapping[str
         if len(sampler_settings(every)) > 1:
             md.append("### Samplers and steps\n")
             md.append(sampler_sweep_markdown(every))
-            sweep_frames.append(sampler_sweep_cells(every).assign(dataset=ds))
+            sweep = sampler_sweep_cells(every).assign(dataset=ds)
+            if metric_values(every, "bayes_fid").notna().any():  # the same with the exact ε*
+                md.append(sampler_sweep_markdown(every, "bayes_fid"))
+                keys = ["objective", "schedule", "sampler", "spacing", "steps"]
+                exact = sampler_sweep_cells(every, "bayes_fid").set_index(keys)
+                sweep = sweep.join(exact[["mean", "ci", "n"]].add_prefix("bayes_fid_"),
+                                   on=keys)
+            sweep_frames.append(sweep)
         if guidance_kinds(every):
             md.append("### Guidance\n")
             md.append(guidance_markdown(every))

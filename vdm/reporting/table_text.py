@@ -46,6 +46,12 @@ def _metric_sentence(df: pd.DataFrame, metric: str) -> str:
         return formatting.fid_sentence(feature_extractors(df), samples)
     if metric == "nll_bpd":
         return formatting.NLL_SENTENCE
+    if metric == "bayes_fid":
+        return (_metric_sentence(df, "fid") + " Here the samples of the exact Bayes denoiser ε* "
+                "(evaluation.bayes_samplers) with each run's own schedule, sampler setting and "
+                "seed (the same initial noise and noise draws as the network's table above): "
+                "what the sampler's discretization alone costs; the difference to the "
+                "network's FID at the same setting is what the network's error costs.")
     if metric == "nll_ode_bpd":
         return ("Test NLL bound from the probability-flow ODE in bits/dim (uniform dequantization "
                 "over the K levels, Hutchinson trace, adaptive dopri5); lower is better.")
