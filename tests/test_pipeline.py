@@ -190,7 +190,8 @@ def test_parameterization_sampler_and_guidance_axes_reach_the_tables(finished_ax
     # exact at every lambda: no classifier range
     assert oracle["classifier_lambda_range"] is None and oracle["nfe"] == 17
     # FID against fresh true samples (test_axes.yaml): the floor is 100 more, as many as the runs'
-    floor = json.loads((finished_axes / "results/digits-gmm/fid/classifier/floor.json").read_text())
+    floor = json.loads((finished_axes / "results/digits-gmm/fid/classifier/"
+                        "floor-fresh2000-n100.json").read_text())  # its reference's own file
     assert floor["floor_split"] == floor["reference_split"] == "fresh"
     assert (floor["num_floor_images"], floor["num_reference"]) == (100, 2000) and floor["fid"] > 0
     assert (summary["num_fid_samples"] == 100).all()
@@ -458,6 +459,24 @@ def _planned_outputs(work: Path, *args: str) -> set[str]:
     """The files a dry run of ``snakemake *args`` would write."""
     result = snakemake(work, "-n", "--cores", "1", *args)
     return {path for line in re.findall(r"output: (.*)", result.stdout) for path in line.split(", ")}
+
+
+def test_grids_with_other_fid_references_keep_their_own_reference_and_floor(
+        workdir: Path) -> None:
+    """The train split keeps reference.json and floor.json; a test-split or fresh reference (and
+    the fresh floor's N) gets its own files, so such grids never rerun each other's jobs."""
+    gmm = ["--config", "dataset=digits-gmm"]
+    plain = _planned_outputs(workdir, *gmm)
+    fresh = _planned_outputs(workdir, *gmm[:1], "dataset=digits-gmm",
+                             "fid={'reference_split':'fresh','fresh_reference_size':2000}")
+    fewer = _planned_outputs(workdir, *gmm[:1], "dataset=digits-gmm", "sample={'num_samples':500}",
+                             "fid={'reference_split':'fresh','fresh_reference_size':2000}")
+    root = "results/digits-gmm/fid/classifier"
+    assert {f"{root}/reference.json", f"{root}/floor.json"} <= plain
+    assert {f"{root}/reference-fresh2000.json", f"{root}/floor-fresh2000-n1000.json"} <= fresh
+    assert f"{root}/floor-fresh2000-n500.json" in fewer
+    ours = {p for p in fresh if p.startswith(f"{root}/")}  # the classifier itself is shared
+    assert ours and not ours & {p for p in plain if p.startswith(f"{root}/")}
 
 
 def test_grids_of_other_settings_never_overwrite_each_other(workdir: Path) -> None:

@@ -190,7 +190,17 @@ DENOISER_FLOOR = config["evaluation"]["denoiser_floor"]
 # over the exact denoiser (excess_eps_error.csv/.png), else the memorising optimum's gap
 EXCESS_EPS = DENOISER_FLOOR and has_known_density(DATASET)
 MEMORISING_FLOOR = DENOISER_FLOOR and not EXCESS_EPS
-FID_FLOOR = f"{FID_DIR}/{EXTRACTOR}/floor.json"
+# The FID reference's features and the FID floor, per reference: the train split keeps the plain
+# names; another split, or fresh true samples of a known density (their number, and the floor's
+# number of images: the runs' samples), gets its own files, so grids that compare with different
+# references never overwrite each other's (and never rerun each other's evaluations).
+_FID_SETTINGS = config["fid"]
+REFERENCE_TAG = {"train": "", "test": "-test"}.get(
+    _FID_SETTINGS["reference_split"], f"-fresh{_FID_SETTINGS['fresh_reference_size']}")
+FID_REFERENCE = f"{FID_DIR}/{EXTRACTOR}/reference{REFERENCE_TAG}.json"
+FID_FLOOR = (f"{FID_DIR}/{EXTRACTOR}/floor{REFERENCE_TAG}"
+             + (f"-n{config['sample']['num_samples']}" if _FID_SETTINGS["reference_split"] == "fresh"
+                else "") + ".json")
 
 
 def evaluation_products():
@@ -231,8 +241,11 @@ PLOTS = expand(f"{GRID}/plots/{{name}}.png", name=PLOT_NAMES)
 # Benchmarks: every rule that runs a job (local rules run in Snakemake's own process) writes
 # Snakemake's benchmark file, <BENCH>/<rule>/<name>.tsv: the run's name for per-model rules, the
 # job's for the others. BENCHMARKS: this grid's files (the jobs its targets need).
-JOB_NAMES = {"prepare_data": "data", "fid_classifier": "classifier", "fid_reference": EXTRACTOR,
-             "fid_floor": EXTRACTOR,
+JOB_NAMES = {"prepare_data": "data", "fid_classifier": "classifier",
+             "fid_reference": os.path.basename(FID_REFERENCE).replace("reference", EXTRACTOR, 1
+                                                                       ).removesuffix(".json"),
+             "fid_floor": os.path.basename(FID_FLOOR).replace("floor", EXTRACTOR, 1
+                                                               ).removesuffix(".json"),
              "noisy_classifier": os.path.basename(NOISY_CLASSIFIER).removesuffix(".pt"),
              "evaluate_snapshot": SNAPSHOT_NAME}
 
@@ -261,7 +274,7 @@ def timing_results():
                  {"nll": f"{RUN_DIR}/nll.json", "fid": f"{RUN_DIR}/fid.json"})
     results = {"train": cells(f"{RUN_DIR}/train.json"),
                **{rule: cells(path) for rule, path in per_model.items()},
-               "prepare_data": [DATA_JSON], "fid_reference": [f"{FID_DIR}/{EXTRACTOR}/reference.json"],
+               "prepare_data": [DATA_JSON], "fid_reference": [FID_REFERENCE],
                "fid_floor": [FID_FLOOR]}
     if classifier_weights():
         results["fid_classifier"] = [f"{FID_DIR}/classifier.json"]

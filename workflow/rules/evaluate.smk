@@ -9,7 +9,7 @@ if config["evaluation"]["fused"]:
         input:
             model=f"{RUN_DIR}/model.pt",
             train=f"{RUN_DIR}/train.json",
-            reference=f"{FID_DIR}/{EXTRACTOR}/reference.json",
+            reference=FID_REFERENCE,
             weights=classifier_weights(),
             noisy_classifier=noisy_classifier_input(),
         output:
@@ -114,7 +114,7 @@ else:
     rule fid:
         input:
             samples=f"{RUN_DIR}/samples.npz",
-            reference=f"{FID_DIR}/{EXTRACTOR}/reference.json",
+            reference=FID_REFERENCE,
             weights=classifier_weights(),
             **bayes_samples_output(RUN_DIR),
         output:
@@ -144,7 +144,7 @@ if not config["evaluation"]["fused"] and SWEEP_SETTINGS:
     rule sweep:
         input:
             model=f"{RUN_DIR}/model.pt",
-            reference=f"{FID_DIR}/{EXTRACTOR}/reference.json",
+            reference=FID_REFERENCE,
             weights=classifier_weights(),
             noisy_classifier=noisy_classifier_input(),
         output:

@@ -25,7 +25,7 @@ rule fid_reference:
         data=DATA_JSON,
         weights=classifier_weights(),
     output:
-        f"{FID_DIR}/{EXTRACTOR}/reference.json",
+        FID_REFERENCE,
     params:
         spec=spec("fid-reference"),
         cache=f"{FID_DIR}/{EXTRACTOR}/cache",
@@ -36,7 +36,7 @@ rule fid_reference:
     resources:
         **rule_resources("fid", runtime=60, mem_mb=8000),
     log:
-        f"{LOGS}/fid_reference.log",
+        f"{LOGS}/fid_reference{REFERENCE_TAG}.log",
     benchmark:
         benchmark_file("fid_reference")
     shell:
@@ -46,7 +46,7 @@ rule fid_reference:
 
 rule fid_floor:
     input:
-        reference=f"{FID_DIR}/{EXTRACTOR}/reference.json",
+        reference=FID_REFERENCE,
         weights=classifier_weights(),
     output:
         FID_FLOOR,
@@ -60,7 +60,7 @@ rule fid_floor:
     resources:
         **rule_resources("fid", runtime=60, mem_mb=8000),
     log:
-        f"{LOGS}/fid_floor.log",
+        f"{LOGS}/{os.path.basename(FID_FLOOR).replace('floor', 'fid_floor', 1).removesuffix('.json')}.log",
     benchmark:
         benchmark_file("fid_floor")
     shell:

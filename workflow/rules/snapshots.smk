@@ -11,7 +11,7 @@ if SNAPSHOT_STEPS:
     rule evaluate_snapshot:
         input:
             train=f"{RUN_DIR}/train.json",
-            reference=f"{FID_DIR}/{EXTRACTOR}/reference.json",
+            reference=FID_REFERENCE,
             weights=classifier_weights(),
         output:
             samples=f"{SNAPSHOT_DIR}/samples.npz",
