@@ -69,20 +69,9 @@ def known_answer_cells(df: pd.DataFrame, latex: bool = False,
     """One row per cell (objective row, schedule): each column of :func:`known_answer_columns`
     as formatted ``mean ± CI`` over seeds (``n/a`` where missing; ``H`` without a CI, it is
     the same number in every run)."""
-    columns = known_answer_columns(df)
-    frames = [cell_summary(df, metric, objective_order, schedule_order)
-              .set_index(["objective", "schedule"]) for metric, _ in columns]
-    table = pd.DataFrame(index=frames[0].index)
-    for (metric, heading), cells in zip(columns, frames, strict=True):
-        cis = (cells["ci"] if metric != "true_entropy_bpd"  # H: its SE is in the caption
-               else pd.Series(np.nan, index=cells.index))
-        table[heading] = [formatting.fmt_mean_ci(m, c, DECIMALS, latex=latex)
-                          for m, c in zip(cells["mean"], cis, strict=True)]
-    table = table.reset_index().rename(columns={"objective": row_axis_name(df)})
-    if latex:
-        for column in table.columns[:2]:
-            table[column] = table[column].map(formatting.latex_escape)
-    return table
+    return _cell_table(df, [(metric, heading, DECIMALS)
+                            for metric, heading in known_answer_columns(df)],
+                       {"true_entropy_bpd"}, latex, objective_order, schedule_order)  # H: SE in caption
 
 
 def known_answer_caption(df: pd.DataFrame, confidence: float = 0.95) -> str:
@@ -161,12 +150,21 @@ def known_answer_sample_cells(df: pd.DataFrame, latex: bool = False,
                               schedule_order: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per cell: each column of :func:`sample_columns` as ``mean ± CI`` over seeds
     (``H`` and the Bayes accuracy without a CI)."""
-    columns = sample_columns(df)
+    return _cell_table(df, list(sample_columns(df)), set(CONSTANT_COLUMNS), latex,
+                       objective_order, schedule_order)
+
+
+def _cell_table(df: pd.DataFrame, columns: list[tuple[str, str, int]], constant: set[str],
+                latex: bool, objective_order: Sequence[str] | None,
+                schedule_order: Sequence[str] | None) -> pd.DataFrame:
+    """One row per cell (objective row, schedule), one column per ``(metric, heading,
+    decimals)``: ``mean ± CI`` over seeds, without a CI for the ``constant`` metrics (the same
+    number in every run); the cell names LaTeX-escaped with ``latex``."""
     frames = [cell_summary(df, metric, objective_order, schedule_order)
               .set_index(["objective", "schedule"]) for metric, _, _ in columns]
     table = pd.DataFrame(index=frames[0].index)
     for (metric, heading, decimals), cells in zip(columns, frames, strict=True):
-        cis = (cells["ci"] if metric not in CONSTANT_COLUMNS
+        cis = (cells["ci"] if metric not in constant
                else pd.Series(np.nan, index=cells.index))
         table[heading] = [formatting.fmt_mean_ci(m, c, decimals, latex=latex)
                           for m, c in zip(cells["mean"], cis, strict=True)]

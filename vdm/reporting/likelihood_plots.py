@@ -63,21 +63,30 @@ def plot_ode_vs_elbo(df: pd.DataFrame, out_dir: PathLike) -> Path:
     return save_figure(fig, Path(out_dir) / "nll_ode_vs_elbo.png")
 
 
+def _split_panels(cells: pd.DataFrame, order: tuple[str, ...]):
+    """A figure with one panel per data split of ``cells`` present (in ``order``, y shared) and
+    the cells labelled ``objective · schedule`` with a colour each: ``(fig, axes, splits,
+    labelled cells, colours)``; one empty panel when no split is present."""
+    splits = [s for s in order if not cells.empty and s in set(cells["split"])]
+    fig, axes = new_figure(1, max(len(splits), 1), size=(6.0 * max(len(splits), 1), 4.6),
+                           sharey=True)
+    if not splits:
+        return fig, axes, splits, cells, {}
+    labels = [f"{o} · {s}" for o, s in zip(cells["objective"], cells["schedule"], strict=True)]
+    cells = cells.assign(cell=labels)
+    return fig, axes, splits, cells, palette(ordered_levels(cells["cell"]))
+
+
 def plot_denoiser_floor(cells: pd.DataFrame, out_dir: PathLike) -> Path:
     """``denoiser_floor.png``: per-dimension ε-MSE against λ on the training and the test split
     (one panel each, log y): the model of each cell (mean over seeds) and the optimal denoiser of
     the training set (dashed; it memorises the training set: zero error on it at high SNR, a
     large one on new images)."""
     path = Path(out_dir) / "denoiser_floor.png"
-    splits = [s for s in ("train", "test") if not cells.empty and s in set(cells["split"])]
-    fig, axes = new_figure(1, max(len(splits), 1), size=(6.0 * max(len(splits), 1), 4.6),
-                           sharey=True)
+    fig, axes, splits, cells, colours = _split_panels(cells, ("train", "test"))
     if not splits:
         no_data(axes[0, 0], "no optimal-denoiser gaps")
         return save_figure(fig, path)
-    labels = [f"{o} · {s}" for o, s in zip(cells["objective"], cells["schedule"], strict=True)]
-    cells = cells.assign(cell=labels)
-    colours = palette(ordered_levels(cells["cell"]))
     for ax, split in zip(axes[0], splits, strict=True):
         in_split = cells[cells["split"] == split]
         for cell, line in in_split.groupby("cell", sort=False):
@@ -107,15 +116,10 @@ def plot_excess_eps_error(cells: pd.DataFrame, out_dir: PathLike) -> Path:
     when every plotted mean and band is positive, else symmetric log (linear below the
     smallest nonzero ``|mean|``)."""
     path = Path(out_dir) / "excess_eps_error.png"
-    splits = [s for s in ("test", "train") if not cells.empty and s in set(cells["split"])]
-    fig, axes = new_figure(1, max(len(splits), 1), size=(6.0 * max(len(splits), 1), 4.6),
-                           sharey=True)
+    fig, axes, splits, cells, colours = _split_panels(cells, ("test", "train"))
     if not splits:
         no_data(axes[0, 0], "no excess ε-errors (needs a dataset with a known density)")
         return save_figure(fig, path)
-    labels = [f"{o} · {s}" for o, s in zip(cells["objective"], cells["schedule"], strict=True)]
-    cells = cells.assign(cell=labels)
-    colours = palette(ordered_levels(cells["cell"]))
     mean = cells["excess_mean"].to_numpy(dtype=float)
     band = cells["excess_ci"].fillna(0.0).to_numpy(dtype=float)
     positive = bool(np.all(mean - band > 0))
