@@ -48,7 +48,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from vdm.core.progress import ProgressCallback
-from vdm.model.bayes_denoiser import BayesNoisyClassifier
 from vdm.model.diffusion import DiffusionModel
 from vdm.model.likelihood import EpsFn
 from vdm.model.network import check_labels
@@ -160,6 +159,17 @@ def evaluation_settings(methods: list[str], steps: list[int], kinds: list[str] =
             for spacing in spacings for g in guidances]
 
 
+def _is_exact_classifier(classifier: nn.Module | None) -> bool:
+    """Whether ``classifier`` is the exact :class:`~vdm.model.bayes_denoiser.BayesNoisyClassifier`
+    (imported here only when asked: it needs scipy, which the GPU machines lack, through
+    :mod:`vdm.core.digits_gmm`; no other guidance kind needs it)."""
+    if classifier is None:
+        return False
+    from vdm.model.bayes_denoiser import BayesNoisyClassifier  # lazy: scipy (see above)
+
+    return isinstance(classifier, BayesNoisyClassifier)
+
+
 def check_guidance(guidance: Guidance, model: DiffusionModel,
                    classifier: nn.Module | None = None) -> None:
     """One-line ``ValueError`` when ``guidance`` cannot be applied to ``model``: ``cfg`` on an
@@ -174,7 +184,7 @@ def check_guidance(guidance: Guidance, model: DiffusionModel,
     if guidance.kind == "classifier" and classifier is None:
         raise ValueError(f"guidance {guidance.name!r}: classifier guidance needs a "
                          "noise-conditional classifier (vdm noisy-classifier)")
-    if guidance.kind == "oracle" and not isinstance(classifier, BayesNoisyClassifier):
+    if guidance.kind == "oracle" and not _is_exact_classifier(classifier):
         raise ValueError(f"guidance {guidance.name!r}: oracle guidance needs the exact noisy-class "
                          "posterior of the dataset's known distribution (BayesNoisyClassifier, "
                          f"from known_density.oracle_classifier), got {type(classifier).__name__}")

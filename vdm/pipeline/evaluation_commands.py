@@ -7,13 +7,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from vdm.core.checkpoint import load_checkpoint
 from vdm.core.data import load_fid_reference
-from vdm.core.digits_gmm import GaussianMixtureData
 from vdm.core.job_specs import FidSettings
 from vdm.core.known_density_settings import require_known_density
 from vdm.core.progress import Progress
@@ -22,8 +21,6 @@ from vdm.core.provenance import (
     resolve_device,
     write_json_atomic,
 )
-from vdm.evaluation.known_density import known_mixture
-from vdm.evaluation.sample_truth import prefixed, sample_truth
 from vdm.model.guidance import (
     CLASSIFIER_RANGE_KEYS,
     check_guidance,
@@ -49,6 +46,9 @@ from vdm.pipeline.sample_command import (
 )
 from vdm.training.snapshots import snapshot_metrics
 from vdm.training.trainer import load_trained_model
+
+if TYPE_CHECKING:  # scipy (optional: not on the GPU machines), so only for the annotations
+    from vdm.core.digits_gmm import GaussianMixtureData
 
 
 def fid_file_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -118,6 +118,10 @@ def write_fid(samples_path: Path, *, dataset: str, root: str | Path, split: str,
             batch_size=batch_size)
         result.update({"per_class_fid": {str(k): v for k, v in per_class.items()}}
                       if per_class else {"per_class_fid_skipped": reason})
+    # lazy: scipy (optional: not on the GPU machines, whose check imports this module)
+    from vdm.evaluation.known_density import known_mixture
+    from vdm.evaluation.sample_truth import prefixed, sample_truth
+
     mixture = known_mixture(dataset)
     if mixture is not None:
         result.update(sample_truth(mixture, samples, labels))
