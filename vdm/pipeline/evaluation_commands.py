@@ -41,8 +41,7 @@ from vdm.pipeline.sample_command import (
     check_bayes_output,
     evaluation_setting,
     exact_sampling_mixture,
-    write_bayes_samples,
-    write_samples,
+    write_model_and_exact_samples,
 )
 from vdm.training.snapshots import snapshot_metrics
 from vdm.training.trainer import load_trained_model
@@ -262,15 +261,12 @@ def evaluate_main(args: argparse.Namespace) -> None:
     mixture = exact_sampling_mixture(config, spec.bayes_samplers)
     snapshot = (None if args.train_step is None else
                 snapshot_state(args.model, model, args.train_step))  # before any sampling
-    write_samples(model, config, device, model_path=args.model, setting=primary,
-                  num_samples=spec.sampling.num_samples, batch_size=spec.sampling.batch_size,
-                  seed=spec.seed, ema=spec.ema, clip=spec.sampling.clip, out=args.samples_out,
-                  grid=args.grid, started=started, noisy_classifier=args.noisy_classifier)
-    if mixture is not None:
-        write_bayes_samples(model, mixture, config, device, model_path=args.model,
-                            setting=primary, num_samples=spec.sampling.num_samples,
-                            batch_size=spec.sampling.batch_size, seed=spec.seed, ema=spec.ema,
-                            clip=spec.sampling.clip, out=args.bayes_samples_out)
+    write_model_and_exact_samples(
+        model, mixture, config, device, model_path=args.model, setting=primary,
+        num_samples=spec.sampling.num_samples, batch_size=spec.sampling.batch_size,
+        seed=spec.seed, ema=spec.ema, clip=spec.sampling.clip, out=args.samples_out,
+        exact_out=args.bayes_samples_out, grid=args.grid, started=started,
+        noisy_classifier=args.noisy_classifier)
     started = time.perf_counter()
     write_nll(model, config, device, spec.nll, model_path=args.model, seed=spec.seed,
               ema=spec.ema, out=args.nll_out, started=started)
@@ -391,16 +387,13 @@ def run_sweep(model, config, device, args: argparse.Namespace, settings, *, seed
     for setting in settings:
         started = time.perf_counter()
         samples = out_dir / setting.name / "samples.npz"
-        write_samples(model, config, device, model_path=args.model, setting=setting,
-                      num_samples=num_samples, batch_size=batch_size, seed=seed, ema=ema,
-                      clip=True, out=samples, grid=None, started=started,
-                      noisy_classifier=args.noisy_classifier)
-        exact = None
-        if mixture is not None and setting.guidance.kind == "none":
-            exact = out_dir / setting.name / "bayes_samples.npz"
-            write_bayes_samples(model, mixture, config, device, model_path=args.model,
-                                setting=setting, num_samples=num_samples, batch_size=batch_size,
-                                seed=seed, ema=ema, clip=True, out=exact)
+        exact_mixture = mixture if setting.guidance.kind == "none" else None
+        exact = None if exact_mixture is None else out_dir / setting.name / "bayes_samples.npz"
+        write_model_and_exact_samples(
+            model, exact_mixture, config, device, model_path=args.model, setting=setting,
+            num_samples=num_samples, batch_size=batch_size, seed=seed, ema=ema, clip=True,
+            out=samples, exact_out=exact, grid=None, started=started,
+            noisy_classifier=args.noisy_classifier)
         written.append(out_dir / setting.name / "fid.json")
         score_samples(samples, fid, dataset=config.dataset, root=config.data_root, device=device,
                       args=args, out=written[-1], started=time.perf_counter(), bayes_samples=exact)

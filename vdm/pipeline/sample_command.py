@@ -130,6 +130,23 @@ def exact_sampling_mixture(config, enabled: bool):
     return mixture
 
 
+def write_model_and_exact_samples(model, mixture, config, device, *, model_path: Path,
+                                  setting, num_samples: int, batch_size: int, seed: int,
+                                  ema: bool, clip: bool, out: Path, exact_out: Path | None,
+                                  grid: Path | None, started: float,
+                                  noisy_classifier: Path | None = None) -> None:
+    """:func:`write_samples` of one setting to ``out`` and, with ``mixture`` (spec key
+    ``bayes_samplers``), :func:`write_bayes_samples` of the same setting and seed to
+    ``exact_out``: the one sequence the sample, evaluate and sweep commands share."""
+    write_samples(model, config, device, model_path=model_path, setting=setting,
+                  num_samples=num_samples, batch_size=batch_size, seed=seed, ema=ema, clip=clip,
+                  out=out, grid=grid, started=started, noisy_classifier=noisy_classifier)
+    if mixture is not None:
+        write_bayes_samples(model, mixture, config, device, model_path=model_path,
+                            setting=setting, num_samples=num_samples, batch_size=batch_size,
+                            seed=seed, ema=ema, clip=clip, out=exact_out)
+
+
 def write_bayes_samples(model, mixture, config, device, *, model_path: Path, setting,
                         num_samples: int, batch_size: int, seed: int, ema: bool, clip: bool,
                         out: Path) -> None:
@@ -165,15 +182,12 @@ def sample_main(args: argparse.Namespace) -> None:
     device = resolve_device(spec.device)
     model, config = load_trained_model(args.model, device, use_ema=spec.ema)
     mixture = exact_sampling_mixture(config, spec.bayes_samplers)
-    write_samples(model, config, device, model_path=args.model, setting=setting,
-                  num_samples=spec.sampling.num_samples, batch_size=spec.sampling.batch_size,
-                  seed=spec.seed, ema=spec.ema, clip=spec.sampling.clip, out=args.out,
-                  grid=args.grid, started=started, noisy_classifier=args.noisy_classifier)
-    if mixture is not None:
-        write_bayes_samples(model, mixture, config, device, model_path=args.model,
-                            setting=setting, num_samples=spec.sampling.num_samples,
-                            batch_size=spec.sampling.batch_size, seed=spec.seed, ema=spec.ema,
-                            clip=spec.sampling.clip, out=args.bayes_out)
+    write_model_and_exact_samples(
+        model, mixture, config, device, model_path=args.model, setting=setting,
+        num_samples=spec.sampling.num_samples, batch_size=spec.sampling.batch_size,
+        seed=spec.seed, ema=spec.ema, clip=spec.sampling.clip, out=args.out,
+        exact_out=args.bayes_out, grid=args.grid, started=started,
+        noisy_classifier=args.noisy_classifier)
 
 
 def check_bayes_output(enabled: bool, path: Path | None, option: str, setting=None) -> None:
