@@ -243,8 +243,10 @@ def test_snapshots_reach_summary_tables_plots_and_timing(finished_axes: Path) ->
     for name in ("learning_curve_fid", "learning_curve_nll"):
         assert (plots / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     timing = pd.read_csv(tables / "timing.csv").set_index("rule")
-    assert timing.loc["evaluate_snapshot", "jobs"] == AXES_MODELS * len(SNAPSHOT_STEPS)
-    assert timing.loc["evaluate_snapshot", "startup_recorded"] == AXES_MODELS * len(SNAPSHOT_STEPS)
+    # fused evaluation: each run's evaluate job evaluated its snapshots (one process per run)
+    assert "evaluate_snapshot" not in timing.index
+    assert timing.loc["evaluate", "jobs"] == timing.loc["evaluate", "startup_recorded"] == (
+        AXES_MODELS)
     assert "also evaluated after 50/100 steps" in (tables / "headline.md").read_text()
 
 
@@ -283,20 +285,19 @@ def test_changing_sampler_or_guidance_settings_retrains_nothing(finished_axes: P
 @pytest.mark.slow
 def test_adding_a_snapshot_step_retrains_and_a_sample_count_does_not(finished_axes: Path) -> None:
     """A new snapshot step changes the cells' run configs: every model retrains (and so every
-    evaluation reruns); the number of samples, which the snapshot evaluations share, reruns the
-    evaluations only."""
+    evaluation, whose fused job evaluates the snapshots too, reruns); the number of samples,
+    which the snapshot evaluations share, reruns the evaluations only."""
     config = ["--configfile", "config/test.yaml", "config/test_axes.yaml", "--config"]
     step = snakemake(finished_axes, "-n", "--cores", "2", *config,
                      "train={'snapshots':[50,100,120,150]}")
     assert _job_counts(step.stdout) == {
-        "train": AXES_MODELS, "evaluate": AXES_MODELS, "evaluate_snapshot": 3 * AXES_MODELS,
-        "aggregate": 1, "plots": 1, "timing": 1, "all": 1}, step.stdout[-3000:]
+        "train": AXES_MODELS, "evaluate": AXES_MODELS, "aggregate": 1, "plots": 1, "timing": 1,
+        "all": 1}, step.stdout[-3000:]
     samples = snakemake(finished_axes, "-n", "--cores", "2", *config,
                         "sample={'num_samples':50,'methods':['ancestral','heun'],'steps':[8],"
                         "'batch_size':100}")
     assert _job_counts(samples.stdout) == {  # test_axes.yaml's fresh FID reference: its floor
-        "evaluate": AXES_MODELS, "evaluate_snapshot": len(SNAPSHOT_STEPS) * AXES_MODELS,
-        "fid_floor": 1,  # scores as many fresh true samples as the runs' samples
+        "evaluate": AXES_MODELS, "fid_floor": 1,  # scores as many fresh true samples as the runs' samples
         "aggregate": 1, "plots": 1, "timing": 1, "all": 1}, samples.stdout[-3000:]
 
 
@@ -381,10 +382,10 @@ def test_benchmarks_name_every_job_of_the_grid(tmp_path: Path, fused: bool) -> N
     listed = snakemake(work, "-n", "--cores", "1", "-s", "benchmarks.smk", "benchmarks",
                        *config).stdout
     jobs = [(rule, files) for rule, files in _dry_run_jobs(grid) if rule not in LOCAL_RULES]
-    assert {rule for rule, _ in jobs} == {  # test_axes.yaml has snapshots: evaluate_snapshot
+    assert {rule for rule, _ in jobs} == {  # test_axes.yaml has snapshots: split evaluation
         "prepare_data", "fid_classifier", "fid_reference", "fid_floor", "noisy_classifier",
-        "train", "evaluate_snapshot", *(["evaluate"] if fused else ["sample", "nll", "fid",
-                                                                      "sweep"])}
+        "train",  # evaluates each in an evaluate_snapshot job, fused in the run's evaluate job
+        *(["evaluate"] if fused else ["sample", "nll", "fid", "sweep", "evaluate_snapshot"])}
     for rule, files in jobs:
         assert files["benchmark"].startswith(f"results/benchmarks/digits-gmm/{rule}/"), files
         if rule in PER_MODEL_RULES:  # named as the log: the run's name
@@ -496,17 +497,28 @@ def test_grids_of_other_settings_never_overwrite_each_other(workdir: Path) -> No
 
 
 def test_the_default_grid_plans_no_snapshot_job(workdir: Path) -> None:
-    """Without train.snapshots: no evaluate_snapshot job, no ranking-stability table or learning
+    """Without train.snapshots: no snapshot evaluation, no ranking-stability table or learning
     curve, and no train job's run config (its params, printed in its command) names snapshots;
-    config/budget.yaml plans one evaluate_snapshot job per run and snapshot step below 1200."""
+    config/budget.yaml plans one evaluate job per run, which evaluates its snapshots below 1200
+    steps (with split evaluation: one evaluate_snapshot job per run and step)."""
     default = snakemake(workdir, "-n", "-p", "--cores", "1").stdout
     assert "evaluate_snapshot" not in default and "--train-step" not in default
+    assert "--snapshots-out-dir" not in default and '"snapshots"' not in default
     assert "ranking_stability" not in default and "learning_curve" not in default
     commands = [line for line in default.splitlines() if "python -m vdm train " in line]
     assert len(commands) == 36 and not any("snapshots" in line for line in commands)
-    budget = _job_counts(snakemake(workdir, "-n", "--cores", "1", "--configfile",
-                                   "config/budget.yaml").stdout)
-    assert budget["train"] == budget["evaluate"] == 18 and budget["evaluate_snapshot"] == 3 * 18
+    budget = snakemake(workdir, "-n", "-p", "--cores", "1", "--configfile",
+                       "config/budget.yaml").stdout
+    counts = _job_counts(budget)
+    assert counts["train"] == counts["evaluate"] == 18 and "evaluate_snapshot" not in counts
+    evaluations = [line for line in budget.splitlines() if "python -m vdm evaluate " in line]
+    assert len(evaluations) == 18 and all(
+        '"snapshots": [150, 300, 600]' in line and "--snapshots-out-dir" in line
+        for line in evaluations)
+    split = _job_counts(snakemake(workdir, "-n", "--cores", "1", "--configfile",
+                                  "config/budget.yaml", "--config",
+                                  "evaluation={'fused':False}").stdout)
+    assert split["evaluate_snapshot"] == 3 * 18 and "evaluate" not in split
 
 
 @pytest.mark.parametrize("config", [[], ["--configfile", "config/budget.yaml"]],

@@ -12,13 +12,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from budget_summary import BUDGETS, make_budget_summary
 from test_snapshots import snapshot_config
 
-from vdm.core.job_specs import evaluate_spec, snapshot_evaluate_spec
+from vdm.core.config import validate_workflow_config
+from vdm.core.job_specs import EvaluateSpec, evaluate_spec, grid_snapshot_steps, snapshot_evaluate_spec
 from vdm.core.provenance import read_json
+from vdm.pipeline.cli import main
 from vdm.pipeline.evaluation_commands import snapshot_state
 from vdm.pipeline.options import default_workflow_config
 from vdm.pipeline.results_commands import collect_metrics
@@ -28,7 +31,7 @@ from vdm.reporting.ranking_stability import ranking_stability_report
 from vdm.reporting.summary_columns import SUMMARY_COLUMNS
 from vdm.reporting.summary_load import load_metrics, summary_long
 from vdm.reporting.table_files import write_tables
-from vdm.training.snapshots import grid_snapshot_steps, snapshot_file, snapshot_metrics
+from vdm.training.snapshots import snapshot_file, snapshot_metrics
 from vdm.training.trainer import LOG_COLUMNS, Trainer, load_trained_model
 
 
@@ -200,3 +203,80 @@ def test_headline_of_a_grid_with_snapshots_reads_the_final_budget() -> None:
     assert f"{reproduced} of the {tested} published claims" in text
     assert text.count("`kingma-gao-sigmoid-fid`") == 1
     assert "1200 steps per run (also evaluated after 100/300 steps)" in text
+
+
+# --------------------------------------------------------------------------- fused evaluation
+def _workflow_config(snapshots: list[int]) -> dict[str, Any]:
+    """A validated workflow config of ``run``'s length (12 steps) with ``snapshots``, small
+    evaluation settings."""
+    return validate_workflow_config({
+        "train": {"steps": 12, "snapshots": snapshots}, "evaluation": {"denoiser_floor": False},
+        "sample": {"num_samples": 40, "batch_size": 40, "steps": [4], "methods": ["ancestral"]},
+        "nll": {"num_time_samples": 2, "max_examples": 40}, "fid": {"kid_subset_size": 16}})
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("classifier") / "classifier.pt"
+    assert main(["classifier", "--set", "steps=30", "--set", "min_accuracy=0", "--threads", "1",
+                 "--out", str(path)]) == 0
+    return path
+
+
+def _evaluate(spec: str, model: Path, out: Path, run: Path, classifier: Path,
+              *extra: str) -> int:
+    return main(["evaluate", "--spec", spec, "--threads", "1", "--model", str(model),
+                 "--dataset-classifier", str(classifier), "--cache-root", str(out.parent / "cache"),
+                 "--samples-out", str(out / "samples.npz"), "--nll-out", str(out / "nll.json"),
+                 "--fid-out", str(out / "fid.json"), "--train-json", str(run / "train.json"),
+                 "--metrics-out", str(out / "metrics.json"), *extra])
+
+
+def test_the_fused_job_evaluates_snapshots_as_their_own_jobs_do(
+        run: Path, classifier: Path, tmp_path: Path) -> None:
+    """evaluate with the spec's snapshots writes, for each, the files and numbers of
+    `evaluate --train-step k` with the snapshot spec (split evaluation's evaluate_snapshot job),
+    after the final evaluation's own."""
+    config = _workflow_config([5, 12])
+    spec = evaluate_spec(config, 3)
+    assert spec.snapshots == (5,) and spec.snapshot_spec() == snapshot_evaluate_spec(config, 3)
+    fused, own = tmp_path / "fused", tmp_path / "own"
+    assert _evaluate(spec.to_json(), run / "model.pt", fused, run, classifier,
+                     "--snapshots-out-dir", str(fused / "snapshots")) == 0
+    assert _evaluate(snapshot_evaluate_spec(config, 3).to_json(), run / snapshot_file(5), own, run,
+                     classifier, "--train-step", "5") == 0
+    step5 = fused / "snapshots/step5"
+    assert sorted(p.name for p in step5.iterdir()) == [
+        "fid.json", "metrics.json", "nll.json", "samples.npz"]
+    with np.load(step5 / "samples.npz") as a, np.load(own / "samples.npz") as b:
+        assert np.array_equal(a["images"], b["images"])
+    with np.load(fused / "samples.npz") as final, np.load(own / "samples.npz") as early:
+        assert not np.array_equal(final["images"], early["images"])  # other weights
+    a, b = (read_json(d / "metrics.json") for d in (step5, own))
+    assert a["train_step"] == b["train_step"] == 5 and read_json(
+        fused / "metrics.json")["train_step"] == 12
+    for key in ("nll_bpd", "nll_bpd_se", "fid", "kid", "precision", "recall", "final_loss",
+                "train_seconds", "logsnr_max", "logsnr_min"):
+        assert a[key] == b[key], key
+    assert a["sources"]["snapshot"] == b["sources"]["snapshot"] == str(run / snapshot_file(5))
+
+
+def test_bad_snapshot_options_are_refused_before_any_work(
+        run: Path, classifier: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    spec = evaluate_spec(_workflow_config([5, 12]), 3)
+    out = tmp_path / "out"
+    eight = evaluate_spec(_workflow_config([8, 12]), 3)  # the run saved no step8.pt
+    for spec_json, options, error in [
+            (spec.to_json(), [], "spec key 'snapshots' lists steps: give --snapshots-out-dir"),
+            (spec.snapshot_spec().to_json(), ["--snapshots-out-dir", str(out / "snapshots")],
+             "--snapshots-out-dir is given but spec key 'snapshots' is empty"),
+            (eight.to_json(), ["--snapshots-out-dir", str(out / "snapshots")],
+             f"spec key 'snapshots' lists step 8, but {run / 'snapshots/step8.pt'} does not "
+             "exist")]:
+        assert _evaluate(spec_json, run / "model.pt", out, run, classifier, *options) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and error in lines[0], lines
+    assert not out.exists()  # nothing written
+    with pytest.raises(ValueError, match="spec key 'snapshots': \\[5, 5\\] is not ascending "
+                                         "without repeats"):
+        EvaluateSpec.from_json(json.dumps({**json.loads(spec.to_json()), "snapshots": [5, 5]}))

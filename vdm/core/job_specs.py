@@ -6,30 +6,31 @@ validated workflow config (config/config.yaml + config/schema.yaml) by a builder
 ``python -m vdm <command> --spec {params.spec:q}``; the command reads it with
 :meth:`Spec.from_json`. Since a spec holds only the settings of its own job, a changed setting
 reruns exactly the jobs whose spec changed (Snakemake's ``params`` rerun trigger). Files are not
-settings: the inputs and outputs of a job are the command's path arguments (``--model``,
-``--out`` ...), as Snakemake's ``{input}`` / ``{output}``; paths the config itself names
-(``data_root``, Inception weights) are settings.
+settings: the inputs and outputs of a job are the command's path arguments (``--model``, ``--out``
+...), as Snakemake's ``{input}`` / ``{output}``; paths the config itself names (``data_root``,
+Inception weights) are settings.
 
 Jobs and their specs: ``prepare-data`` :class:`PrepareDataSpec`, ``classifier``
 :class:`ClassifierSpec`, ``noisy-classifier`` :class:`NoisyClassifierSpec`, ``fid-reference``
 :class:`FidReferenceSpec`, ``fid-floor`` :class:`FidFloorSpec`, ``fid`` :class:`FidSpec`,
 ``sample`` :class:`SampleSpec`, ``nll`` :class:`NllSpec`, ``sweep`` :class:`SweepSpec` and the
-fused ``evaluate`` :class:`EvaluateSpec` (also the job of each training snapshot,
-:func:`snapshot_evaluate_spec`). The split (sample / nll / fid / sweep) and fused
-(evaluate) jobs share their settings' definitions and builders (:class:`SamplingSettings`,
-:class:`NllSettings`, :class:`FidSettings`), so each config key is read in one place. Training's
-spec is the run config (:func:`vdm.core.config.workflow_cell`).
+fused ``evaluate`` :class:`EvaluateSpec` (which also evaluates the run's training snapshots; with
+split evaluation each snapshot is a job of its own, :func:`snapshot_evaluate_spec`). The split
+(sample / nll / fid / sweep) and fused (evaluate) jobs share their settings' definitions and
+builders (:class:`SamplingSettings`, :class:`NllSettings`, :class:`FidSettings`), so each config
+key is read in one place. Training's spec is the run config
+(:func:`vdm.core.config.workflow_cell`).
 
 Every key of a spec is required in its JSON (the workflow writes them all), except a key with a
 default (:func:`vdm.core.spec_base.setting`), left out while it holds it, so that the specs of
 grids without the setting are byte for byte what they were before the key existed:
 ``sampling.spacing`` (left out while ``time``), ``fid.features.fresh_reference_size`` and the
-fid-floor's ``num_floor_images`` (left out while null: they exist only with a fresh FID
-reference). An unknown or missing key, a wrong type, a value outside its choices or below its
-minimum, or keys that do not go together (:meth:`~vdm.core.spec_base.Spec.problem`) is a
-one-line ``ValueError`` naming the dotted key. This module imports nothing beyond the standard
-library and :mod:`vdm.core` (:mod:`vdm.core.spec_base`: the typed-JSON base), so the bench
-(below the pipeline) builds the same specs.
+fid-floor's ``num_floor_images`` (left out while null: they exist only with a fresh FID reference),
+the fused evaluation's ``snapshots`` (left out while empty). An unknown or missing key, a wrong
+type, a value outside its choices or below its minimum, or keys that do not go together
+(:meth:`~vdm.core.spec_base.Spec.problem`) is a one-line ``ValueError`` naming the dotted key. This
+module imports nothing beyond the standard library and :mod:`vdm.core` (:mod:`vdm.core.spec_base`:
+the typed-JSON base), so the bench (below the pipeline) builds the same specs.
 """
 
 from __future__ import annotations
@@ -286,6 +287,26 @@ class EvaluateSpec(Spec):
     sweep: tuple[str, ...] = setting("further evaluation settings (as `sweep`, with the primary "
                                      "samples' num_samples and batch_size)")
     bayes_samplers: bool = setting(BAYES_SAMPLERS_DOC, default=False)
+    snapshots: tuple[int, ...] = setting(
+        "also evaluate the run's snapshots after these training steps (snapshots/step<k>.pt "
+        "beside --train-json; each with snapshot_spec(): the primary setting only) into "
+        "--snapshots-out-dir/step<k>/; ascending", minimum=1, default=())
+
+    def problem(self) -> tuple[str, str] | None:
+        if list(self.snapshots) != sorted(set(self.snapshots)):
+            return "snapshots", f"{list(self.snapshots)} is not ascending without repeats"
+        return None
+
+    def snapshot_spec(self) -> EvaluateSpec:
+        """The evaluation of one training snapshot: this spec with the primary sampler setting
+        only (``sweep`` empty: the further sampler and guidance settings are evaluated at the
+        final step only), the ELBO without the probability-flow ODE bound (``nll.ode`` null),
+        no optimal-denoiser gap and no snapshots of its own. Samples, NLL draws, FID settings
+        and ``bayes_samplers`` are the final evaluation's, so a learning curve compares like
+        with like (FID is biased at small sample counts: every budget gets the same
+        ``num_samples``)."""
+        return replace(self, nll=replace(self.nll, ode=None), denoiser_floor=False, sweep=(),
+                       snapshots=())
 
 
 # ----- builders from the validated workflow config ------------------------------------------
@@ -428,31 +449,34 @@ def sweep_spec(config: Mapping[str, Any], seed: int | str) -> SweepSpec:
                      bayes_samplers=bayes_samplers(config))
 
 
+def grid_snapshot_steps(train: Mapping[str, Any]) -> list[int]:
+    """The steps of a workflow config's (validated) ``train.snapshots`` that get a snapshot
+    file of their own, ascending: those below ``train.steps`` (the snapshot at ``train.steps``
+    is ``model.pt``; none when the key is absent)."""
+    return sorted(int(step) for step in train.get("snapshots", []) if step < train["steps"])
+
+
 def evaluate_spec(config: Mapping[str, Any], seed: int | str) -> EvaluateSpec:
     """The fused job: the settings of :func:`sample_spec`, :func:`nll_spec`, :func:`fid_spec`
-    and :func:`sweep_spec` (same builders) in one spec."""
+    and :func:`sweep_spec` (same builders) in one spec, with the run's snapshot steps
+    (:func:`grid_snapshot_steps`): the fused job evaluates them too, in the same process."""
     return EvaluateSpec(seed=int(seed), device=config["device"], ema=True,
                         sampling=sampling_settings(config), nll=nll_settings(config),
                         fid=fid_settings(config),
                         denoiser_floor=config["evaluation"]["denoiser_floor"],
                         sweep=sweep_setting_names(config),
-                        bayes_samplers=bayes_samplers(config))
+                        bayes_samplers=bayes_samplers(config),
+                        snapshots=tuple(grid_snapshot_steps(config["train"])))
 
 
 def snapshot_evaluate_spec(config: Mapping[str, Any], seed: int | str) -> EvaluateSpec:
-    """The ``evaluate`` job of one training snapshot (``train.snapshots``): :func:`evaluate_spec`
-    with the primary sampler setting only (``sweep`` empty: the further sampler and guidance
-    settings are evaluated at the final step only), the ELBO without the probability-flow ODE
-    bound (``nll.ode`` null) and no optimal-denoiser gap. Samples, NLL draws and FID settings
-    are the final evaluation's, so a learning curve compares like with like (FID is biased at
-    small sample counts: every budget gets the same ``num_samples``); a changed sweep, guidance,
-    ODE or denoiser-floor setting therefore leaves the snapshot jobs' specs unchanged.
-    ``bayes_samplers`` is the final evaluation's: a snapshot's primary samples also get the
-    exact denoiser's of the same setting and seed (the snapshot's own schedule)."""
-    final = evaluate_spec(config, seed)
-    return EvaluateSpec(seed=final.seed, device=final.device, ema=final.ema,
-                        sampling=final.sampling, nll=replace(final.nll, ode=None), fid=final.fid,
-                        denoiser_floor=False, sweep=(), bayes_samplers=final.bayes_samplers)
+    """The ``evaluate`` job of one training snapshot with ``evaluation.fused: false`` (the
+    fused job evaluates them itself): :meth:`EvaluateSpec.snapshot_spec` of
+    :func:`evaluate_spec`, so a changed sweep, guidance, ODE or denoiser-floor setting leaves
+    these jobs' specs unchanged. ``bayes_samplers`` is the final evaluation's: a snapshot's
+    primary samples also get the exact denoiser's of the same setting and seed (the snapshot's
+    own schedule)."""
+    return evaluate_spec(config, seed).snapshot_spec()
 
 
 #: the spec type and builder of each command (per-model builders take the seed)

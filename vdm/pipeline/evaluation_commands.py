@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ import torch
 
 from vdm.core.checkpoint import load_checkpoint
 from vdm.core.data import load_fid_reference
-from vdm.core.job_specs import FidSettings
+from vdm.core.job_specs import EvaluateSpec, FidSettings
 from vdm.core.known_density_settings import require_known_density
 from vdm.core.progress import Progress
 from vdm.core.provenance import (
@@ -43,7 +44,7 @@ from vdm.pipeline.sample_command import (
     exact_sampling_mixture,
     write_model_and_exact_samples,
 )
-from vdm.training.snapshots import snapshot_metrics
+from vdm.training.snapshots import snapshot_file, snapshot_metrics
 from vdm.training.trainer import load_trained_model
 
 if TYPE_CHECKING:  # scipy (optional: not on the GPU machines), so only for the annotations
@@ -238,12 +239,20 @@ def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                        help="--model is the run's snapshot after training step K "
                             "(snapshots/step<K>.pt, train.snapshots; checked): --metrics-out "
                             "records train_step K and the run's state at that step")
+    files.add_argument("--snapshots-out-dir", type=Path, metavar="DIR",
+                       help="the spec's snapshots (snapshots/step<k>.pt beside --train-json) "
+                            "-> <dir>/step<k>/samples.npz, nll.json, fid.json, metrics.json "
+                            "(and bayes_samples.npz with spec key bayes_samplers)")
 
 
 def evaluate_main(args: argparse.Namespace) -> None:
     """``sample`` + ``nll`` + ``fid`` (+ ``sweep`` and ``collect``) of one model in one process:
     the interpreter, torch, the model and the data are loaded once. Writes the same files, with
-    the same numbers, as the separate commands."""
+    the same numbers, as the separate commands. Then the spec's ``snapshots``, each as
+    ``evaluate --train-step k`` with :meth:`EvaluateSpec.snapshot_spec
+    <vdm.core.job_specs.EvaluateSpec.snapshot_spec>` would evaluate it (the same files and
+    numbers: every stage draws its noise from the spec's seed), into
+    ``--snapshots-out-dir/step<k>/``."""
     started = time.perf_counter()
     spec = read_spec(args)
     primary = evaluation_setting(spec.sampling)
@@ -257,6 +266,7 @@ def evaluate_main(args: argparse.Namespace) -> None:
     check_bayes_output(spec.bayes_samplers, args.bayes_samples_out, "--bayes-samples-out", primary)
     check_output(spec.denoiser_floor, args.denoiser_floor_out, "denoiser_floor",
                  "--denoiser-floor-out")
+    snapshots = snapshot_outputs(args, spec)
     model, config, device = load_checked_model(args, spec, [primary, *settings])
     mixture = exact_sampling_mixture(config, spec.bayes_samplers)
     snapshot = (None if args.train_step is None else
@@ -283,6 +293,78 @@ def evaluate_main(args: argparse.Namespace) -> None:
     if args.metrics_out:
         collect_metrics(args.train_json, args.nll_out, args.fid_out, args.metrics_out, sweep,
                         args.denoiser_floor_out, snapshot)
+    for step, (path, out) in snapshots.items():
+        evaluate_snapshot(path, step, spec.snapshot_spec(), device, args=args, out=out,
+                          mixture=mixture)
+
+
+@dataclass(frozen=True)
+class SnapshotOutputs:
+    """The files of one snapshot's evaluation, in a folder of its own, named as the final
+    evaluation's (``bayes_samples``: only with spec key ``bayes_samplers``)."""
+
+    samples: Path
+    nll: Path
+    fid: Path
+    metrics: Path
+    bayes_samples: Path | None
+
+    @classmethod
+    def in_folder(cls, folder: Path, bayes_samplers: bool) -> SnapshotOutputs:
+        return cls(folder / "samples.npz", folder / "nll.json", folder / "fid.json",
+                   folder / "metrics.json", folder / "bayes_samples.npz" if bayes_samplers
+                   else None)
+
+
+def snapshot_outputs(args: argparse.Namespace,
+                     spec: EvaluateSpec) -> dict[int, tuple[Path, SnapshotOutputs]]:
+    """Before any work: ``{k: (snapshot file, its outputs)}`` of the spec's ``snapshots``, the
+    files ``snapshots/step<k>.pt`` beside ``--train-json`` (each must exist) and the folders
+    ``--snapshots-out-dir/step<k>`` (one-line ``ValueError`` naming the option or file)."""
+    if not spec.snapshots:
+        if args.snapshots_out_dir is not None:
+            raise ValueError("--snapshots-out-dir is given but spec key 'snapshots' is empty")
+        return {}
+    if args.snapshots_out_dir is None or args.train_json is None or args.metrics_out is None:
+        raise ValueError("spec key 'snapshots' lists steps: give --snapshots-out-dir, "
+                         "--train-json and --metrics-out")
+    if args.train_step is not None:
+        raise ValueError("--train-step: a snapshot's evaluation has no snapshots of its own "
+                         "(spec key 'snapshots' must be empty)")
+    outputs = {}
+    for step in spec.snapshots:
+        path = args.train_json.parent / snapshot_file(step)
+        if not path.is_file():
+            raise FileNotFoundError(f"spec key 'snapshots' lists step {step}, but {path} does "
+                                    "not exist (train.snapshots of the run)")
+        outputs[step] = (path, SnapshotOutputs.in_folder(args.snapshots_out_dir / f"step{step}",
+                                                         spec.bayes_samplers))
+    return outputs
+
+
+def evaluate_snapshot(path: Path, step: int, spec: EvaluateSpec, device, *,
+                      args: argparse.Namespace, out: SnapshotOutputs,
+                      mixture: GaussianMixtureData | None) -> None:
+    """One training snapshot ``path`` (after step ``step``) evaluated with ``spec`` (its
+    primary setting, ELBO and FID) as ``evaluate --train-step step`` would, into ``out``:
+    samples (and the exact denoiser's, with ``mixture``), NLL, FID and the ``metrics.json``
+    recording the run's state at that step (:func:`snapshot_state`)."""
+    started = time.perf_counter()
+    print(f"snapshot after training step {step}: {path} -> {out.metrics.parent}", flush=True)
+    model, config = load_trained_model(path, device, use_ema=spec.ema)
+    snapshot = snapshot_state(path, model, step)  # before any sampling
+    write_model_and_exact_samples(
+        model, mixture, config, device, model_path=path,
+        setting=evaluation_setting(spec.sampling), num_samples=spec.sampling.num_samples,
+        batch_size=spec.sampling.batch_size, seed=spec.seed, ema=spec.ema,
+        clip=spec.sampling.clip, out=out.samples, exact_out=out.bayes_samples, grid=None,
+        started=started, noisy_classifier=None)
+    write_nll(model, config, device, spec.nll, model_path=path, seed=spec.seed, ema=spec.ema,
+              out=out.nll, started=time.perf_counter())
+    score_samples(out.samples, spec.fid, dataset=config.dataset, root=config.data_root,
+                  device=device, args=args, out=out.fid, started=time.perf_counter(),
+                  bayes_samples=out.bayes_samples)
+    collect_metrics(args.train_json, out.nll, out.fid, out.metrics, snapshot=snapshot)
 
 
 def snapshot_state(path: Path, model, train_step: int) -> dict[str, Any]:

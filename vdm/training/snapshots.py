@@ -20,10 +20,11 @@ starts over). A run that starts from step 0 first removes the snapshots of an ea
 (:func:`remove_snapshots`). ``train.json`` lists ``snapshots`` as ``{"step": k, "file": <path
 relative to the run directory>}`` for every listed step (:func:`snapshot_files`).
 
-Evaluating a snapshot (the workflow's ``evaluate_snapshot`` jobs): the steps that get a file of
-their own (:func:`grid_snapshot_steps`, from a grid's ``train`` section) are each evaluated like
-``model.pt``, and their ``metrics.json`` records the training run as it was at that step
-(:func:`snapshot_metrics`).
+Evaluating a snapshot (by the run's fused ``evaluate`` job, or with split evaluation by an
+``evaluate_snapshot`` job of its own): the steps that get a file of their own
+(:func:`vdm.core.job_specs.grid_snapshot_steps`, from a grid's ``train`` section) are each
+evaluated like ``model.pt``, and their ``metrics.json`` records the training run as it was at
+that step (:func:`snapshot_metrics`).
 """
 
 from __future__ import annotations
@@ -49,12 +50,6 @@ def snapshot_steps(train: TrainConfig) -> list[int]:
     """The steps of ``train.snapshots`` that get a file of their own, ascending: those before
     ``train.steps`` (the snapshot at ``train.steps`` is ``model.pt``)."""
     return sorted(step for step in train.snapshots if step < train.steps)
-
-
-def grid_snapshot_steps(train: Mapping[str, Any]) -> list[int]:
-    """:func:`snapshot_steps` of a workflow config's (validated) ``train`` section: the steps of
-    ``train.snapshots`` below ``train.steps``, ascending (none when the key is absent)."""
-    return sorted(int(step) for step in train.get("snapshots", []) if step < train["steps"])
 
 
 def snapshot_metrics(state: Mapping[str, Any]) -> dict[str, Any]:

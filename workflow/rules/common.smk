@@ -5,10 +5,11 @@ import shlex
 
 from vdm.core.config import grid_name, load_config_file, run_config_from_dict, workflow_cell
 from vdm.core.data import dataset_info
-from vdm.core.job_specs import bayes_samplers, job_spec, snapshot_evaluate_spec, sweep_setting_names
+from vdm.core.job_specs import (bayes_samplers, grid_snapshot_steps, job_spec,
+                                snapshot_evaluate_spec, sweep_setting_names)
 from vdm.core.known_density_settings import has_known_density
 from vdm.model.guidance import evaluation_settings
-from vdm.training.snapshots import grid_snapshot_steps, snapshot_file
+from vdm.training.snapshots import snapshot_file
 
 ENV = "../envs/vdm.yaml"
 # Jobs (local, cluster, conda envs) import vdm from this checkout.
@@ -159,8 +160,10 @@ def guided_samples():
 
 # Training budgets (train.snapshots): each step k below train.steps whose saved state
 # (snapshots/step<k>.pt, written by the train job, not one of its declared outputs) is evaluated
-# by its own evaluate_snapshot job into SNAPSHOT_DIR; none without snapshots.
+# into SNAPSHOT_DIR by the run's evaluate job (evaluation.fused, one process per run) or by an
+# evaluate_snapshot job of its own (split evaluation); none without snapshots.
 SNAPSHOT_STEPS = grid_snapshot_steps(config["train"])
+SNAPSHOT_JOBS = bool(SNAPSHOT_STEPS) and not config["evaluation"]["fused"]
 SNAPSHOT_DIR = f"{RUN_DIR}/snapshots/step{{step}}"
 SNAPSHOT_NAME = f"{RUN_NAME}-step{{step}}"  # its log and benchmark files
 
@@ -170,6 +173,17 @@ def snapshot_cells(pattern):
     return expand(pattern, step=SNAPSHOT_STEPS, conditioning=CONDITIONING,
                   parameterization=config["parameterizations"], objective=config["objectives"],
                   schedule=config["schedules"], seed=config["seeds"])
+
+
+def snapshot_outputs():
+    """The fused evaluate job's outputs of the run's snapshots (SNAPSHOT_DIR of every step of
+    SNAPSHOT_STEPS, with the run's wildcards left in; none without snapshots)."""
+    names = {"samples": "samples.npz", "nll": "nll.json", "fid": "fid.json",
+             "metrics": "metrics.json", **({"bayes_samples": "bayes_samples.npz"}
+                                           if BAYES_SAMPLERS else {})}
+    return {f"snapshot_{key}": expand(f"{SNAPSHOT_DIR}/{name}", step=SNAPSHOT_STEPS,
+                                      allow_missing=True)
+            for key, name in names.items()} if SNAPSHOT_STEPS else {}
 
 
 def snapshot_spec(wildcards):
@@ -261,7 +275,7 @@ BENCHMARKS = [benchmark_file(rule) for rule in (
                                                      else []),
     *(["noisy_classifier"] if noisy_classifier_input() else []))]
 BENCHMARKS += [path for rule in ("train", *EVALUATION_RULES) for path in cells(benchmark_file(rule))]
-BENCHMARKS += snapshot_cells(benchmark_file("evaluate_snapshot"))  # none without snapshots
+BENCHMARKS += snapshot_cells(benchmark_file("evaluate_snapshot")) if SNAPSHOT_JOBS else []
 
 # Where the grid's time went (the timing rule): each rule type's benchmark files and the result
 # JSONs its processes wrote (for their start-up seconds; one file per process).
@@ -280,6 +294,6 @@ def timing_results():
         results["fid_classifier"] = [f"{FID_DIR}/classifier.json"]
     if noisy_classifier_input():
         results["noisy_classifier"] = [NOISY_CLASSIFIER.removesuffix(".pt") + ".json"]
-    if SNAPSHOT_STEPS:
+    if SNAPSHOT_JOBS:
         results["evaluate_snapshot"] = snapshot_cells(f"{SNAPSHOT_DIR}/nll.json")
     return results

@@ -30,6 +30,7 @@ if config["evaluation"]["fused"]:
             **denoiser_floor_output(),
             **bayes_samples_output(RUN_DIR),
             **bayes_sweep_output(),
+            **snapshot_outputs(),
         params:
             spec=spec("evaluate"),
             cache=f"{FID_DIR}/{EXTRACTOR}/cache",
@@ -38,7 +39,9 @@ if config["evaluation"]["fused"]:
                 denoiser_floor_out=output.get("denoiser_floor"),
                 bayes_samples_out=output.get("bayes_samples"),
                 sweep_out_dir=(f"{os.path.dirname(output.metrics)}/sweep" if SWEEP_SETTINGS
-                               else None)),
+                               else None),
+                snapshots_out_dir=(f"{os.path.dirname(output.metrics)}/snapshots"
+                                   if SNAPSHOT_STEPS else None)),
         threads: 1
         conda:
             ENV

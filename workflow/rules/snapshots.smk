@@ -1,12 +1,14 @@
 # Per run and training budget (train.snapshots, each step k below train.steps): the state the
 # train job saved after step k, snapshots/step<k>.pt, evaluated by the `evaluate` command as
 # model.pt is (primary sampler setting, ELBO NLL, FID; no sweep, guidance, ODE bound or
-# denoiser floor: vdm.core.job_specs.snapshot_evaluate_spec) into snapshots/step<k>/, whose
-# metrics.json records train_step = k. One job per snapshot, whether evaluation.fused or not.
+# denoiser floor: vdm.core.job_specs.EvaluateSpec.snapshot_spec) into snapshots/step<k>/, whose
+# metrics.json records train_step = k. With evaluation.fused (the default) the run's evaluate
+# job does this in its own process after the final evaluation (evaluate.smk: no start-up per
+# snapshot); with split evaluation each snapshot is the evaluate_snapshot job below.
 # The snapshot files are not declared outputs of train (Snakemake would delete them before
 # rerunning an interrupted training job, whose resume needs them): the job depends on the run's
 # train.json, written after every snapshot, and is handed the snapshot's path.
-if SNAPSHOT_STEPS:
+if SNAPSHOT_JOBS:
 
     rule evaluate_snapshot:
         input:
