@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -25,6 +26,12 @@ from vdm.pipeline.cli import COMMANDS, main
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vdm", *args], capture_output=True, text=True,
                           timeout=600)
+
+
+def run_cli_at_once(*commands: list[str]) -> list[subprocess.CompletedProcess]:
+    """``run_cli`` of each of ``commands``, the processes running at the same time."""
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        return list(pool.map(lambda args: run_cli(*args), commands))
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -93,23 +100,24 @@ def test_train_sample_nll_through_the_cli(tmp_path) -> None:
     summary = json.loads((run / "train.json").read_text())
     assert summary["seed"] == 3 and summary["objective"] == "v" and summary["steps"] == 10
     assert summary["provenance"]["packages"]["torch"]
-    result = run_cli("sample", "--model", str(run / "model.pt"), "--set", "sampling.num_samples=12",
-                     "--set", "sampling.steps=5", "--set", "sampling.method=ddim",
-                     "--out", str(run / "s.npz"), "--grid", str(run / "s.png"))
+    nll_options = ["--set", "nll.num_time_samples=2", "--set", "nll.max_examples=50",
+                   "--set", "denoiser_floor=false"]
+    # sample, nll and nll again (its numbers must repeat): three processes at once, each reading
+    # only the trained model (one process's startup is one core's work)
+    result, nll_result, again = run_cli_at_once(
+        ["sample", "--model", str(run / "model.pt"), "--set", "sampling.num_samples=12",
+         "--set", "sampling.steps=5", "--set", "sampling.method=ddim",
+         "--out", str(run / "s.npz"), "--grid", str(run / "s.png")],
+        ["nll", "--model", str(run / "model.pt"), *nll_options, "--out", str(run / "nll.json")],
+        ["nll", "--model", str(run / "model.pt"), *nll_options, "--out", str(run / "nll2.json")])
     assert result.returncode == 0, result.stderr
     with np.load(run / "s.npz") as npz:
         assert npz["images"].shape == (12, 1, 8, 8) and npz["images"].dtype == np.uint8
-    nll_options = ["--set", "nll.num_time_samples=2", "--set", "nll.max_examples=50",
-                   "--set", "denoiser_floor=false"]
-    result = run_cli("nll", "--model", str(run / "model.pt"), *nll_options,
-                     "--out", str(run / "nll.json"))
-    assert result.returncode == 0, result.stderr
+    assert nll_result.returncode == 0, nll_result.stderr
     nll = json.loads((run / "nll.json").read_text())
     assert nll["num_examples"] == 50 and nll["nll_bpd"] > 0
     assert nll["nll_bpd"] == pytest.approx(nll["nll_reconstruction_bpd"] + nll["nll_prior_bpd"]
                                            + nll["nll_diffusion_bpd"], rel=1e-6)
-    again = run_cli("nll", "--model", str(run / "model.pt"), *nll_options,
-                    "--out", str(run / "nll2.json"))
     assert json.loads((run / "nll2.json").read_text())["nll_bpd"] == nll["nll_bpd"], again.stderr
 
 

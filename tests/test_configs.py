@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -43,12 +44,27 @@ def test_cifar10_config_is_ddpm_sized() -> None:
     assert config["train"]["batch_size"] == 128 and config["train"]["lr"] == 2e-4
 
 
-@pytest.mark.parametrize(("name", "cells"), [("cifar10.yaml", 36), ("mnist.yaml", 36)])
-def test_gpu_config_dry_run_lists_the_full_grid(name: str, cells: int) -> None:
+GPU_GRIDS = {"cifar10.yaml": 36, "mnist.yaml": 36}  # config -> cells of its full grid
+
+
+@pytest.fixture(scope="module")
+def gpu_dry_runs() -> dict[str, subprocess.CompletedProcess]:
+    """``snakemake -n`` of each of GPU_GRIDS in the repo, the processes at once (one Snakemake
+    process's startup and planning is one core's work)."""
     env = venv_environment()
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile",
-                             f"config/{name}", "--directory", str(REPO)], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+
+    def dry_run(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile",
+                               f"config/{name}", "--directory", str(REPO)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=len(GPU_GRIDS)) as pool:
+        return dict(zip(GPU_GRIDS, pool.map(dry_run, GPU_GRIDS), strict=True))
+
+
+@pytest.mark.parametrize(("name", "cells"), sorted(GPU_GRIDS.items()))
+def test_gpu_config_dry_run_lists_the_full_grid(gpu_dry_runs, name: str, cells: int) -> None:
+    result = gpu_dry_runs[name]
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     counts = {}
     for line in result.stdout.splitlines():

@@ -10,7 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 import pytest
@@ -18,6 +21,7 @@ from workflow_copy import copy_workflow, venv_environment
 
 from vdm.reporting.summary_columns import KNOWN_DENSITY_COLUMNS, SUMMARY_COLUMNS
 
+T = TypeVar("T")
 TINY_CELLS = 2 * 2 * 2  # config/test.yaml: objectives x schedules x seeds
 PLOT_NAMES = ("fid_heatmap", "nll_heatmap", "fid_bars", "nll_bars", "fid_vs_nll", "loss_curves",
               "samples_montage", "denoiser_floor")
@@ -27,6 +31,13 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     env = venv_environment()
     return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
                           capture_output=True, text=True, check=check, timeout=1200)
+
+
+def _at_once(calls: list[Callable[[], T]]) -> list[T]:
+    """The results of ``calls``, run in threads at once: each starts a Snakemake process, whose
+    second or two of startup is one core's work (the suite itself runs one test at a time)."""
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+        return list(pool.map(lambda call: call(), calls))
 
 
 @pytest.fixture(scope="module")
@@ -467,11 +478,13 @@ def test_grids_with_other_fid_references_keep_their_own_reference_and_floor(
     """The train split keeps reference.json and floor.json; a test-split or fresh reference (and
     the fresh floor's N) gets its own files, so such grids never rerun each other's jobs."""
     gmm = ["--config", "dataset=digits-gmm"]
-    plain = _planned_outputs(workdir, *gmm)
-    fresh = _planned_outputs(workdir, *gmm[:1], "dataset=digits-gmm",
-                             "fid={'reference_split':'fresh','fresh_reference_size':2000}")
-    fewer = _planned_outputs(workdir, *gmm[:1], "dataset=digits-gmm", "sample={'num_samples':500}",
-                             "fid={'reference_split':'fresh','fresh_reference_size':2000}")
+    plain, fresh, fewer = _at_once([  # three dry runs at once
+        lambda: _planned_outputs(workdir, *gmm),
+        lambda: _planned_outputs(workdir, *gmm[:1], "dataset=digits-gmm",
+                                 "fid={'reference_split':'fresh','fresh_reference_size':2000}"),
+        lambda: _planned_outputs(workdir, *gmm[:1], "dataset=digits-gmm",
+                                 "sample={'num_samples':500}",
+                                 "fid={'reference_split':'fresh','fresh_reference_size':2000}")])
     root = "results/digits-gmm/fid/classifier"
     assert {f"{root}/reference.json", f"{root}/floor.json"} <= plain
     assert {f"{root}/reference-fresh2000.json", f"{root}/floor-fresh2000-n1000.json"} <= fresh
@@ -566,11 +579,26 @@ BAD_CONFIGS = [  # (YAML of the config file, what the one-line error must say)
 ]
 
 
+@pytest.fixture(scope="module")
+def bad_config_runs(tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
+    """``snakemake --cores 1 --configfile bad.yaml`` for each of BAD_CONFIGS, each in its own
+    copy of the workflow (run at once): {YAML text: (the copy, the finished process)}."""
+    works = []
+    for yaml_text, _ in BAD_CONFIGS:
+        work = copy_workflow(tmp_path_factory.mktemp("bad_config"))
+        (work / "bad.yaml").write_text(yaml_text + "\n")
+        works.append(work)
+    results = _at_once([lambda work=work: snakemake(work, "--cores", "1", "--configfile",
+                                                    "bad.yaml", check=False) for work in works])
+    runs = {yaml_text: (work, result) for (yaml_text, _), work, result in
+            zip(BAD_CONFIGS, works, results, strict=True)}
+    assert len(runs) == len(BAD_CONFIGS)  # one per YAML text
+    return runs
+
+
 @pytest.mark.parametrize(("yaml_text", "message"), BAD_CONFIGS)
-def test_bad_config_fails_before_any_job(tmp_path: Path, yaml_text: str, message: str) -> None:
-    work = copy_workflow(tmp_path)
-    (work / "bad.yaml").write_text(yaml_text + "\n")
-    result = snakemake(work, "--cores", "1", "--configfile", "bad.yaml", check=False)
+def test_bad_config_fails_before_any_job(bad_config_runs, yaml_text: str, message: str) -> None:
+    work, result = bad_config_runs[yaml_text]
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("Invalid config: ")]
     assert errors == ["Invalid config: " + errors[0].removeprefix("Invalid config: ")]
@@ -594,6 +622,7 @@ def test_default_profile_is_found(workdir: Path) -> None:
 
 
 TIMING_COLUMNS = ("train_seconds",)
+RESUMED_SEEDS = [0]  # the killed grid: config/test.yaml's cells of these seeds
 
 
 @pytest.mark.slow
@@ -611,14 +640,17 @@ def test_sigkilled_grid_resumes_to_identical_numbers(finished: Path, tmp_path: P
     while a model's evaluation has written its samples but not yet its FID, or while the FID
     reference statistics are being cached (their files are then truncated, as a kill during
     their write would leave them); `snakemake --unlock` and the same command then finish the
-    grid with the numbers of the uninterrupted run (`finished`): a second run of the same config
-    also shows that two runs with the same seeds give identical summary.csv numbers."""
+    grid with the numbers of the uninterrupted run (`finished`): a second run of the same cells
+    also shows that two runs with the same seeds give identical summary.csv numbers. The killed
+    grid is the tiny grid's seed 0 (RESUMED_SEEDS: half the jobs; the kill still lands while
+    its models train), compared with exactly those rows of `finished`, the two-seed grid."""
     work = copy_workflow(tmp_path)
     runs = "results/digits/runs/*/*/*/*/seed*"
     cache = "results/digits/fid/classifier/cache"
     trigger = {"training": f"{runs}/state.pt", "evaluation": f"{runs}/samples.npz",
                "reference": f"{cache}/*.pt"}[moment]
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"]
+    grid = ["--configfile", "config/test.yaml", "--config", f"seeds={RESUMED_SEEDS}"]
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", *grid]
     process = subprocess.Popen(command, cwd=work, env=venv_environment(), start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 900
@@ -637,7 +669,7 @@ def test_sigkilled_grid_resumes_to_identical_numbers(finished: Path, tmp_path: P
     assert {"training": interrupted, "evaluation": half_evaluated, "reference": cached}[moment]
     assert not (work / "results/test/tables/summary.csv").exists()
     snakemake(work, "--unlock")
-    result = snakemake(work, "--cores", "2", "--configfile", "config/test.yaml", check=False)
+    result = snakemake(work, "--cores", "2", *grid, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
     for run in interrupted:  # resumed from the (last) checkpoint that survived the kill
         resumed = json.loads((run / "train.json").read_text())["resumed_from"]
@@ -646,6 +678,9 @@ def test_sigkilled_grid_resumes_to_identical_numbers(finished: Path, tmp_path: P
         assert {p.name + ".bad" for p in cached} <= {p.name for p in work.glob(f"{cache}/*.bad")}
     before = pd.read_csv(finished / "results/test/tables/summary.csv")
     after = pd.read_csv(work / "results/test/tables/summary.csv")
+    assert sorted(set(after["seed"])) == RESUMED_SEEDS
+    assert len(after) == TINY_CELLS // 2 * len(RESUMED_SEEDS)  # config/test.yaml has 2 seeds
+    before = before[before["seed"].isin(RESUMED_SEEDS)].reset_index(drop=True)  # the same cells
     deterministic = [c for c in SUMMARY_COLUMNS if c in before and c not in TIMING_COLUMNS]
     assert list(after.columns) == list(before.columns)
     before, after = before[deterministic], after[deterministic]
