@@ -13,11 +13,12 @@ from scipy.stats import chisquare
 
 from vdm.core.digits_gmm import load_mixture
 from vdm.model.bayes_denoiser import BayesDenoiser, BayesEpsNetwork, BayesNoisyClassifier
-from vdm.model.guidance import Guidance, classifier_log_prob_grad, sample_guided
+from vdm.model.guidance import classifier_log_prob_grad, sample_guided
 from vdm.model.likelihood import elbo_bpd
 from vdm.model.ode import log_prob
 from vdm.model.sampler import sample_batch
 from vdm.model.schedules import alpha_sigma, get_schedule
+from vdm.model.setting_names import Guidance
 
 LOG_SNRS = (-8.0, -2.0, 0.0, 3.0, 7.0, 12.0)
 pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is fastest

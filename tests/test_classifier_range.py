@@ -14,13 +14,8 @@ import torch
 
 from vdm.core.config import run_config_from_dict
 from vdm.model.diffusion import DiffusionModel, build_model
-from vdm.model.guidance import (
-    LAMBDA_RANGE_SLACK,
-    EvaluationSetting,
-    Guidance,
-    classifier_range_check,
-    classifier_range_warning,
-)
+from vdm.model.guidance import LAMBDA_RANGE_SLACK, classifier_range_check, classifier_range_warning
+from vdm.model.setting_names import EvaluationSetting, Guidance
 from vdm.training.noisy_classifier import NoisyClassifier, save_noisy_classifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py

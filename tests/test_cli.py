@@ -192,7 +192,7 @@ def test_job_help_describes_its_spec(capsys) -> None:
                        "--dataset-classifier", "--noisy-classifier", "--cache-root",
                        "--samples-out", "--bayes-samples-out", "--grid", "--nll-out", "--fid-out",
                        "--denoiser-floor-out", "--sweep-out-dir", "--metrics-out",
-                       "--train-step"}
+                       "--train-step", "--snapshots-out-dir"}
     spec_part = " ".join(text.split("spec (EvaluateSpec)")[1].split())
     for key, _, _ in EvaluateSpec.describe():
         assert f" {key} " in spec_part, key

@@ -17,19 +17,18 @@ from vdm.core.data import ImageData, load_dataset
 from vdm.core.provenance import save_torch_atomic
 from vdm.evaluation.evaluate import evaluate_nll
 from vdm.model.diffusion import DiffusionModel, build_model, drop_labels
-from vdm.model.guidance import (
-    GUIDANCE_KINDS,
-    Guidance,
-    classifier_log_prob_grad,
-    evaluations_per_call,
-    guided_eps_fn,
-    guided_nfe,
-    sample_guided,
-    sample_labels,
-)
+from vdm.model.guidance import classifier_log_prob_grad, guided_eps_fn, sample_guided, sample_labels
 from vdm.model.network import UNet
-from vdm.model.sampler import SAMPLERS, network_evaluations, sample
+from vdm.model.sampler import sample
 from vdm.model.schedules import alpha_sigma
+from vdm.model.setting_names import (
+    GUIDANCE_KINDS,
+    SAMPLERS,
+    Guidance,
+    evaluations_per_call,
+    guided_nfe,
+    network_evaluations,
+)
 from vdm.training.noisy_classifier import (
     NoisyClassifier,
     load_noisy_classifier,

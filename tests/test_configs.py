@@ -129,7 +129,7 @@ def test_groundtruth_conditional_config_guides_three_ways_on_the_known_density()
     oracle guidance at the same weights passes every cross-key check; the same grid on digits
     (no known density) is the one-line config error naming guidance.kinds."""
     from vdm.core.config import validate_workflow_config
-    from vdm.model.guidance import evaluation_settings
+    from vdm.model.setting_names import evaluation_settings
 
     config = validate_workflow_config(merged(REPO / "config/groundtruth-conditional.yaml"))
     assert config["name"] == "groundtruth-conditional" and config["dataset"] == "digits-gmm"

@@ -10,15 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from vdm.core.data import (
-    DATASETS,
-    ImageData,
-    dataset_info,
-    levels_to_model,
-    levels_to_pixels,
-    load_dataset,
-    model_to_levels,
-)
+from vdm.core.data import ImageData, levels_to_model, levels_to_pixels, load_dataset, model_to_levels
+from vdm.core.dataset_facts import DATASETS, dataset_info
 
 
 # ----------------------------------------------------------------------------- digits

@@ -12,7 +12,8 @@ import torch
 from gmm_cases import all_points, brute_joint, direct_level_probs, tiny_mixture
 from scipy.stats import chisquare, norm
 
-from vdm.core.data import SPLIT_SIZES, dataset_info, load_dataset
+from vdm.core.data import load_dataset
+from vdm.core.dataset_facts import SPLIT_SIZES, dataset_info
 from vdm.core.digits_gmm import (
     PARAMETERS_FILE,
     GaussianMixtureData,

@@ -13,13 +13,8 @@ import pytest
 import torch
 
 from vdm.core.config import apply_overrides, grid_name, validate_workflow_config
-from vdm.core.data import (
-    FRESH_SETS,
-    levels_to_pixels,
-    load_dataset,
-    load_fid_reference,
-    load_fresh_samples,
-)
+from vdm.core.data import levels_to_pixels, load_dataset, load_fid_reference, load_fresh_samples
+from vdm.core.dataset_facts import FRESH_SETS
 from vdm.core.digits_gmm import FRESH_SETS as GMM_FRESH_SETS
 from vdm.core.digits_gmm import FRESH_STREAM, SPLIT_SEED, SPLIT_STREAMS, _rng, load_mixture
 from vdm.core.job_specs import FeatureSettings, FidFloorSpec, job_spec

@@ -22,7 +22,7 @@ from vdm.core.job_specs import (
     sweep_setting_names,
 )
 from vdm.core.spec_base import with_overrides
-from vdm.model.guidance import evaluation_settings
+from vdm.model.setting_names import evaluation_settings
 
 DEFAULT = validate_workflow_config({})
 AXES = validate_workflow_config({**load_config_file("config/test.yaml"),
@@ -113,7 +113,9 @@ CHANGES: dict[str, tuple[str, set[str]]] = {
         ("steps", 5), ("batch_size", 8), ("lr", 0.01), ("schedule_lr", 0.01),
         ("warmup_steps", 1), ("weight_decay", 0.1), ("adam_beta2", 0.99), ("grad_clip", 2.0),
         ("ema_decay", 0.9), ("log_every", 2), ("checkpoint_every", 2), ("bf16", "true"),
-        ("compile", "true"), ("threads", 2), ("snapshots", "[100]"))},
+        ("compile", "true"), ("threads", 2))},
+    # the fused evaluate job evaluates the snapshots too (a step at train.steps: IN_CONTEXT)
+    "train.snapshots": ("train.snapshots=[100]", {"evaluate"}),
     "evaluation.denoiser_floor": ("evaluation.denoiser_floor=false", {"nll", "evaluate"}),
     "evaluation.fused": ("evaluation.fused=false", NONE),
     # off on digits either way (null: on exactly with a known density; on digits-gmm: IN_CONTEXT)
@@ -161,6 +163,7 @@ IN_CONTEXT = [  # changes that matter only with another setting on: (base overri
     (["conditioning.enabled=true", "guidance.kinds=[cfg]", "guidance.weights=[0,2]"],
      "guidance.kinds=[cfg,classifier]", {"sweep", "evaluate"}),
     ([], "sample.spacings=[karras]", {"sample", "evaluate"}),
+    ([], "train.snapshots=[300]", NONE),  # the snapshot at train.steps is model.pt itself
     (["dataset=digits-gmm"], "evaluation.bayes_samplers=false",
      {"sample", "fid", "sweep", "evaluate"}),
 ]

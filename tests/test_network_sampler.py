@@ -106,7 +106,7 @@ def test_heun_and_ddim_with_many_steps_agree_on_the_same_noise() -> None:
 
 @pytest.mark.parametrize("method", ["ancestral", "ddim", "heun", "dpmpp2m"])
 def test_network_evaluations_are_counted(method: str) -> None:
-    from vdm.model.sampler import network_evaluations
+    from vdm.model.setting_names import network_evaluations
 
     calls = []
     eps_fn = gaussian_optimal_eps_fn(0.5)
@@ -129,7 +129,7 @@ def test_what_n_steps_count(method: str, nfe: int) -> None:
     network evaluations, ``2N + 1`` for Heun (its last step's correction is made, at
     ``lambda_max``; EDM's N-step Heun ends at sigma = 0 and skips it, 2N - 1). The exact
     noise level of every call, in order."""
-    from vdm.model.sampler import network_evaluations
+    from vdm.model.setting_names import network_evaluations
 
     schedule, steps = get_schedule("cosine"), 7
     grid = schedule(torch.linspace(1.0, 0.0, steps + 1)).float()

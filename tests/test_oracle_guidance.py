@@ -16,21 +16,18 @@ from vdm.core.config import validate_workflow_config
 from vdm.core.digits_gmm import GaussianMixtureData, load_mixture
 from vdm.evaluation.known_density import oracle_classifier
 from vdm.model.bayes_denoiser import BayesDenoiser, BayesEpsNetwork, BayesNoisyClassifier
-from vdm.model.guidance import (
+from vdm.model.guidance import check_guidance, guided_eps_fn, oracle_range_check, sample_guided
+from vdm.model.schedules import alpha_sigma, get_schedule
+from vdm.model.setting_names import (
     EvaluationSetting,
     Guidance,
-    check_guidance,
     classifier_evaluations_per_call,
     evaluation_settings,
     evaluations_per_call,
-    guided_eps_fn,
     guided_nfe,
-    oracle_range_check,
+    network_evaluations,
     parse_setting,
-    sample_guided,
 )
-from vdm.model.sampler import network_evaluations
-from vdm.model.schedules import alpha_sigma, get_schedule
 from vdm.pipeline.cli import main
 from vdm.pipeline.evaluation_commands import check_sweep_settings
 from vdm.reporting import guidance_plots

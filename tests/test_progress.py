@@ -198,8 +198,9 @@ def digits_test():
 def test_sampling_reports_each_network_evaluation_of_all_batches(tiny_model, method: str,
                                                                  nfe: int) -> None:
     """10 samples in batches of 4: 3 batches of NFE evaluations (N + 1, Heun 2N + 1 for N = 3)."""
-    from vdm.model.guidance import Guidance, sample_guided
+    from vdm.model.guidance import sample_guided
     from vdm.model.sampler import sample
+    from vdm.model.setting_names import Guidance
 
     kw = {"num_samples": 10, "num_classes": None, "image_shape": (1, 8, 8), "num_levels": 17,
           "steps": 3, "method": method, "batch_size": 4, "seed": 1}

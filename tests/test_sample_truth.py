@@ -28,8 +28,9 @@ from vdm.evaluation.sample_truth import (
     sample_truth,
 )
 from vdm.model.bayes_denoiser import BayesDenoiser
-from vdm.model.guidance import Guidance, sample_guided
+from vdm.model.guidance import sample_guided
 from vdm.model.schedules import get_schedule
+from vdm.model.setting_names import Guidance
 from vdm.reporting import sampler_plots
 from vdm.reporting.known_answer import known_answer_latex, known_answer_markdown
 from vdm.reporting.summary_columns import (

@@ -16,23 +16,18 @@ from conftest import gaussian_optimal_eps_fn
 from vdm.core import job_specs
 from vdm.core.config import apply_overrides, validate_workflow_config
 from vdm.core.spec_base import with_overrides
-from vdm.model.guidance import (
+from vdm.model.sampler import _ancestral_or_ddim, _dpmpp_2m, _heun, _predict_x, sample_batch
+from vdm.model.schedules import get_schedule, schedule_endpoints
+from vdm.model.setting_names import (
     GUIDANCE_KINDS,
+    SAMPLERS,
+    SPACINGS,
     EvaluationSetting,
     Guidance,
     evaluation_settings,
     parse_setting,
 )
-from vdm.model.sampler import (
-    SAMPLERS,
-    _ancestral_or_ddim,
-    _dpmpp_2m,
-    _heun,
-    _predict_x,
-    sample_batch,
-)
-from vdm.model.schedules import get_schedule, schedule_endpoints
-from vdm.model.step_grids import KARRAS_RHO, SPACINGS, log_snr_grid
+from vdm.model.step_grids import KARRAS_RHO, log_snr_grid
 from vdm.pipeline.results_commands import evaluation_record
 from vdm.reporting import sampler_plots
 from vdm.reporting.summary_load import load_metrics

@@ -48,13 +48,8 @@ from typing import Any
 import torch
 
 from vdm.bench.clock import sync
-from vdm.core.data import (
-    FRESH_REFERENCE,
-    ImageData,
-    dataset_info,
-    load_dataset,
-    load_fid_reference,
-)
+from vdm.core.data import ImageData, load_dataset, load_fid_reference
+from vdm.core.dataset_facts import FRESH_REFERENCE, dataset_info
 from vdm.core.job_specs import classifier_spec, fid_settings, nll_settings, sampling_settings
 from vdm.core.provenance import resolve_device, strict_fp32
 from vdm.evaluation.evaluate import evaluate_nll

@@ -47,7 +47,8 @@ from vdm.bench.measure import run_bench
 from vdm.bench.sizes import Sizes
 from vdm.bench.train_timing import time_real_trainer
 from vdm.core.config import apply_overrides
-from vdm.core.data import dataset_info, synthetic_dataset
+from vdm.core.data import synthetic_dataset
+from vdm.core.dataset_facts import dataset_info
 from vdm.core.provenance import resolve_device, strict_fp32, write_json_atomic
 from vdm.evaluation.evaluate import evaluate_nll
 from vdm.model.diffusion import build_model

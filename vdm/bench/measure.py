@@ -53,7 +53,8 @@ from vdm.bench.report import collect_result
 from vdm.bench.sizes import Sizes
 from vdm.bench.train_timing import measure_train_efficiency
 from vdm.core.config import apply_overrides
-from vdm.core.data import SPLIT_SIZES, ImageData, dataset_info, synthetic_dataset
+from vdm.core.data import ImageData, synthetic_dataset
+from vdm.core.dataset_facts import SPLIT_SIZES, dataset_info
 from vdm.core.provenance import provenance, resolve_device
 
 SYNTHETIC_MAX_TRAIN = 8192  # images in a synthetic training set (at most)

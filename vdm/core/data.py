@@ -29,47 +29,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from vdm.core.dataset_facts import (
+    DATASET_INFO,
+    FRESH_REFERENCE,
+    FRESH_SETS,
+    SPLIT_SIZES,
+    SPLITS,
+    check_dataset_name,
+)
 from vdm.core.known_density_settings import KNOWN_DENSITY_DATASETS, has_known_density
-
-DATASETS: tuple[str, ...] = ("digits", "mnist", "cifar10", "digits-gmm")
-SPLITS: tuple[str, ...] = ("train", "test")
-#: ``fid.reference_split`` value whose reference is fresh true samples (:func:`load_fid_reference`)
-FRESH_REFERENCE = "fresh"
-#: The sets of fresh true samples of a dataset with a known distribution (not splits: no model
-#: trains or is evaluated on them; each from its own fixed random stream,
-#: :data:`vdm.core.digits_gmm.FRESH_SETS`): the FID reference and the FID floor's samples.
-FRESH_SETS: tuple[str, ...] = ("fresh-reference", "fresh-floor")
-
-_INFO: dict[str, dict[str, Any]] = {
-    "digits": {"shape": (1, 8, 8), "num_levels": 17, "num_classes": 10},
-    "mnist": {"shape": (1, 28, 28), "num_levels": 256, "num_classes": 10},
-    "cifar10": {"shape": (3, 32, 32), "num_levels": 256, "num_classes": 10},
-    "digits-gmm": {"shape": (1, 8, 8), "num_levels": 17, "num_classes": 10},
-}
-
-#: Number of images in each split of the real datasets.
-SPLIT_SIZES: dict[str, dict[str, int]] = {
-    "digits": {"train": 1497, "test": 300},
-    "mnist": {"train": 60000, "test": 10000},
-    "cifar10": {"train": 50000, "test": 10000},
-    "digits-gmm": {"train": 1497, "test": 2000},  # why 2000: vdm.core.digits_gmm.SPLIT_SIZES
-}
 
 #: Fixed digits split: ``train_test_split(test_size=300, random_state=0, stratify=labels)``.
 DIGITS_TEST_SIZE = 300
 DIGITS_SEED = 0
 
 _HINT = "set `download: true` or point `data_root` at a directory holding the files"
-
-
-def dataset_info(name: str) -> dict[str, Any]:
-    """Static facts about dataset ``name`` without loading it.
-
-    Returns ``{"shape": (C, H, W), "num_levels": K, "num_classes": 10}``; shape in pixels.
-    Raises ``ValueError`` for an unknown name.
-    """
-    _check_name(name)
-    return dict(_INFO[name])
 
 
 def levels_to_model(levels: torch.Tensor, num_levels: int) -> torch.Tensor:
@@ -130,7 +104,7 @@ class ImageData:
     tensors field-by-field is ambiguous, so compare ``images``/``labels`` explicitly.
 
     Attributes:
-        name: dataset name, one of :data:`DATASETS`.
+        name: dataset name, one of :data:`vdm.core.dataset_facts.DATASETS`.
         split: ``"train"`` or ``"test"``.
         images: ``uint8`` tensor ``(N, C, H, W)`` of level indices in ``[0, num_levels-1]``.
         labels: ``int64`` tensor ``(N,)`` of class labels in ``0..9``.
@@ -191,7 +165,7 @@ def load_dataset(
     samples); both ignore ``root`` and ``download``.
     Raises ``ValueError`` (bad name/split) or ``FileNotFoundError`` (missing files).
     """
-    _check_name(name)
+    check_dataset_name(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} for dataset {name!r}; expected one of {SPLITS}")
     root = Path(root)
@@ -210,7 +184,7 @@ def load_dataset(
         split=split,
         images=torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
         labels=torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)),
-        num_levels=_INFO[name]["num_levels"],
+        num_levels=DATASET_INFO[name]["num_levels"],
     )
 
 
@@ -220,7 +194,7 @@ def load_fresh_samples(name: str, which: str, num_images: int) -> ImageData:
     set ``which`` (:data:`FRESH_SETS`; disjoint from the splits' streams): the same images on
     every call, labelled with their component's class; ``split`` is ``which``.
     One-line ``ValueError`` for an unknown set or a dataset without a known distribution."""
-    _check_name(name)
+    check_dataset_name(name)
     if which not in FRESH_SETS:
         raise ValueError(f"unknown set of fresh samples {which!r}; expected one of {FRESH_SETS}")
     if not has_known_density(name):
@@ -233,7 +207,7 @@ def load_fresh_samples(name: str, which: str, num_images: int) -> ImageData:
     return ImageData(name=name, split=which,
                      images=torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
                      labels=torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)),
-                     num_levels=_INFO[name]["num_levels"])
+                     num_levels=DATASET_INFO[name]["num_levels"])
 
 
 def load_fid_reference(name: str, split: str, root: str | os.PathLike = "data",
@@ -270,25 +244,21 @@ def synthetic_dataset(name: str, split: str, num_examples: int | None = None,
 
     Level indices i.i.d. uniform on ``{0, ..., K-1}``, labels uniform on ``0..9``, drawn from
     ``torch.Generator().manual_seed(seed)`` (a different stream per split); ``num_examples``
-    defaults to the real split's size (:data:`SPLIT_SIZES`). For measuring compute (the bench,
-    the GPU check) where the images' content does not matter and no download is possible.
+    defaults to the real split's size (:data:`vdm.core.dataset_facts.SPLIT_SIZES`). For
+    measuring compute (the bench, the GPU check) where the images' content does not matter and
+    no download is possible.
     """
-    _check_name(name)
+    check_dataset_name(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} for dataset {name!r}; expected one of {SPLITS}")
     n = SPLIT_SIZES[name][split] if num_examples is None else num_examples
-    info = _INFO[name]
+    info = DATASET_INFO[name]
     generator = torch.Generator().manual_seed(seed * 2 + SPLITS.index(split))
     images = torch.randint(0, info["num_levels"], (n, *info["shape"]), generator=generator,
                            dtype=torch.uint8)
     labels = torch.randint(0, info["num_classes"], (n,), generator=generator)
     return ImageData(name=name, split=split, images=images, labels=labels,
                      num_levels=info["num_levels"])
-
-
-def _check_name(name: str) -> None:
-    if name not in _INFO:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
 
 
 #: The fixed split as index arrays into scikit-learn's digits, in the order

@@ -56,7 +56,7 @@ from vdm.core.provenance import atomic_output
 #: The shipped parameters (package data).
 PARAMETERS_FILE = Path(__file__).with_name("digits_gmm.npz")
 
-#: Split sizes (registered in :data:`vdm.core.data.SPLIT_SIZES` too, which cannot import this
+#: Split sizes (registered in :data:`vdm.core.dataset_facts.SPLIT_SIZES` too, which cannot import this
 #: module: scipy; tests/test_digits_gmm.py checks they agree). ``train`` is the size of
 #: digits' train split, so models see as many images as on digits. ``test`` is larger than
 #: digits' 300: the per-image standard deviation of ``-log2 P(x) / D`` is 0.19 bits/dim, so the

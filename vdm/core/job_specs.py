@@ -48,7 +48,7 @@ DATA_ROOT_DOC = "folder holding MNIST/ or cifar-10-batches-py/ (ignored for digi
 DEVICE_DOC = "torch device: auto (CUDA when present) | cpu | cuda[:i]"
 SEED_DOC = "seed of the evaluation's noise (the workflow: the run's seed)"
 EMA_DOC = "evaluate the EMA weights (false: the raw weights)"
-#: the step spacings of ``sample.spacings`` (vdm.model.step_grids.SPACINGS; this module imports
+#: the step spacings of ``sample.spacings`` (vdm.model.setting_names.SPACINGS; this module imports
 #: nothing from vdm.model)
 SPACINGS = ("time", "logsnr", "karras")
 BAYES_SAMPLERS_DOC = ("also sample every unguided setting with the exact denoiser eps* of the "
@@ -327,9 +327,9 @@ def sampling_settings(config: Mapping[str, Any]) -> SamplingSettings:
 
 def sweep_setting_names(config: Mapping[str, Any]) -> tuple[str, ...]:
     """Names of the further evaluation settings, in the order of
-    :func:`vdm.model.guidance.evaluation_settings` without its first (primary) one: every
+    :func:`vdm.model.setting_names.evaluation_settings` without its first (primary) one: every
     sampler x steps x spacing with no guidance and each guidance kind at each weight > 0 (the
-    names of :attr:`vdm.model.guidance.EvaluationSetting.name`: no spacing tag for ``time``)."""
+    names of :attr:`vdm.model.setting_names.EvaluationSetting.name`: no spacing tag for ``time``)."""
     guidance = config["guidance"]
     tags = [""] + [f"-{kind}-{float(w):g}" for kind in guidance["kinds"]
                    for w in guidance["weights"] if w > 0]

@@ -27,13 +27,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from vdm.core.data import (
-    FRESH_REFERENCE,
-    ImageData,
-    load_dataset,
-    load_fid_reference,
-    load_fresh_samples,
-)
+from vdm.core.data import ImageData, load_dataset, load_fid_reference, load_fresh_samples
+from vdm.core.dataset_facts import FRESH_REFERENCE
 from vdm.core.progress import ProgressCallback
 from vdm.evaluation.fid import compute_metrics
 

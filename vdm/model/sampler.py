@@ -27,7 +27,8 @@ lambda)`` (Karras et al. 2022, EDM, eq. 4 with the VP scaling taken out), and
 
 The final ``z_0`` is denoised once more and rounded to the nearest of the data's ``K`` levels;
 images are returned as uint8 pixels ``0..255`` (``round(k * 255 / (K - 1))``).
-:func:`network_evaluations` gives the number of network evaluations (NFE) of each sampler.
+:func:`vdm.model.setting_names.network_evaluations` gives the number of network evaluations
+(NFE) of each sampler.
 
 What ``N`` steps count: ``N`` steps on the grid (``lambda(1 - i/N)`` with ``time`` spacing)
 from ``lambda(1) = lambda_min`` to ``lambda(0) = lambda_max`` (not to ``sigma = 0``), then the
@@ -54,20 +55,8 @@ from vdm.core.data import levels_to_pixels, model_to_levels
 from vdm.core.progress import ProgressCallback, counting_calls
 from vdm.model.likelihood import EpsFn
 from vdm.model.schedules import alpha_sigma
+from vdm.model.setting_names import network_evaluations
 from vdm.model.step_grids import log_snr_grid
-
-SAMPLERS = ("ancestral", "ddim", "heun", "dpmpp2m")
-
-
-def network_evaluations(method: str, steps: int) -> int:
-    """Network evaluations (NFE) per image of ``method`` with ``steps`` steps, the final
-    denoising included: ``2 N + 1`` for Heun, ``N + 1`` for the others (what the steps are:
-    module docstring)."""
-    if method not in SAMPLERS:
-        raise ValueError(f"sample method must be one of {SAMPLERS}, got {method!r}")
-    if steps < 1:
-        raise ValueError(f"sample steps must be >= 1, got {steps}")
-    return (2 * steps if method == "heun" else steps) + 1
 
 
 def _predict_x(eps_fn: EpsFn, z: torch.Tensor, log_snr: torch.Tensor, clip: bool
@@ -176,9 +165,10 @@ def batch_progress(eps_fn: EpsFn, progress: ProgressCallback | None, index: int,
                    num_samples: int, batch_size: int, method: str, steps: int) -> EpsFn:
     """``eps_fn`` for batch ``index`` (0-based) of a sampling loop, reporting to ``progress``
     after each call: ``progress(done, total, batch="b/B")`` with ``done`` the calls of the
-    batches before (``index x NFE``, :func:`network_evaluations`) plus this batch's, of ``total
-    = B x NFE`` over the ``B = ceil(num_samples / batch_size)`` batches, and ``progress(0, total)``
-    before the first batch. ``eps_fn`` itself without ``progress``; the samples do not change."""
+    batches before (``index x NFE``, :func:`~vdm.model.setting_names.network_evaluations`) plus
+    this batch's, of ``total = B x NFE`` over the ``B = ceil(num_samples / batch_size)``
+    batches, and ``progress(0, total)`` before the first batch. ``eps_fn`` itself without
+    ``progress``; the samples do not change."""
     if progress is None:
         return eps_fn
     per_batch = network_evaluations(method, steps)

@@ -32,17 +32,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: the step spacings, the default first
-SPACINGS: tuple[str, ...] = ("time", "logsnr", "karras")
+from vdm.model.setting_names import check_spacing
+
 #: EDM's exponent of the ``karras`` spacing (Karras et al. 2022, eq. 5 and Table 1)
 KARRAS_RHO = 7.0
-
-
-def check_spacing(spacing: str) -> None:
-    """One-line ``ValueError`` naming ``sample.spacings`` for an unknown spacing."""
-    if spacing not in SPACINGS:
-        raise ValueError(f"sample.spacings: unknown step spacing {spacing!r}; choose one of "
-                         f"{list(SPACINGS)}")
 
 
 def log_snr_grid(schedule: nn.Module, steps: int, spacing: str = "time",

@@ -22,12 +22,9 @@ from vdm.core.provenance import (
     resolve_device,
     write_json_atomic,
 )
-from vdm.model.guidance import (
-    CLASSIFIER_RANGE_KEYS,
-    check_guidance,
-    parse_setting,
-)
+from vdm.model.guidance import CLASSIFIER_RANGE_KEYS, check_guidance
 from vdm.model.schedules import schedule_endpoints
+from vdm.model.setting_names import parse_setting
 from vdm.pipeline.nll_command import write_denoiser_floor, write_nll
 from vdm.pipeline.options import (
     check_output,

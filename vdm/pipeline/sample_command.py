@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vdm.core.data import dataset_info
+from vdm.core.dataset_facts import dataset_info
 from vdm.core.job_specs import SamplingSettings
 from vdm.core.progress import Progress
 from vdm.core.provenance import (
@@ -20,13 +20,12 @@ from vdm.core.provenance import (
     resolve_device,
 )
 from vdm.model.guidance import (
-    EvaluationSetting,
-    Guidance,
     classifier_range_check,
     classifier_range_warning,
     oracle_range_check,
     sample_guided,
 )
+from vdm.model.setting_names import EvaluationSetting, Guidance
 from vdm.pipeline.options import (
     file_arguments,
     read_spec,
@@ -56,7 +55,7 @@ def write_samples(model, config, device, *, model_path: Path, setting, num_sampl
                   batch_size: int, seed: int, ema: bool, clip: bool, out: Path,
                   grid: Path | None, started: float, noisy_classifier: Path | None = None,
                   exact: bool = False) -> None:
-    """Draw samples of a loaded model with an :class:`vdm.model.guidance.EvaluationSetting` (sampler,
+    """Draw samples of a loaded model with an :class:`vdm.model.setting_names.EvaluationSetting` (sampler,
     steps, step spacing, guidance); a conditional model's samples are class-balanced (image ``i`` of class
     ``i mod K``). Writes ``samples.npz`` (uint8 ``images``, int64 ``labels`` when there are
     classes, and a meta JSON with the setting and ``wall_seconds`` since ``started``; with
@@ -167,7 +166,7 @@ def write_bayes_samples(model, mixture, config, device, *, model_path: Path, set
 
 
 def evaluation_setting(sampling: SamplingSettings):
-    """The :class:`vdm.model.guidance.EvaluationSetting` of a spec's sampling settings."""
+    """The :class:`vdm.model.setting_names.EvaluationSetting` of a spec's sampling settings."""
     return EvaluationSetting(sampling.method, sampling.steps,
                              Guidance(sampling.guidance_kind, sampling.guidance_weight),
                              sampling.spacing)

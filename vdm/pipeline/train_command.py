@@ -16,7 +16,7 @@ from vdm.core.config import (
     run_config_from_dict,
     validate_workflow_config,
 )
-from vdm.core.data import DATASETS
+from vdm.core.dataset_facts import DATASETS
 from vdm.core.provenance import resolve_device
 from vdm.model.objectives import OBJECTIVES
 from vdm.model.parameterizations import PARAMETERIZATIONS

@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from vdm.core.data import dataset_info
+from vdm.core.dataset_facts import dataset_info
 from vdm.core.provenance import atomic_output
 from vdm.reporting.aggregation import cell_summary, fid_label
 from vdm.reporting.formatting import floor_images
@@ -131,7 +131,7 @@ def floor_line(ax: Axes, floor: Mapping[str, Any] | None, label: bool = True) ->
 
 def uniform_bound_bpd(df: pd.DataFrame) -> float | None:
     """``log₂ K`` bits/dim, the NLL of the uniform distribution over the K levels of the
-    summary's dataset (:func:`vdm.core.data.dataset_info`); ``None`` for several or unknown
+    summary's dataset (:func:`vdm.core.dataset_facts.dataset_info`); ``None`` for several or unknown
     datasets."""
     names = df["dataset"].dropna().unique() if "dataset" in df else []
     try:

@@ -50,7 +50,8 @@ from torch import nn
 
 from vdm.core.checkpoint import CheckpointError, capture_rng_states, load_checkpoint, restore_rng_states
 from vdm.core.config import RunConfig, TrainConfig, run_config_from_dict
-from vdm.core.data import ImageData, dataset_info, load_dataset
+from vdm.core.data import ImageData, load_dataset
+from vdm.core.dataset_facts import dataset_info
 from vdm.core.progress import Progress
 from vdm.core.provenance import (
     atomic_output,

@@ -4,11 +4,11 @@ import os
 import shlex
 
 from vdm.core.config import grid_name, load_config_file, run_config_from_dict, workflow_cell
-from vdm.core.data import dataset_info
+from vdm.core.dataset_facts import dataset_info
 from vdm.core.job_specs import (bayes_samplers, grid_snapshot_steps, job_spec,
                                 snapshot_evaluate_spec, sweep_setting_names)
 from vdm.core.known_density_settings import has_known_density
-from vdm.model.guidance import evaluation_settings
+from vdm.model.setting_names import evaluation_settings
 from vdm.training.snapshots import snapshot_file
 
 ENV = "../envs/vdm.yaml"
