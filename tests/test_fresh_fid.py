@@ -17,7 +17,8 @@ from vdm.core.data import levels_to_pixels, load_dataset, load_fid_reference, lo
 from vdm.core.dataset_facts import FRESH_SETS
 from vdm.core.digits_gmm import FRESH_SETS as GMM_FRESH_SETS
 from vdm.core.digits_gmm import FRESH_STREAM, SPLIT_SEED, SPLIT_STREAMS, _rng, load_mixture
-from vdm.core.job_specs import FeatureSettings, FidFloorSpec, job_spec
+from vdm.core.job_settings import FeatureSettings
+from vdm.core.job_specs import FidFloorSpec, job_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 

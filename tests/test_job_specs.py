@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from vdm.core.config import apply_overrides, load_config_file, validate_workflow_config
+from vdm.core.job_settings import OdeSettings
 from vdm.core.job_specs import (
     JOB_SPECS,
     EvaluateSpec,
     NllSpec,
-    OdeSettings,
     SweepSpec,
     evaluate_spec,
     job_spec,

@@ -176,7 +176,7 @@ def _write_nll_and_collect(tmp_path, dataset: str) -> tuple[dict, dict]:
     import time
 
     from vdm.core.config import run_config_from_dict
-    from vdm.core.job_specs import NllSettings
+    from vdm.core.job_settings import NllSettings
     from vdm.model.diffusion import build_model
     from vdm.pipeline.nll_command import write_nll
     from vdm.pipeline.results_commands import collect_metrics

@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import gaussian_optimal_eps_fn
 
-from vdm.core import job_specs
+from vdm.core import job_settings, job_specs
 from vdm.core.config import apply_overrides, validate_workflow_config
 from vdm.core.spec_base import with_overrides
 from vdm.model.sampler import _ancestral_or_ddim, _dpmpp_2m, _heun, _predict_x, sample_batch
@@ -216,7 +216,7 @@ def test_the_config_key_defaults_to_time_and_refuses_bad_lists() -> None:
 
 
 def test_the_spec_names_the_spacing_only_when_it_is_not_time() -> None:
-    assert job_specs.SPACINGS == SPACINGS
+    assert job_settings.SPACINGS == SPACINGS
     default = job_specs.sample_spec(grid(), 0)
     assert default.sampling.spacing == "time" and "spacing" not in default.to_dict()["sampling"]
     assert "spacing" not in default.to_json()  # the default grid's specs are as before

@@ -14,7 +14,8 @@ import torch
 
 from vdm.core.checkpoint import load_checkpoint
 from vdm.core.data import load_fid_reference
-from vdm.core.job_specs import EvaluateSpec, FidSettings
+from vdm.core.job_settings import FidSettings
+from vdm.core.job_specs import EvaluateSpec
 from vdm.core.known_density_settings import require_known_density
 from vdm.core.progress import Progress
 from vdm.core.provenance import (

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vdm.core.data import load_dataset
-from vdm.core.job_specs import NllSettings, OdeSettings
+from vdm.core.job_settings import NllSettings, OdeSettings
 from vdm.core.progress import Progress
 from vdm.core.provenance import (
     provenance,

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from vdm.core.config import validate_workflow_config
-from vdm.core.job_specs import JOB_SPECS, FeatureSettings, job_spec, spec_templates
+from vdm.core.job_settings import FeatureSettings
+from vdm.core.job_specs import JOB_SPECS, job_spec, spec_templates
 from vdm.core.spec_base import Spec, read_spec_text, with_overrides
 
 

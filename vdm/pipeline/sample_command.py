@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from vdm.core.dataset_facts import dataset_info
-from vdm.core.job_specs import SamplingSettings
+from vdm.core.job_settings import SamplingSettings
 from vdm.core.progress import Progress
 from vdm.core.provenance import (
     atomic_output,
