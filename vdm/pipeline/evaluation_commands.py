@@ -41,6 +41,7 @@ from vdm.pipeline.sample_command import (
     evaluation_setting,
     exact_sampling_mixture,
     write_model_and_exact_samples,
+    write_primary_samples,
 )
 from vdm.training.snapshots import snapshot_file, snapshot_metrics
 from vdm.training.trainer import load_trained_model
@@ -269,12 +270,10 @@ def evaluate_main(args: argparse.Namespace) -> None:
     mixture = exact_sampling_mixture(config, spec.bayes_samplers)
     snapshot = (None if args.train_step is None else
                 snapshot_state(args.model, model, args.train_step))  # before any sampling
-    write_model_and_exact_samples(
-        model, mixture, config, device, model_path=args.model, setting=primary,
-        num_samples=spec.sampling.num_samples, batch_size=spec.sampling.batch_size,
-        seed=spec.seed, ema=spec.ema, clip=spec.sampling.clip, out=args.samples_out,
-        exact_out=args.bayes_samples_out, grid=args.grid, started=started,
-        noisy_classifier=args.noisy_classifier)
+    write_primary_samples(model, mixture, config, device, spec, model_path=args.model,
+                          out=args.samples_out, exact_out=args.bayes_samples_out,
+                          grid=args.grid, started=started,
+                          noisy_classifier=args.noisy_classifier)
     started = time.perf_counter()
     write_nll(model, config, device, spec.nll, model_path=args.model, seed=spec.seed,
               ema=spec.ema, out=args.nll_out, started=started)
@@ -351,12 +350,9 @@ def evaluate_snapshot(path: Path, step: int, spec: EvaluateSpec, device, *,
     print(f"snapshot after training step {step}: {path} -> {out.metrics.parent}", flush=True)
     model, config = load_trained_model(path, device, use_ema=spec.ema)
     snapshot = snapshot_state(path, model, step)  # before any sampling
-    write_model_and_exact_samples(
-        model, mixture, config, device, model_path=path,
-        setting=evaluation_setting(spec.sampling), num_samples=spec.sampling.num_samples,
-        batch_size=spec.sampling.batch_size, seed=spec.seed, ema=spec.ema,
-        clip=spec.sampling.clip, out=out.samples, exact_out=out.bayes_samples, grid=None,
-        started=started, noisy_classifier=None)
+    write_primary_samples(model, mixture, config, device, spec, model_path=path,
+                          out=out.samples, exact_out=out.bayes_samples, grid=None,
+                          started=started)
     write_nll(model, config, device, spec.nll, model_path=path, seed=spec.seed, ema=spec.ema,
               out=out.nll, started=time.perf_counter())
     score_samples(out.samples, spec.fid, dataset=config.dataset, root=config.data_root,

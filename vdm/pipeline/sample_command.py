@@ -172,6 +172,21 @@ def evaluation_setting(sampling: SamplingSettings):
                              sampling.spacing)
 
 
+def write_primary_samples(model, mixture, config, device, spec, *, model_path: Path, out: Path,
+                          exact_out: Path | None, grid: Path | None, started: float,
+                          noisy_classifier: Path | None = None) -> None:
+    """:func:`write_model_and_exact_samples` of a spec's primary samples: its ``sampling``
+    settings, ``seed`` and ``ema`` (:class:`~vdm.core.job_specs.SampleSpec` or
+    :class:`~vdm.core.job_specs.EvaluateSpec`)."""
+    sampling = spec.sampling
+    write_model_and_exact_samples(
+        model, mixture, config, device, model_path=model_path,
+        setting=evaluation_setting(sampling), num_samples=sampling.num_samples,
+        batch_size=sampling.batch_size, seed=spec.seed, ema=spec.ema, clip=sampling.clip,
+        out=out, exact_out=exact_out, grid=grid, started=started,
+        noisy_classifier=noisy_classifier)
+
+
 def sample_main(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     spec = read_spec(args)
@@ -181,12 +196,9 @@ def sample_main(args: argparse.Namespace) -> None:
     device = resolve_device(spec.device)
     model, config = load_trained_model(args.model, device, use_ema=spec.ema)
     mixture = exact_sampling_mixture(config, spec.bayes_samplers)
-    write_model_and_exact_samples(
-        model, mixture, config, device, model_path=args.model, setting=setting,
-        num_samples=spec.sampling.num_samples, batch_size=spec.sampling.batch_size,
-        seed=spec.seed, ema=spec.ema, clip=spec.sampling.clip, out=args.out,
-        exact_out=args.bayes_out, grid=args.grid, started=started,
-        noisy_classifier=args.noisy_classifier)
+    write_primary_samples(model, mixture, config, device, spec, model_path=args.model,
+                          out=args.out, exact_out=args.bayes_out, grid=args.grid,
+                          started=started, noisy_classifier=args.noisy_classifier)
 
 
 def check_bayes_output(enabled: bool, path: Path | None, option: str, setting=None) -> None:
